@@ -116,6 +116,35 @@ size_t rl_peak_rss_bytes(void);
 /* Monotonic clock in seconds. */
 double rl_now_seconds(void);
 
+
+/* ---- files that appear complete or not at all -------------------------- *
+ * Every file reflabel writes goes to a temporary name in the destination
+ * folder ("<dir>/.<name>.tmp.<pid>"), is flushed and fsync'ed, then renamed
+ * over the final name. A killed writer leaves at most a hidden temporary. */
+typedef struct rl_atomic_file {
+    void *fp; /* FILE*, open for binary writing */
+    char tmp_path[4096];
+    char final_path[4096];
+} rl_atomic_file;
+
+int rl_atomic_open(rl_atomic_file *f, const char *path, rl_error *err);
+/* Flushes, fsyncs, closes and renames; on any failure removes the temporary
+ * and leaves a previous file at path untouched. */
+int rl_atomic_commit(rl_atomic_file *f, rl_error *err);
+void rl_atomic_abort(rl_atomic_file *f);
+int rl_write_file_atomic(const char *path, const void *data, size_t size, rl_error *err);
+/* For writers that must open the file themselves (niftilib): the temporary
+ * name for path (keeping its extension, so ".nii.gz" stays gzip), and the
+ * fsync + rename that publishes it. */
+int rl_temp_path_for(const char *path, char *tmp, size_t tmp_size, rl_error *err);
+int rl_publish_file(const char *tmp, const char *path, rl_error *err);
+/* Reads a whole file into a malloc'ed buffer (NUL-terminated for text);
+ * refuses files larger than max_bytes. */
+int rl_read_file(const char *path, size_t max_bytes, char **data, size_t *size,
+                 rl_error *err);
+/* mkdir -p */
+int rl_make_dirs(const char *path, rl_error *err);
+
 #ifdef __cplusplus
 }
 #endif
