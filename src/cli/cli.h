@@ -16,5 +16,6 @@ int cli_parse_float(const char *cmd, const char *opt, const char *s, double lo, 
                     double *out);
 
 int cmd_bench_match(int argc, char **argv);
+int cmd_bench_train(int argc, char **argv);
 
 #endif

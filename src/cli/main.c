@@ -1,1 +1,27 @@
-int main(void){return 0;}
+/* reflabel: entry point and subcommand dispatch. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *usage =
+    "usage: reflabel <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  bench match   time the reference matcher (JSON line)\n"
+    "  bench train   time a U-Net training step (JSON line)\n"
+    "\n"
+    "'reflabel <command> --help' describes each command.\n";
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "bench") && argc >= 3) {
+        if (!strcmp(argv[2], "match")) return cmd_bench_match(argc - 2, argv + 2);
+        if (!strcmp(argv[2], "train")) return cmd_bench_train(argc - 2, argv + 2);
+    }
+    fprintf(stderr, "reflabel: unknown command '%s'\n%s", argv[1], usage);
+    return 2;
+}

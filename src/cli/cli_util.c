@@ -1,0 +1,48 @@
+/* Shared helpers of the subcommands: error lines and option parsing. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+
+int cli_fail(const rl_error *err) {
+    fprintf(stderr, "reflabel: %s\n", err && err->msg[0] ? err->msg : "unknown error");
+    return 1;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "reflabel %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'reflabel %s --help')\n", cmd);
+    return 2;
+}
+
+int cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, int *out) {
+    if (!s) return cli_usage_error(cmd, "%s needs a value", opt);
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return cli_usage_error(cmd, "%s expects an integer in [%ld, %ld], got '%s'", opt, lo,
+                               hi, s);
+    *out = (int)v;
+    return 0;
+}
+
+int cli_parse_float(const char *cmd, const char *opt, const char *s, double lo, double hi,
+                    double *out) {
+    if (!s) return cli_usage_error(cmd, "%s needs a value", opt);
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
+        return cli_usage_error(cmd, "%s expects a number in [%g, %g], got '%s'", opt, lo, hi,
+                               s);
+    *out = v;
+    return 0;
+}
