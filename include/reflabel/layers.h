@@ -5,7 +5,8 @@
  *  - Gradients are ACCUMULATED (+=) into dx, dweight, dbias, so that a tensor
  *    used twice (a skip connection) simply receives both contributions. The
  *    caller zeroes gradient buffers once per step.
- *  - dx may be NULL when the input needs no gradient (the image).
+ *  - dx may be NULL when the input needs no gradient (the image); dweight,
+ *    dbias, dgamma, dbeta (and da, db of the concat) may be NULL as well.
  *  - Buffers never alias unless a comment says so.
  * Shapes are written as (N, C, H, W); hw = H * W.
  */

@@ -4,7 +4,10 @@
 #ifndef RL_CLI_H
 #define RL_CLI_H
 
+#include <stdint.h>
+
 #include "reflabel/core.h"
+#include "reflabel/unet.h"
 
 /* Prints "reflabel: <msg>\n" on stderr and returns 1 (or 2 for usage errors). */
 int cli_fail(const rl_error *err);
@@ -15,7 +18,23 @@ int cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long
 int cli_parse_float(const char *cmd, const char *opt, const char *s, double lo, double hi,
                     double *out);
 
+int cmd_train(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_evaluate(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 int cmd_bench_match(int argc, char **argv);
 int cmd_bench_train(int argc, char **argv);
+
+
+/* Segments every case of a folder of images (CASE_0000<ending>, ...) into
+ * out_dir/CASE<ending>, and with write_confidence also
+ * out_dir/CASE_confidence<ending>. */
+int cli_predict_folder(rl_unet *net, const char *in_dir, const char *out_dir, int axis,
+                       int write_confidence, int quiet, rl_error *err);
+/* Scores pred_dir against gt_dir, writes json_path, and prints a per-class
+ * table on stdout when print_table is set. class_names may be NULL. */
+int cli_evaluate_and_report(const char *pred_dir, const char *gt_dir, int num_classes,
+                            int32_t ignore_label, char **class_names, const char *json_path,
+                            int print_table, rl_error *err);
 
 #endif

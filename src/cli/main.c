@@ -8,6 +8,10 @@ static const char *usage =
     "usage: reflabel <command> [options]\n"
     "\n"
     "commands:\n"
+    "  train         train a U-Net on an nnU-Net raw dataset\n"
+    "  predict       segment a folder of images with a trained model\n"
+    "  evaluate      Dice, IoU, HD95, ASSD of predictions against references\n"
+    "  data shapes   generate a synthetic dataset with a known answer\n"
     "  bench match   time the reference matcher (JSON line)\n"
     "  bench train   time a U-Net training step (JSON line)\n"
     "\n"
@@ -18,6 +22,10 @@ int main(int argc, char **argv) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (!strcmp(argv[1], "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "predict")) return cmd_predict(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "evaluate")) return cmd_evaluate(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "data")) return cmd_data(argc - 1, argv + 1);
     if (!strcmp(argv[1], "bench") && argc >= 3) {
         if (!strcmp(argv[2], "match")) return cmd_bench_match(argc - 2, argv + 2);
         if (!strcmp(argv[2], "train")) return cmd_bench_train(argc - 2, argv + 2);

@@ -1,0 +1,125 @@
+/* reflabel/train.h - 2D training samples in memory, the supervised training
+ * step, and slice-by-slice prediction of whole cases.
+ *
+ * At the call site:
+ *
+ *   rl_sample_set data;
+ *   rl_sample_set_load(&data, &ds, ds.train, ds.num_train, keep_label, 2, &err);
+ *   rl_trainer *tr;
+ *   rl_trainer_create(&tr, net, &cfg, &data, &err);
+ *   for (int s = 0; s < cfg.steps; s++) rl_trainer_step(tr, &info, &err);
+ *   rl_trainer_free(tr);
+ *
+ * The trainer allocates every buffer in rl_trainer_create; a step calls no
+ * allocator.
+ */
+#ifndef REFLABEL_TRAIN_H
+#define REFLABEL_TRAIN_H
+
+#include <stdint.h>
+
+#include "reflabel/augment.h"
+#include "reflabel/core.h"
+#include "reflabel/dataset.h"
+#include "reflabel/optim.h"
+#include "reflabel/unet.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The label of pixels that carry no supervision inside the engine: the
+ * dataset's "ignore" label, and padding added around small slices. */
+#define RL_IGNORE (-1)
+
+/* Intensity normalisation applied to every case, per channel, before
+ * slicing: z-score after clipping to these percentiles of the volume. */
+#define RL_NORM_CLIP_LOW_PCT 0.5f
+#define RL_NORM_CLIP_HIGH_PCT 99.5f
+
+/* One 2D sample: a slice of a case, normalised, in memory. */
+typedef struct rl_sample {
+    int case_index;  /* index into the case list the set was loaded from */
+    int slice_index; /* along the set's axis (0 for 2D cases) */
+    int h, w;
+    float *image;    /* (C, h, w) */
+    int32_t *labels; /* (h, w), values in [0, K) or RL_IGNORE; NULL if unlabeled */
+} rl_sample;
+
+typedef struct rl_sample_set {
+    rl_sample *samples;
+    int count;
+    int labeled_count;
+    int channels;
+    int num_classes;
+    int axis;
+    int num_cases;
+    char (*case_ids)[RL_CASE_ID_MAX]; /* case_ids[case_index] */
+} rl_sample_set;
+
+/* Loads every slice along axis (0 sagittal, 1 coronal, 2 axial; ignored for
+ * 2D cases) of the given cases. keep_label[i] == 0 hides the label of case i
+ * (NULL keeps every available label). Each channel of a case is normalised
+ * over the whole case (rl_normalize_volume) before slicing, exactly as
+ * rl_predict_case does. */
+int rl_sample_set_load(rl_sample_set *set, const rl_dataset *ds, const rl_case *cases,
+                       int num_cases, const uint8_t *keep_label, int axis, rl_error *err);
+void rl_sample_set_free(rl_sample_set *set);
+
+/* z-score of a whole volume after percentile clipping (the constants above). */
+int rl_normalize_volume(rl_volume *vol, rl_error *err);
+
+typedef struct rl_train_config {
+    int64_t steps;
+    int batch;
+    int patch_h, patch_w;   /* multiples of 2^depth; 0 = from the data (rl_train_auto_patch) */
+    rl_optim_config optim;
+    rl_lr_schedule schedule; /* total_steps is set from steps */
+    double clip_norm;       /* <= 0: no clipping */
+    float dice_weight;      /* loss = CE + dice_weight * soft Dice (0: CE only) */
+    int augment;            /* 0: no augmentation */
+    rl_augment_config augment_config;
+    uint64_t seed;
+} rl_train_config;
+
+/* AdamW lr 1e-3, weight decay 1e-4, poly schedule with 5% warm-up, clip 12,
+ * Dice weight 1, augmentation on with rl_augment_default(), seed 0. */
+rl_train_config rl_train_default_config(int64_t steps, int batch);
+
+/* The smallest patch that holds the largest sample, rounded up to a multiple
+ * of 2^depth and capped at max_edge (larger samples are then cropped). */
+void rl_train_auto_patch(const rl_sample_set *set, int depth, int max_edge, int *patch_h,
+                         int *patch_w);
+
+typedef struct rl_train_step_info {
+    int64_t step; /* steps done, this one included */
+    double loss, ce, dice, lr, grad_norm;
+} rl_train_step_info;
+
+typedef struct rl_trainer rl_trainer;
+
+/* net must be configured for set->channels inputs and set->num_classes
+ * outputs; the set needs at least one labeled sample. Plans the network
+ * for (batch, patch_h, patch_w). */
+int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg,
+                      const rl_sample_set *set, rl_error *err);
+void rl_trainer_free(rl_trainer *tr);
+/* One supervised step: sample a labeled batch, augment, forward, loss,
+ * backward, clip, update. A non-finite loss or gradient is an RL_ENONFINITE
+ * error naming the step and the cases of the batch, detected before the
+ * update, so the weights stay as they were (batch-norm running statistics
+ * excepted). */
+int rl_trainer_step(rl_trainer *tr, rl_train_step_info *info, rl_error *err);
+int64_t rl_trainer_steps_done(const rl_trainer *tr);
+
+/* Segments a case slice by slice along axis: images are the case's channel
+ * volumes (same shape; copied and normalised inside), labels_out receives
+ * nx*ny*nz class indices, confidence_out (optional) the softmax probability
+ * of the chosen class. Each slice is zero-padded to a multiple of 2^depth. */
+int rl_predict_case(rl_unet *net, const rl_volume *images, int channels, int axis,
+                    int32_t *labels_out, float *confidence_out, rl_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

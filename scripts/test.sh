@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs the whole test suite: first a Release build, then
+# the same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+#   bash scripts/test.sh            both builds
+#   bash scripts/test.sh --fast     Release build only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+jobs=$(nproc)
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j"$jobs"
+(cd build && ctest --output-on-failure -j"$jobs")
+
+if [[ "${1:-}" != "--fast" ]]; then
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRL_SANITIZE=ON
+  cmake --build build-asan -j"$jobs"
+  # detect_leaks: the library must not leak; halt_on_error: a report fails the test.
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 \
+     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$jobs")
+fi

@@ -1,0 +1,123 @@
+/* reflabel predict: segment a folder of images with a trained model. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "progress.h"
+#include "reflabel/checkpoint.h"
+#include "reflabel/folder.h"
+#include "reflabel/image.h"
+#include "reflabel/train.h"
+
+static const char *predict_usage =
+    "usage: reflabel predict --model RUN_DIR|MODEL.safetensors --in DIR --out DIR [options]\n"
+    "\n"
+    "Segments every case of DIR (nnU-Net naming: CASE_0000.nii.gz, CASE_0001.nii.gz, ...\n"
+    "or .png) slice by slice and writes OUT/CASE.<ending> with the input's header and\n"
+    "affine.\n"
+    "\n"
+    "  --axis A        slicing axis for 3D volumes (default: the model's training axis)\n"
+    "  --confidence    also write OUT/CASE_confidence.<ending> (softmax probability)\n"
+    "  --threads N     threads (all cores)\n"
+    "  --quiet         no progress bar\n";
+
+int cli_predict_folder(rl_unet *net, const char *in_dir, const char *out_dir, int axis,
+                       int write_confidence, int quiet, rl_error *err) {
+    rl_folder f;
+    int rc = rl_folder_list_images(in_dir, rl_unet_get_config(net)->in_channels, &f, err);
+    if (rc) return rc;
+    rc = rl_make_dirs(out_dir, err);
+    rl_progress bar;
+    rl_progress_start(&bar, "predict", f.count, quiet);
+    rl_volume *images = calloc((size_t)f.channels, sizeof *images);
+    if (!images) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+    for (int i = 0; !rc && i < f.count; i++) {
+        const rl_folder_entry *e = &f.entries[i];
+        int32_t *labels = NULL;
+        float *conf = NULL;
+        for (int c = 0; !rc && c < f.channels; c++) {
+            rc = rl_volume_read(e->paths[c], &images[c], err);
+            if (!rc && c > 0 && (images[c].nx != images[0].nx || images[c].ny != images[0].ny ||
+                                 images[c].nz != images[0].nz))
+                rc = rl_error_set(err, RL_EFORMAT, "%s: shape differs from %s", e->paths[c],
+                                  e->paths[0]);
+        }
+        if (!rc) {
+            size_t n = rl_volume_numel(&images[0]);
+            labels = malloc(n * sizeof *labels);
+            conf = write_confidence ? malloc(n * sizeof *conf) : NULL;
+            if (!labels || (write_confidence && !conf))
+                rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+        }
+        if (!rc) {
+            rc = rl_predict_case(net, images, f.channels, axis, labels, conf, err);
+            if (rc) rl_error_prefix(err, "%s", e->paths[0]);
+        }
+        char path[4096];
+        if (!rc) {
+            snprintf(path, sizeof path, "%s/%s%s", out_dir, e->id, e->ending);
+            rc = rl_volume_write_labels(path, &images[0], labels, err);
+        }
+        if (!rc && conf) {
+            snprintf(path, sizeof path, "%s/%s_confidence%s", out_dir, e->id, e->ending);
+            rc = rl_volume_write_float(path, &images[0], conf, err);
+        }
+        for (int c = 0; c < f.channels; c++) rl_volume_free(&images[c]);
+        free(labels);
+        free(conf);
+        rl_progress_update(&bar, i + 1, e->id);
+    }
+    rl_progress_finish(&bar);
+    free(images);
+    rl_folder_free(&f);
+    return rc;
+}
+
+/* A run folder holds model.safetensors; a file path is used as it is. */
+static void model_path(const char *arg, char *out, size_t size) {
+    struct stat st;
+    if (stat(arg, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(out, size, "%s/model.safetensors", arg);
+    else snprintf(out, size, "%s", arg);
+}
+
+int cmd_predict(int argc, char **argv) {
+    const char *model = NULL, *in = NULL, *out = NULL;
+    int axis = -1, threads = 0, quiet = 0, confidence = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(predict_usage, stdout);
+            return 0;
+        } else if (!strcmp(a, "--quiet")) quiet = 1;
+        else if (!strcmp(a, "--confidence")) confidence = 1;
+        else if (!v) return cli_usage_error("predict", "%s needs a value", a);
+        else if (!strcmp(a, "--model")) model = argv[++i];
+        else if (!strcmp(a, "--in")) in = argv[++i];
+        else if (!strcmp(a, "--out")) out = argv[++i];
+        else if (!strcmp(a, "--axis")) {
+            if (cli_parse_int("predict", a, v, 0, 2, &axis)) return 2;
+            i++;
+        } else if (!strcmp(a, "--threads")) {
+            if (cli_parse_int("predict", a, v, 0, 1024, &threads)) return 2;
+            i++;
+        } else return cli_usage_error("predict", "unknown option '%s'", a);
+    }
+    if (!model || !in || !out) return cli_usage_error("predict", "--model, --in and --out are required");
+    rl_set_threads(threads);
+    char path[4096];
+    model_path(model, path, sizeof path);
+    rl_error err = {0, ""};
+    rl_unet *net = NULL;
+    rl_safetensors meta;
+    if (rl_unet_load(path, &net, &meta, &err)) return cli_fail(&err);
+    if (axis < 0) {
+        const char *a = rl_safetensors_metadata(&meta, "reflabel.axis");
+        axis = a && a[0] >= '0' && a[0] <= '2' ? a[0] - '0' : 2;
+    }
+    rl_safetensors_free(&meta);
+    int rc = cli_predict_folder(net, in, out, axis, confidence, quiet, &err);
+    rl_unet_free(net);
+    return rc ? cli_fail(&err) : 0;
+}

@@ -1,0 +1,404 @@
+/* reflabel train: train a U-Net on an nnU-Net raw dataset. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "progress.h"
+#include "reflabel/checkpoint.h"
+#include "reflabel/metrics.h"
+#include "reflabel/train.h"
+
+static const char *train_usage =
+    "usage: reflabel train --data DIR --out RUN_DIR [options]\n"
+    "\n"
+    "Trains a 2D U-Net on the labeled training cases of an nnU-Net v2 raw dataset\n"
+    "and writes RUN_DIR/model.safetensors, RUN_DIR/log.csv, RUN_DIR/labeled.txt and,\n"
+    "when the dataset has labelsTs/, predictions of imagesTs/ scored in\n"
+    "RUN_DIR/test_metrics.json.\n"
+    "\n"
+    "data:\n"
+    "  --data DIR            dataset folder (dataset.json, imagesTr/, labelsTr/)\n"
+    "  --labeled SPEC        keep labels of only these training cases: a count (5),\n"
+    "                        a fraction (0.05) or a file of case ids; default all\n"
+    "  --labeled-mode MODE   even (evenly spaced, default) or random (seeded)\n"
+    "  --axis A              slice 3D volumes along 0 sagittal, 1 coronal, 2 axial (2)\n"
+    "training:\n"
+    "  --method M            supervised (default; the only method of this version)\n"
+    "  --steps N             optimiser steps (1000)\n"
+    "  --batch N             images per step (8)\n"
+    "  --lr X                peak learning rate (1e-3)\n"
+    "  --optimizer O         adamw (default) or sgd (Nesterov momentum 0.99)\n"
+    "  --weight-decay X      (1e-4 for adamw, 3e-5 for sgd)\n"
+    "  --schedule S          poly (default), cosine or constant\n"
+    "  --warmup N            linear warm-up steps (5% of --steps)\n"
+    "  --clip X              gradient-norm clipping, 0 = off (12)\n"
+    "  --dice-weight X       loss = CE + X * soft Dice (1)\n"
+    "  --patch HxW           training patch, multiples of 2^depth (from the data)\n"
+    "  --no-augment          no augmentation\n"
+    "network:\n"
+    "  --depth N             poolings (4)      --width N   base channels (16)\n"
+    "  --norm N              group (default), batch or none\n"
+    "run:\n"
+    "  --seed N              seed of every random choice (0)\n"
+    "  --threads N           threads (all cores)\n"
+    "  --checkpoint-every N  save the model every N steps (500; 0 = only at the end)\n"
+    "  --quiet               no progress bar\n";
+
+typedef struct train_options {
+    const char *data, *out, *labeled, *method;
+    rl_select_mode labeled_mode;
+    int axis, batch, threads, depth, width, patch_h, patch_w, augment, quiet, warmup;
+    int checkpoint_every;
+    int steps;
+    long seed;
+    double lr, weight_decay, clip, dice_weight;
+    rl_norm_kind norm;
+    rl_optim_kind optimizer;
+    rl_schedule_kind schedule;
+} train_options;
+
+static volatile sig_atomic_t interrupted = 0;
+static void on_sigint(int sig) {
+    (void)sig;
+    if (interrupted) _Exit(130); /* second Ctrl-C: stop at once */
+    interrupted = 1;
+}
+
+static int parse_patch(const char *s, int *h, int *w) {
+    char tail;
+    return s && sscanf(s, "%dx%d%c", h, w, &tail) == 2 && *h > 0 && *w > 0 ? 0 : -1;
+}
+
+static int parse_options(int argc, char **argv, train_options *o) {
+    memset(o, 0, sizeof *o);
+    o->method = "supervised";
+    o->axis = 2;
+    o->batch = 8;
+    o->steps = 1000;
+    o->lr = 1e-3;
+    o->weight_decay = -1;
+    o->clip = 12;
+    o->dice_weight = 1;
+    o->depth = 4;
+    o->width = 16;
+    o->augment = 1;
+    o->warmup = -1;
+    o->threads = 0;
+    o->checkpoint_every = 500;
+    o->norm = RL_NORM_GROUP;
+    o->optimizer = RL_OPTIM_ADAMW;
+    o->schedule = RL_SCHEDULE_POLY;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc = 0, used = 1;
+        double d;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(train_usage, stdout);
+            return -1;
+        } else if (!strcmp(a, "--data")) o->data = v;
+        else if (!strcmp(a, "--out")) o->out = v;
+        else if (!strcmp(a, "--labeled")) o->labeled = v;
+        else if (!strcmp(a, "--method")) o->method = v;
+        else if (!strcmp(a, "--labeled-mode")) {
+            if (v && !strcmp(v, "even")) o->labeled_mode = RL_SELECT_EVEN;
+            else if (v && !strcmp(v, "random")) o->labeled_mode = RL_SELECT_RANDOM;
+            else rc = cli_usage_error("train", "--labeled-mode must be even or random");
+        } else if (!strcmp(a, "--axis")) rc = cli_parse_int("train", a, v, 0, 2, &o->axis);
+        else if (!strcmp(a, "--steps")) rc = cli_parse_int("train", a, v, 1, 100000000, &o->steps);
+        else if (!strcmp(a, "--batch")) rc = cli_parse_int("train", a, v, 1, 4096, &o->batch);
+        else if (!strcmp(a, "--threads")) rc = cli_parse_int("train", a, v, 0, 1024, &o->threads);
+        else if (!strcmp(a, "--depth")) rc = cli_parse_int("train", a, v, 1, RL_UNET_MAX_DEPTH, &o->depth);
+        else if (!strcmp(a, "--width")) rc = cli_parse_int("train", a, v, 1, 1024, &o->width);
+        else if (!strcmp(a, "--warmup")) rc = cli_parse_int("train", a, v, 0, 100000000, &o->warmup);
+        else if (!strcmp(a, "--checkpoint-every"))
+            rc = cli_parse_int("train", a, v, 0, 100000000, &o->checkpoint_every);
+        else if (!strcmp(a, "--seed")) {
+            rc = cli_parse_float("train", a, v, 0, 4294967295.0, &d);
+            o->seed = (long)d;
+        } else if (!strcmp(a, "--lr")) rc = cli_parse_float("train", a, v, 1e-12, 10, &o->lr);
+        else if (!strcmp(a, "--weight-decay"))
+            rc = cli_parse_float("train", a, v, 0, 10, &o->weight_decay);
+        else if (!strcmp(a, "--clip")) rc = cli_parse_float("train", a, v, 0, 1e9, &o->clip);
+        else if (!strcmp(a, "--dice-weight"))
+            rc = cli_parse_float("train", a, v, 0, 100, &o->dice_weight);
+        else if (!strcmp(a, "--patch")) {
+            if (parse_patch(v, &o->patch_h, &o->patch_w))
+                rc = cli_usage_error("train", "--patch expects HxW, e.g. 128x128");
+        } else if (!strcmp(a, "--norm")) {
+            int k = v ? rl_norm_from_name(v) : -1;
+            if (k < 0) rc = cli_usage_error("train", "--norm must be group, batch or none");
+            else o->norm = (rl_norm_kind)k;
+        } else if (!strcmp(a, "--optimizer")) {
+            if (v && !strcmp(v, "adamw")) o->optimizer = RL_OPTIM_ADAMW;
+            else if (v && !strcmp(v, "sgd")) o->optimizer = RL_OPTIM_SGD;
+            else rc = cli_usage_error("train", "--optimizer must be adamw or sgd");
+        } else if (!strcmp(a, "--schedule")) {
+            if (v && !strcmp(v, "poly")) o->schedule = RL_SCHEDULE_POLY;
+            else if (v && !strcmp(v, "cosine")) o->schedule = RL_SCHEDULE_COSINE;
+            else if (v && !strcmp(v, "constant")) o->schedule = RL_SCHEDULE_CONSTANT;
+            else rc = cli_usage_error("train", "--schedule must be poly, cosine or constant");
+        } else if (!strcmp(a, "--no-augment")) {
+            o->augment = 0;
+            used = 0;
+        } else if (!strcmp(a, "--quiet")) {
+            o->quiet = 1;
+            used = 0;
+        } else return cli_usage_error("train", "unknown option '%s'", a);
+        if (rc) return rc;
+        if (used) {
+            if (!v) return cli_usage_error("train", "%s needs a value", a);
+            i++;
+        }
+    }
+    if (!o->data || !o->out) return cli_usage_error("train", "--data and --out are required");
+    if (!o->method || strcmp(o->method, "supervised") != 0)
+        return cli_usage_error("train", "--method '%s' is not available (supported: supervised)",
+                               o->method ? o->method : "");
+    return 0;
+}
+
+/* Which training cases keep their labels, per --labeled. */
+static int choose_labeled(const rl_dataset *ds, const train_options *o, uint8_t *keep,
+                          rl_error *err) {
+    int n = ds->num_train, k = 0;
+    for (int i = 0; i < n; i++) keep[i] = 1;
+    if (!o->labeled) return RL_OK;
+    const char **ids = malloc((size_t)n * sizeof *ids);
+    int *map = malloc((size_t)n * sizeof *map);
+    uint8_t *mask = malloc((size_t)n);
+    int rc = RL_OK;
+    if (!ids || !map || !mask) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+    for (int i = 0; !rc && i < n; i++)
+        if (ds->train[i].label_path) {
+            ids[k] = ds->train[i].id;
+            map[k++] = i;
+        }
+    if (!rc && k == 0) rc = rl_error_set(err, RL_EINVAL, "%s: no labeled training case", ds->root);
+    if (!rc)
+        rc = rl_select_labeled(o->labeled, k, ids, o->labeled_mode, (uint64_t)o->seed, mask, err);
+    for (int i = 0; !rc && i < n; i++) keep[i] = 0;
+    for (int j = 0; !rc && j < k; j++) keep[map[j]] = mask[j];
+    free(ids);
+    free(map);
+    free(mask);
+    return rc;
+}
+
+static int write_labeled_list(const char *path, const rl_dataset *ds, const uint8_t *keep,
+                              rl_error *err) {
+    size_t cap = (size_t)ds->num_train * (RL_CASE_ID_MAX + 1) + 1, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) return rl_error_set(err, RL_ENOMEM, "out of memory");
+    for (int i = 0; i < ds->num_train; i++)
+        if (keep[i] && ds->train[i].label_path)
+            len += (size_t)snprintf(buf + len, cap - len, "%s\n", ds->train[i].id);
+    int rc = rl_write_file_atomic(path, buf, len, err);
+    free(buf);
+    return rc;
+}
+
+/* Training settings and dataset facts stored in the checkpoint's metadata,
+ * so that a model file alone says what it is and how it was made. */
+static char *training_json(const train_options *o, const rl_train_config *cfg, int64_t done) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "method", o->method);
+    cJSON_AddStringToObject(j, "data", o->data);
+    cJSON_AddStringToObject(j, "labeled", o->labeled ? o->labeled : "all");
+    cJSON_AddStringToObject(j, "labeled_mode", o->labeled_mode == RL_SELECT_EVEN ? "even" : "random");
+    cJSON_AddNumberToObject(j, "steps", (double)cfg->steps);
+    cJSON_AddNumberToObject(j, "steps_done", (double)done);
+    cJSON_AddNumberToObject(j, "batch", cfg->batch);
+    cJSON_AddNumberToObject(j, "patch_h", cfg->patch_h);
+    cJSON_AddNumberToObject(j, "patch_w", cfg->patch_w);
+    cJSON_AddStringToObject(j, "optimizer", rl_optim_name(cfg->optim.kind));
+    cJSON_AddNumberToObject(j, "lr", cfg->schedule.base_lr);
+    cJSON_AddNumberToObject(j, "weight_decay", cfg->optim.weight_decay);
+    cJSON_AddNumberToObject(j, "warmup_steps", (double)cfg->schedule.warmup_steps);
+    cJSON_AddStringToObject(j, "schedule", cfg->schedule.kind == RL_SCHEDULE_POLY ? "poly"
+                                           : cfg->schedule.kind == RL_SCHEDULE_COSINE ? "cosine"
+                                                                                      : "constant");
+    cJSON_AddNumberToObject(j, "clip_norm", cfg->clip_norm);
+    cJSON_AddNumberToObject(j, "dice_weight", cfg->dice_weight);
+    cJSON_AddBoolToObject(j, "augment", cfg->augment);
+    cJSON_AddNumberToObject(j, "seed", (double)cfg->seed);
+    cJSON_AddNumberToObject(j, "axis", o->axis);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+static char *names_json(char **names, int count) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < count; i++) cJSON_AddItemToArray(a, cJSON_CreateString(names[i]));
+    char *s = cJSON_PrintUnformatted(a);
+    cJSON_Delete(a);
+    return s;
+}
+
+static int save_model(const rl_unet *net, const char *path, const rl_dataset *ds,
+                      const train_options *o, const rl_train_config *cfg, int64_t done,
+                      rl_error *err) {
+    char *training = training_json(o, cfg, done);
+    char *classes = names_json(ds->class_names, ds->num_classes);
+    char *channels = names_json(ds->channel_names, ds->num_channels);
+    char axis[8];
+    snprintf(axis, sizeof axis, "%d", o->axis);
+    char ignore[16];
+    snprintf(ignore, sizeof ignore, "%d", ds->ignore_label);
+    rl_kv extra[] = {{"reflabel.class_names", classes},   {"reflabel.channel_names", channels},
+                     {"reflabel.training", training},     {"reflabel.axis", axis},
+                     {"reflabel.file_ending", ds->file_ending}, {"reflabel.ignore_label", ignore}};
+    int rc = (!training || !classes || !channels)
+                 ? rl_error_set(err, RL_ENOMEM, "out of memory")
+                 : rl_unet_save(net, path, extra, (int)(sizeof extra / sizeof *extra), err);
+    free(training);
+    free(classes);
+    free(channels);
+    return rc;
+}
+
+/* The CSV log, kept in memory and rewritten atomically, so that the file on
+ * disk is always complete (never a half-written last line). */
+typedef struct csv_log {
+    char *text;
+    size_t len, cap;
+} csv_log;
+
+static int csv_append(csv_log *log, const char *line) {
+    size_t n = strlen(line);
+    if (log->len + n + 1 > log->cap) {
+        size_t cap = log->cap ? log->cap * 2 : 1 << 16;
+        while (cap < log->len + n + 1) cap *= 2;
+        char *p = realloc(log->text, cap);
+        if (!p) return -1;
+        log->text = p;
+        log->cap = cap;
+    }
+    memcpy(log->text + log->len, line, n + 1);
+    log->len += n;
+    return 0;
+}
+
+int cmd_train(int argc, char **argv) {
+    train_options o;
+    int prc = parse_options(argc, argv, &o);
+    if (prc) return prc < 0 ? 0 : prc;
+    rl_set_threads(o.threads);
+    rl_error err = {0, ""};
+    rl_dataset ds;
+    if (rl_dataset_open(o.data, &ds, &err)) return cli_fail(&err);
+    uint8_t *keep = calloc((size_t)ds.num_train + 1, 1);
+    rl_sample_set set = {0};
+    rl_unet *net = NULL;
+    rl_trainer *tr = NULL;
+    csv_log log = {0};
+    int rc = keep ? choose_labeled(&ds, &o, keep, &err) : rl_error_set(&err, RL_ENOMEM, "out of memory");
+    if (!rc) rc = rl_sample_set_load(&set, &ds, ds.train, ds.num_train, keep, o.axis, &err);
+    rl_unet_config nc = rl_unet_default_config();
+    nc.in_channels = ds.num_channels;
+    nc.num_classes = ds.num_classes;
+    nc.depth = o.depth;
+    nc.base_width = o.width;
+    nc.norm = o.norm;
+    rl_train_config cfg = rl_train_default_config(o.steps, o.batch);
+    cfg.optim = rl_optim_default_config(o.optimizer);
+    if (o.weight_decay >= 0) cfg.optim.weight_decay = (float)o.weight_decay;
+    else if (o.optimizer == RL_OPTIM_ADAMW) cfg.optim.weight_decay = 1e-4f;
+    cfg.schedule.kind = o.schedule;
+    cfg.schedule.base_lr = o.lr;
+    if (o.warmup >= 0) cfg.schedule.warmup_steps = o.warmup;
+    cfg.clip_norm = o.clip;
+    cfg.dice_weight = (float)o.dice_weight;
+    cfg.augment = o.augment;
+    cfg.seed = (uint64_t)o.seed;
+    if (!rc) {
+        if (o.patch_h) {
+            cfg.patch_h = o.patch_h;
+            cfg.patch_w = o.patch_w;
+        } else {
+            rl_train_auto_patch(&set, o.depth, 512, &cfg.patch_h, &cfg.patch_w);
+        }
+    }
+    if (!rc) rc = rl_unet_create(&net, &nc, (uint64_t)o.seed, &err);
+    if (!rc) rc = rl_trainer_create(&tr, net, &cfg, &set, &err);
+    if (!rc) rc = rl_make_dirs(o.out, &err);
+    char path[4096], pred_dir[4096];
+    if (!rc) {
+        snprintf(path, sizeof path, "%s/labeled.txt", o.out);
+        rc = write_labeled_list(path, &ds, keep, &err);
+    }
+    if (!rc && !o.quiet)
+        fprintf(stderr,
+                "reflabel train: %d slices (%d labeled) of %d cases, patch %dx%d, batch %d, "
+                "%d steps, %zu parameters\n",
+                set.count, set.labeled_count, ds.num_train, cfg.patch_h, cfg.patch_w, cfg.batch,
+                o.steps, rl_unet_param_count(net));
+    if (!rc && csv_append(&log, "step,loss,ce,dice,lr,grad_norm,seconds\n"))
+        rc = rl_error_set(&err, RL_ENOMEM, "out of memory");
+
+    signal(SIGINT, on_sigint);
+    rl_progress bar;
+    rl_progress_start(&bar, "train", o.steps, o.quiet);
+    double t0 = rl_now_seconds(), ema = NAN;
+    snprintf(path, sizeof path, "%s/model.safetensors", o.out);
+    char log_path[4096];
+    snprintf(log_path, sizeof log_path, "%s/log.csv", o.out);
+    while (!rc && rl_trainer_steps_done(tr) < o.steps && !interrupted) {
+        rl_train_step_info info;
+        rc = rl_trainer_step(tr, &info, &err);
+        if (rc) break;
+        ema = isnan(ema) ? info.loss : 0.95 * ema + 0.05 * info.loss;
+        char line[256];
+        snprintf(line, sizeof line, "%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.3f\n", (long long)info.step,
+                 info.loss, info.ce, info.dice, info.lr, info.grad_norm, rl_now_seconds() - t0);
+        if (csv_append(&log, line)) rc = rl_error_set(&err, RL_ENOMEM, "out of memory");
+        snprintf(line, sizeof line, "loss %.4f", ema);
+        rl_progress_update(&bar, (long)info.step, line);
+        int last = info.step == o.steps;
+        if (!rc && (last || (o.checkpoint_every && info.step % o.checkpoint_every == 0))) {
+            rc = save_model(net, path, &ds, &o, &cfg, info.step, &err);
+            if (!rc) rc = rl_write_file_atomic(log_path, log.text, log.len, &err);
+        }
+    }
+    rl_progress_finish(&bar);
+    signal(SIGINT, SIG_DFL);
+    if (!rc && interrupted) {
+        /* Ctrl-C: keep what was learned so far, then stop. */
+        rc = save_model(net, path, &ds, &o, &cfg, rl_trainer_steps_done(tr), &err);
+        if (!rc) rc = rl_write_file_atomic(log_path, log.text, log.len, &err);
+        if (!rc) rc = rl_error_set(&err, RL_EINTERRUPTED, "interrupted at step %lld; model saved to %s",
+                                   (long long)rl_trainer_steps_done(tr), path);
+    }
+    if (!rc && !o.quiet)
+        fprintf(stderr, "reflabel train: %d steps in %.1f s, final loss %.4f, model %s\n",
+                o.steps, rl_now_seconds() - t0, ema, path);
+
+    /* With labelled test cases, score the model on them. */
+    if (!rc && ds.num_test > 0) {
+        char ts_images[4096], ts_labels[4096], json[4096];
+        snprintf(ts_images, sizeof ts_images, "%s/imagesTs", o.data);
+        snprintf(ts_labels, sizeof ts_labels, "%s/labelsTs", o.data);
+        snprintf(pred_dir, sizeof pred_dir, "%s/test_predictions", o.out);
+        snprintf(json, sizeof json, "%s/test_metrics.json", o.out);
+        int have_labels = 0;
+        for (int i = 0; i < ds.num_test; i++) have_labels |= ds.test[i].label_path != NULL;
+        rl_trainer_free(tr);
+        tr = NULL;
+        rc = cli_predict_folder(net, ts_images, pred_dir, o.axis, 0, o.quiet, &err);
+        if (!rc && have_labels)
+            rc = cli_evaluate_and_report(pred_dir, ts_labels, ds.num_classes,
+                                         ds.ignore_label >= 0 ? ds.ignore_label : RL_METRICS_NO_IGNORE,
+                                         ds.class_names, json, !o.quiet, &err);
+    }
+    free(log.text);
+    rl_trainer_free(tr);
+    rl_unet_free(net);
+    rl_sample_set_free(&set);
+    free(keep);
+    rl_dataset_free(&ds);
+    return rc ? cli_fail(&err) : 0;
+}

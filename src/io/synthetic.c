@@ -1,0 +1,67 @@
+/* Generated shapes: a segmentation task whose right answer is known, small
+ * enough to train on in a test. */
+#include "reflabel/synthetic.h"
+
+#include <math.h>
+
+static float uniform(rl_rng *rng, float lo, float hi) {
+    return lo + (hi - lo) * rl_rng_uniform(rng);
+}
+
+/* Signed-area test: is (x, y) inside triangle (a, b, c)? */
+static int in_triangle(float x, float y, const float *t) {
+    float d1 = (x - t[2]) * (t[1] - t[3]) - (t[0] - t[2]) * (y - t[3]);
+    float d2 = (x - t[4]) * (t[3] - t[5]) - (t[2] - t[4]) * (y - t[5]);
+    float d3 = (x - t[0]) * (t[5] - t[1]) - (t[4] - t[0]) * (y - t[1]);
+    int neg = (d1 < 0) || (d2 < 0) || (d3 < 0);
+    int pos = (d1 > 0) || (d2 > 0) || (d3 > 0);
+    return !(neg && pos);
+}
+
+static void paint_shape(rl_rng *rng, int cls, int h, int w, float *image, int32_t *labels) {
+    float size = (float)(h < w ? h : w);
+    float r = uniform(rng, 0.07f, 0.16f) * size;
+    float cx = uniform(rng, r, (float)w - r);
+    float cy = uniform(rng, r, (float)h - r);
+    /* Classes overlap in brightness: intensity alone cannot separate them. */
+    float value = uniform(rng, 0.45f, 1.0f);
+    float tri[6];
+    if (cls == 3) {
+        float angle = uniform(rng, 0.0f, 6.2831853f);
+        for (int i = 0; i < 3; i++) {
+            float a = angle + 2.0943951f * (float)i;
+            tri[2 * i] = cx + 1.3f * r * cosf(a);
+            tri[2 * i + 1] = cy + 1.3f * r * sinf(a);
+        }
+    }
+    int y0 = (int)fmaxf(0.0f, cy - 1.4f * r), y1 = (int)fminf((float)h, cy + 1.4f * r + 1);
+    int x0 = (int)fmaxf(0.0f, cx - 1.4f * r), x1 = (int)fminf((float)w, cx + 1.4f * r + 1);
+    for (int y = y0; y < y1; y++) {
+        for (int x = x0; x < x1; x++) {
+            float dx = (float)x + 0.5f - cx, dy = (float)y + 0.5f - cy;
+            int inside;
+            if (cls == 1) inside = dx * dx + dy * dy <= r * r;
+            else if (cls == 2) inside = fabsf(dx) <= 0.85f * r && fabsf(dy) <= 0.85f * r;
+            else inside = in_triangle((float)x + 0.5f, (float)y + 0.5f, tri);
+            if (inside) {
+                image[(size_t)y * w + x] = value;
+                labels[(size_t)y * w + x] = cls;
+            }
+        }
+    }
+}
+
+void rl_synth_shapes(rl_rng *rng, int h, int w, float *image, int32_t *labels) {
+    float gx = uniform(rng, -0.15f, 0.15f), gy = uniform(rng, -0.15f, 0.15f);
+    float base = uniform(rng, 0.1f, 0.3f);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            image[(size_t)y * w + x] = base + gx * (float)x / (float)w + gy * (float)y / (float)h;
+            labels[(size_t)y * w + x] = 0;
+        }
+    for (int cls = 1; cls < RL_SHAPES_CLASSES; cls++) {
+        int count = 1 + (int)rl_rng_below(rng, 2);
+        for (int i = 0; i < count; i++) paint_shape(rng, cls, h, w, image, labels);
+    }
+    for (size_t i = 0; i < (size_t)h * w; i++) image[i] += 0.08f * rl_rng_normal(rng);
+}

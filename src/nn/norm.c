@@ -1,0 +1,274 @@
+/* Group norm and batch norm, numerically as PyTorch: biased variance for the
+ * normalisation, eps inside the square root, running statistics with the
+ * unbiased variance. Means and variances are accumulated in double (two
+ * passes: mean, then squared deviations) so that large planes of similar
+ * values lose no precision. Loops run in parallel over independent groups or
+ * channels, each writing only its own outputs.
+ */
+#include "reflabel/layers.h"
+
+#include <math.h>
+
+/* Below this many elements a parallel region costs more than it saves. */
+#define RL_PARALLEL_MIN_ELEMENTS 32768
+
+/* Mean and biased variance of count floats, in double. */
+static void mean_var(const float *x, size_t count, double *mean, double *var) {
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (size_t i = 0; i < count; i++) sum += x[i];
+    const double m = sum / (double)count;
+    double sq = 0.0;
+#pragma omp simd reduction(+ : sq)
+    for (size_t i = 0; i < count; i++) {
+        const double dev = x[i] - m;
+        sq += dev * dev;
+    }
+    *mean = m;
+    *var = sq / (double)count;
+}
+
+/* ---- group norm ---------------------------------------------------------- */
+
+/* x, y (N, C, HW); gamma, beta (C); mean, rstd (N, G). The channels of one
+ * group are contiguous in memory, so group (s, g) is one block of
+ * (C/G) * HW floats. */
+void rl_groupnorm_forward(float *y, float *mean, float *rstd, const float *x,
+                          const float *gamma, const float *beta, int n, int c, int hw,
+                          int groups, float eps) {
+    const int parallel = (size_t)n * (size_t)c * (size_t)hw >= RL_PARALLEL_MIN_ELEMENTS;
+    const int cpg = c / groups;
+    const size_t block = (size_t)cpg * (size_t)hw;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int sg = 0; sg < n * groups; sg++) {
+        const float *xg = x + (size_t)sg * block;
+        float *yg = y + (size_t)sg * block;
+        double m, v;
+        mean_var(xg, block, &m, &v);
+        const float mf = (float)m, rf = (float)(1.0 / sqrt(v + (double)eps));
+        mean[sg] = mf;
+        rstd[sg] = rf;
+        const int c0 = (sg % groups) * cpg;
+        for (int ci = 0; ci < cpg; ci++) {
+            /* y = (x - mean) * rstd * gamma + beta = x * scale + shift */
+            const float scale = rf * gamma[c0 + ci];
+            const float shift = beta[c0 + ci] - mf * scale;
+            const float *xr = xg + (size_t)ci * (size_t)hw;
+            float *yr = yg + (size_t)ci * (size_t)hw;
+#pragma omp simd
+            for (int i = 0; i < hw; i++) yr[i] = xr[i] * scale + shift;
+        }
+    }
+}
+
+/* With xhat = (x - mean) rstd and g = dy * gamma, over the M elements of a
+ * group: dx = rstd (g - mean(g) - xhat mean(g xhat)); dgamma = sum dy xhat,
+ * dbeta = sum dy over samples and positions of each channel. */
+void rl_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                           const float *x, const float *mean, const float *rstd,
+                           const float *gamma, int n, int c, int hw, int groups) {
+    const int parallel = (size_t)n * (size_t)c * (size_t)hw >= RL_PARALLEL_MIN_ELEMENTS;
+    const int cpg = c / groups;
+    const size_t block = (size_t)cpg * (size_t)hw;
+    if (dgamma || dbeta) {
+#pragma omp parallel for schedule(static) if (parallel)
+        for (int ch = 0; ch < c; ch++) {
+            const int g = ch / cpg;
+            double sum_dy = 0.0, sum_dy_xhat = 0.0;
+            for (int s = 0; s < n; s++) {
+                const size_t off = ((size_t)s * (size_t)c + (size_t)ch) * (size_t)hw;
+                const float m = mean[s * groups + g], r = rstd[s * groups + g];
+                double a = 0.0, b = 0.0;
+#pragma omp simd reduction(+ : a, b)
+                for (int i = 0; i < hw; i++) {
+                    a += dy[off + i];
+                    b += (double)dy[off + i] * (x[off + i] - m);
+                }
+                sum_dy += a;
+                sum_dy_xhat += b * r;
+            }
+            if (dgamma) dgamma[ch] += (float)sum_dy_xhat;
+            if (dbeta) dbeta[ch] += (float)sum_dy;
+        }
+    }
+    if (!dx) return;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int sg = 0; sg < n * groups; sg++) {
+        const size_t off = (size_t)sg * block;
+        const int c0 = (sg % groups) * cpg;
+        const double m = mean[sg], r = rstd[sg];
+        double sum_g = 0.0, sum_g_xhat = 0.0;
+        for (int ci = 0; ci < cpg; ci++) {
+            const float gm = gamma[c0 + ci];
+            const float *dyr = dy + off + (size_t)ci * (size_t)hw;
+            const float *xr = x + off + (size_t)ci * (size_t)hw;
+            double a = 0.0, b = 0.0;
+#pragma omp simd reduction(+ : a, b)
+            for (int i = 0; i < hw; i++) {
+                a += dyr[i];
+                b += (double)dyr[i] * (xr[i] - m);
+            }
+            sum_g += gm * a;
+            sum_g_xhat += gm * b * r;
+        }
+        const double inv_m = 1.0 / (double)block;
+        /* dx = rstd g - rstd mean(g) - rstd xhat mean(g xhat), with
+         * xhat = (x - m) r, written as dx = a1 dy + a2 (x - m) + a3; keeping
+         * x - m (not a2 x + const) avoids cancellation when |m| >> std. */
+        const float mf = mean[sg];
+        const float a2 = (float)(-r * r * sum_g_xhat * inv_m); /* sum_g_xhat holds one r */
+        const float a3 = (float)(-r * sum_g * inv_m);
+        for (int ci = 0; ci < cpg; ci++) {
+            const float a1 = rstd[sg] * gamma[c0 + ci];
+            const float *dyr = dy + off + (size_t)ci * (size_t)hw;
+            const float *xr = x + off + (size_t)ci * (size_t)hw;
+            float *dxr = dx + off + (size_t)ci * (size_t)hw;
+#pragma omp simd
+            for (int i = 0; i < hw; i++) dxr[i] += a1 * dyr[i] + a2 * (xr[i] - mf) + a3;
+        }
+    }
+}
+
+/* ---- batch norm ---------------------------------------------------------- */
+
+/* Mean and biased variance of channel ch of x (N, C, HW) over N and HW. */
+static void channel_mean_var(const float *x, int n, int c, int hw, int ch, double *mean,
+                             double *var) {
+    const double count = (double)n * (double)hw;
+    double sum = 0.0;
+    for (int s = 0; s < n; s++) {
+        const float *xr = x + ((size_t)s * (size_t)c + (size_t)ch) * (size_t)hw;
+#pragma omp simd reduction(+ : sum)
+        for (int i = 0; i < hw; i++) sum += xr[i];
+    }
+    const double m = sum / count;
+    double sq = 0.0;
+    for (int s = 0; s < n; s++) {
+        const float *xr = x + ((size_t)s * (size_t)c + (size_t)ch) * (size_t)hw;
+#pragma omp simd reduction(+ : sq)
+        for (int i = 0; i < hw; i++) {
+            const double dev = xr[i] - m;
+            sq += dev * dev;
+        }
+    }
+    *mean = m;
+    *var = sq / count;
+}
+
+/* y[s, ch] = x[s, ch] * scale + shift for every sample. */
+static void channel_affine(float *y, const float *x, int n, int c, int hw, int ch,
+                           float scale, float shift) {
+    for (int s = 0; s < n; s++) {
+        const size_t off = ((size_t)s * (size_t)c + (size_t)ch) * (size_t)hw;
+#pragma omp simd
+        for (int i = 0; i < hw; i++) y[off + i] = x[off + i] * scale + shift;
+    }
+}
+
+/* x, y (N, C, HW); gamma, beta, mean, rstd, running_mean, running_var (C).
+ * A channel with a single value (N * HW == 1) has no unbiased variance;
+ * PyTorch refuses it, here running_var then takes the biased one (0). */
+void rl_batchnorm_forward_train(float *y, float *mean, float *rstd, float *running_mean,
+                                float *running_var, const float *x, const float *gamma,
+                                const float *beta, int n, int c, int hw, float momentum,
+                                float eps) {
+    const int parallel = (size_t)n * (size_t)c * (size_t)hw >= RL_PARALLEL_MIN_ELEMENTS;
+    const double count = (double)n * (double)hw;
+    const double unbias = count > 1.0 ? count / (count - 1.0) : 1.0;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int ch = 0; ch < c; ch++) {
+        double m, v;
+        channel_mean_var(x, n, c, hw, ch, &m, &v);
+        const float mf = (float)m, rf = (float)(1.0 / sqrt(v + (double)eps));
+        mean[ch] = mf;
+        rstd[ch] = rf;
+        running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * m);
+        running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * v * unbias);
+        const float scale = rf * gamma[ch];
+        channel_affine(y, x, n, c, hw, ch, scale, beta[ch] - mf * scale);
+    }
+}
+
+/* x, y (N, C, HW); gamma, beta, running_mean, running_var (C). */
+void rl_batchnorm_forward_eval(float *y, const float *x, const float *gamma,
+                               const float *beta, const float *running_mean,
+                               const float *running_var, int n, int c, int hw, float eps) {
+    const int parallel = (size_t)n * (size_t)c * (size_t)hw >= RL_PARALLEL_MIN_ELEMENTS;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int ch = 0; ch < c; ch++) {
+        const float rf = (float)(1.0 / sqrt((double)running_var[ch] + (double)eps));
+        const float scale = rf * gamma[ch];
+        channel_affine(y, x, n, c, hw, ch, scale, beta[ch] - running_mean[ch] * scale);
+    }
+}
+
+/* Sums over N and HW of dy and of dy * (x - m) for channel ch. */
+static void channel_grad_sums(const float *dy, const float *x, int n, int c, int hw, int ch,
+                              double m, double *sum_dy, double *sum_dy_xc) {
+    double a = 0.0, b = 0.0;
+    for (int s = 0; s < n; s++) {
+        const size_t off = ((size_t)s * (size_t)c + (size_t)ch) * (size_t)hw;
+#pragma omp simd reduction(+ : a, b)
+        for (int i = 0; i < hw; i++) {
+            a += dy[off + i];
+            b += (double)dy[off + i] * (x[off + i] - m);
+        }
+    }
+    *sum_dy = a;
+    *sum_dy_xc = b;
+}
+
+/* Training-mode backward, the group norm formula with one group per channel
+ * spanning the whole batch: dx = gamma rstd (dy - mean(dy) - xhat mean(dy xhat)). */
+void rl_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                           const float *x, const float *mean, const float *rstd,
+                           const float *gamma, int n, int c, int hw) {
+    const int parallel = (size_t)n * (size_t)c * (size_t)hw >= RL_PARALLEL_MIN_ELEMENTS;
+    const double inv_count = 1.0 / ((double)n * (double)hw);
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int ch = 0; ch < c; ch++) {
+        const double m = mean[ch], r = rstd[ch];
+        double sum_dy, sum_dy_xc;
+        channel_grad_sums(dy, x, n, c, hw, ch, m, &sum_dy, &sum_dy_xc);
+        if (dgamma) dgamma[ch] += (float)(sum_dy_xc * r);
+        if (dbeta) dbeta[ch] += (float)sum_dy;
+        if (!dx) continue;
+        /* dx = a1 dy + a2 (x - m) + a3, as in the group norm */
+        const double gr = gamma[ch] * r;
+        const float mf = mean[ch];
+        const float a1 = (float)gr;
+        const float a2 = (float)(-gr * r * r * sum_dy_xc * inv_count);
+        const float a3 = (float)(-gr * sum_dy * inv_count);
+        for (int s = 0; s < n; s++) {
+            const size_t off = ((size_t)s * (size_t)c + (size_t)ch) * (size_t)hw;
+#pragma omp simd
+            for (int i = 0; i < hw; i++)
+                dx[off + i] += a1 * dy[off + i] + a2 * (x[off + i] - mf) + a3;
+        }
+    }
+}
+
+/* Eval-mode backward: the statistics are constants, so y is affine in x. */
+void rl_batchnorm_backward_eval(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                const float *x, const float *gamma,
+                                const float *running_mean, const float *running_var, int n,
+                                int c, int hw, float eps) {
+    const int parallel = (size_t)n * (size_t)c * (size_t)hw >= RL_PARALLEL_MIN_ELEMENTS;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int ch = 0; ch < c; ch++) {
+        const double r = 1.0 / sqrt((double)running_var[ch] + (double)eps);
+        if (dgamma || dbeta) {
+            double sum_dy, sum_dy_xc;
+            channel_grad_sums(dy, x, n, c, hw, ch, running_mean[ch], &sum_dy, &sum_dy_xc);
+            if (dgamma) dgamma[ch] += (float)(sum_dy_xc * r);
+            if (dbeta) dbeta[ch] += (float)sum_dy;
+        }
+        if (!dx) continue;
+        const float a1 = (float)(gamma[ch] * r);
+        for (int s = 0; s < n; s++) {
+            const size_t off = ((size_t)s * (size_t)c + (size_t)ch) * (size_t)hw;
+#pragma omp simd
+            for (int i = 0; i < hw; i++) dx[off + i] += a1 * dy[off + i];
+        }
+    }
+}
