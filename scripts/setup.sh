@@ -5,7 +5,7 @@
 #   bash scripts/setup.sh --build  build dependencies only
 set -euo pipefail
 
-build_pkgs=(build-essential cmake pkg-config libopenblas-dev zlib1g-dev libpng-dev
+build_pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev zlib1g-dev libpng-dev
             libnifti2-dev libcjson-dev mricron-data)
 # Test oracles (PyTorch, SciPy, nibabel, FAISS) and the sanitizer runtime.
 test_pkgs=(python3 python3-numpy python3-torch python3-scipy python3-nibabel python3-faiss)

@@ -19,8 +19,9 @@ extern "C" {
 /* Fills image (H, W) and labels (H, W) with 1-3 instances of each shape
  * class at random positions, sizes and intensities. Shapes may overlap; a
  * later shape paints over an earlier one, in image and label alike.
- * The classes share an intensity range, so shape matters, not only
- * brightness; noise and a smooth illumination gradient make it non-trivial. */
+ * Each class has its own brightness band overlapping its neighbours' by
+ * half, so shape matters, not only brightness; noise and a smooth
+ * illumination gradient make it non-trivial. */
 void rl_synth_shapes(rl_rng *rng, int h, int w, float *image, int32_t *labels);
 
 #ifdef __cplusplus

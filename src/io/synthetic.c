@@ -20,11 +20,12 @@ static int in_triangle(float x, float y, const float *t) {
 
 static void paint_shape(rl_rng *rng, int cls, int h, int w, float *image, int32_t *labels) {
     float size = (float)(h < w ? h : w);
-    float r = uniform(rng, 0.07f, 0.16f) * size;
+    float r = uniform(rng, 0.10f, 0.20f) * size;
     float cx = uniform(rng, r, (float)w - r);
     float cy = uniform(rng, r, (float)h - r);
-    /* Classes overlap in brightness: intensity alone cannot separate them. */
-    float value = uniform(rng, 0.45f, 1.0f);
+    /* Each class has its own brightness band, and neighbouring bands overlap
+     * by half: intensity narrows the choice, shape decides it. */
+    float value = uniform(rng, 0.35f + 0.15f * (float)cls, 0.65f + 0.15f * (float)cls);
     float tri[6];
     if (cls == 3) {
         float angle = uniform(rng, 0.0f, 6.2831853f);

@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define LOSS_BLOCKS 64
 /* Below this many pixels (or BCE elements) a parallel region costs more
@@ -141,19 +142,37 @@ static double dice_finish(const dice_sums *s, int k, int first, float smooth, fl
 }
 
 /* Scratch of the Dice losses: the block sums plus, per block, k floats of
- * probabilities, and k floats each of dice and alpha. */
+ * probabilities, and k floats each of dice and alpha. Up to
+ * DICE_STACK_CLASSES classes it lives on the caller's stack (about 29 KiB),
+ * so that a training step with a Dice loss never calls the allocator; more
+ * classes fall back to the heap. */
+#define DICE_STACK_CLASSES 16
+
 typedef struct dice_work {
     double *sums;
     float *probs, *dice, *alpha;
+    int on_heap;
 } dice_work;
 
-static int dice_work_alloc(dice_work *w, int k) {
-    w->sums = dice_alloc(k);
-    w->probs = malloc(((size_t)LOSS_BLOCKS + 2u) * (size_t)k * sizeof(float));
-    if (!w->sums || !w->probs) {
-        free(w->sums);
-        free(w->probs);
-        return -1;
+typedef struct dice_stack {
+    double sums[(LOSS_BLOCKS + 1) * 3 * DICE_STACK_CLASSES];
+    float probs[(LOSS_BLOCKS + 2) * DICE_STACK_CLASSES];
+} dice_stack;
+
+static int dice_work_init(dice_work *w, dice_stack *stack, int k) {
+    w->on_heap = k > DICE_STACK_CLASSES;
+    if (w->on_heap) {
+        w->sums = dice_alloc(k);
+        w->probs = malloc(((size_t)LOSS_BLOCKS + 2u) * (size_t)k * sizeof(float));
+        if (!w->sums || !w->probs) {
+            free(w->sums);
+            free(w->probs);
+            return -1;
+        }
+    } else {
+        memset(stack->sums, 0, sizeof stack->sums);
+        w->sums = stack->sums;
+        w->probs = stack->probs;
     }
     w->dice = w->probs + (size_t)LOSS_BLOCKS * (size_t)k;
     w->alpha = w->dice + k;
@@ -161,6 +180,7 @@ static int dice_work_alloc(dice_work *w, int k) {
 }
 
 static void dice_work_free(dice_work *w) {
+    if (!w->on_heap) return;
     free(w->sums);
     free(w->probs);
 }
@@ -178,7 +198,8 @@ float rl_soft_dice_loss(float *dlogits, const float *logits, const int32_t *labe
     for (size_t i = 0; i < total; i++) valid += (size_t)label_is_valid(labels[i], k, ignore_index);
     if (valid == 0) return 0.0f;
     dice_work w;
-    if (dice_work_alloc(&w, k) != 0) return NAN;
+    dice_stack stack;
+    if (dice_work_init(&w, &stack, k) != 0) return NAN;
 
 #pragma omp parallel for schedule(static) if (total >= LOSS_PARALLEL_MIN)
     for (int b = 0; b < LOSS_BLOCKS; b++) {
@@ -274,7 +295,8 @@ float rl_sigmoid_dice_loss(float *dlogits, const float *logits, const float *tar
     }
     if (count == 0 || k <= 0) return 0.0f;
     dice_work w;
-    if (dice_work_alloc(&w, k) != 0) return NAN;
+    dice_stack stack;
+    if (dice_work_init(&w, &stack, k) != 0) return NAN;
 
 #pragma omp parallel for schedule(static) if (total >= LOSS_PARALLEL_MIN)
     for (int b = 0; b < LOSS_BLOCKS; b++) {

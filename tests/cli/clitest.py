@@ -1,0 +1,52 @@
+"""Small harness for the end-to-end tests of the reflabel command."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+
+class Checks:
+    def __init__(self, name):
+        self.name = name
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, cond, what):
+        if cond:
+            self.passed += 1
+        else:
+            self.failed += 1
+            print(f"FAIL: {what}", flush=True)
+
+    def report(self):
+        print(f"{self.name}: {self.passed} passed, {self.failed} failed")
+        return 0 if self.failed == 0 and self.passed > 0 else 1
+
+
+def scratch(name):
+    root = os.environ.get("RL_TEST_TMP") or tempfile.gettempdir()
+    os.makedirs(root, exist_ok=True)
+    path = os.path.join(root, f"{name}-{os.getpid()}")
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path
+
+
+def run(exe, *args, timeout=900):
+    p = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL)
+    return p.returncode, p.stdout, p.stderr
+
+
+def files_under(path):
+    out = []
+    for root, _, files in os.walk(path):
+        out += [os.path.relpath(os.path.join(root, f), path) for f in files]
+    return sorted(out)
+
+
+def main_args():
+    if len(sys.argv) < 2:
+        sys.exit("usage: test.py REFLABEL_EXE [BUILD_DIR]")
+    return sys.argv[1]
