@@ -17,8 +17,9 @@ extern "C" {
 #define RL_SHAPES_CLASSES 4
 
 /* Fills image (H, W) and labels (H, W) with 1-3 instances of each shape
- * class at random positions, sizes and intensities. Shapes may overlap; a
- * later shape paints over an earlier one, in image and label alike.
+ * class at random positions, sizes and intensities. Shapes never overlap
+ * (a shape that finds no free place is left out), so the right answer is
+ * always decidable from the image.
  * Each class has its own brightness band overlapping its neighbours' by
  * half, so shape matters, not only brightness; noise and a smooth
  * illumination gradient make it non-trivial. */

@@ -18,11 +18,34 @@ static int in_triangle(float x, float y, const float *t) {
     return !(neg && pos);
 }
 
-static void paint_shape(rl_rng *rng, int cls, int h, int w, float *image, int32_t *labels) {
+/* A placed shape's bounding circle; shapes never overlap, so every pixel's
+ * class is decidable from the image. */
+typedef struct placed {
+    float cx, cy, reach;
+} placed;
+
+enum { MAX_SHAPES = 3 * (RL_SHAPES_CLASSES - 1), PLACEMENT_TRIES = 64 };
+
+/* Paints one shape of class cls at a random free place; gives up quietly
+ * (the image just has one shape fewer) when the image is too crowded. */
+static void paint_shape(rl_rng *rng, int cls, int h, int w, float *image, int32_t *labels,
+                        placed *shapes, int *count) {
     float size = (float)(h < w ? h : w);
     float r = uniform(rng, 0.10f, 0.20f) * size;
-    float cx = uniform(rng, r, (float)w - r);
-    float cy = uniform(rng, r, (float)h - r);
+    float reach = 1.35f * r; /* the triangle's corners reach 1.3 r */
+    float cx = 0, cy = 0;
+    int free_place = 0;
+    for (int t = 0; t < PLACEMENT_TRIES && !free_place; t++) {
+        cx = uniform(rng, reach, (float)w - reach);
+        cy = uniform(rng, reach, (float)h - reach);
+        free_place = 1;
+        for (int i = 0; i < *count; i++) {
+            float dx = cx - shapes[i].cx, dy = cy - shapes[i].cy, gap = reach + shapes[i].reach + 2;
+            if (dx * dx + dy * dy < gap * gap) free_place = 0;
+        }
+    }
+    if (!free_place || *count >= MAX_SHAPES) return;
+    shapes[(*count)++] = (placed){cx, cy, reach};
     /* Each class has its own brightness band, and neighbouring bands overlap
      * by half: intensity narrows the choice, shape decides it. */
     float value = uniform(rng, 0.35f + 0.15f * (float)cls, 0.65f + 0.15f * (float)cls);
@@ -60,9 +83,12 @@ void rl_synth_shapes(rl_rng *rng, int h, int w, float *image, int32_t *labels) {
             image[(size_t)y * w + x] = base + gx * (float)x / (float)w + gy * (float)y / (float)h;
             labels[(size_t)y * w + x] = 0;
         }
+    placed shapes[MAX_SHAPES];
+    int placed_count = 0;
     for (int cls = 1; cls < RL_SHAPES_CLASSES; cls++) {
-        int count = 1 + (int)rl_rng_below(rng, 2);
-        for (int i = 0; i < count; i++) paint_shape(rng, cls, h, w, image, labels);
+        int instances = 1 + (int)rl_rng_below(rng, 2);
+        for (int i = 0; i < instances; i++)
+            paint_shape(rng, cls, h, w, image, labels, shapes, &placed_count);
     }
     for (size_t i = 0; i < (size_t)h * w; i++) image[i] += 0.08f * rl_rng_normal(rng);
 }

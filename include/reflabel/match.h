@@ -1,0 +1,197 @@
+/* reflabel/match.h - the reference bank and the matcher: every pixel of an
+ * unlabeled image takes the label of its most similar labeled reference pixel,
+ * compared in the network's feature space (Seibold et al., AAAI 2022).
+ *
+ * Independent of the network: the inputs are feature maps (N, D, H, W) float32
+ * NCHW (D channels = the feature dimension) and label maps (N, H, W).
+ *
+ * At the call site (one training step, or one batch of an offline run):
+ *
+ *     rl_bank bank;       rl_bank_init(&bank, &bank_cfg, &err);
+ *     rl_matcher matcher; rl_matcher_init(&matcher, &match_cfg, &bank_cfg, &err);
+ *     ...
+ *     rl_bank_add(&bank, feat_lab, labels, NULL, n, h, w, &rng, &err);
+ *     rl_match_out out = {.label = pseudo, .similarity = sim, .margin = margin};
+ *     rl_match(&matcher, &bank, feat_unlab, n, h, w, &out, &err);
+ *     ...
+ *     rl_matcher_free(&matcher); rl_bank_free(&bank);
+ *
+ * All memory is allocated by the two _init calls; rl_bank_add and rl_match
+ * never allocate. docs/MATCHING.md explains the modes, ties and the margin.
+ */
+#ifndef REFLABEL_MATCH_H
+#define REFLABEL_MATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reflabel/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum rl_similarity {
+    RL_SIM_COSINE = 0, /* vectors L2-normalised on entry (zero vectors stay zero) */
+    RL_SIM_DOT = 1     /* raw dot product */
+} rl_similarity;
+
+typedef enum rl_bank_sampling {
+    RL_SAMPLE_ALL = 0,          /* every labeled (non-ignored) pixel */
+    RL_SAMPLE_PER_CLASS = 1,    /* up to per_class_cap pixels of each label */
+    RL_SAMPLE_PROPORTIONAL = 2  /* sample_count pixels, shares as in the batch,
+                                   each label raised to at least class_floor */
+} rl_bank_sampling;
+
+typedef struct rl_bank_config {
+    int dim;              /* D, the feature dimension */
+    int num_labels;       /* multi-class: classes 0..num_labels-1;
+                             multi-label: most distinct masks the bank may see */
+    int multilabel;       /* 0: int32 class maps; 1: uint64 bit-mask maps */
+    int ignore_label;     /* multi-class: pixels with this value are skipped */
+    uint64_t ignore_mask; /* multi-label: pixels with this mask are skipped (0: none) */
+    rl_similarity similarity;
+    rl_bank_sampling sampling;
+    int per_class_cap;    /* K for RL_SAMPLE_PER_CLASS */
+    int sample_count;     /* N for RL_SAMPLE_PROPORTIONAL */
+    int class_floor;      /* floor per label for RL_SAMPLE_PROPORTIONAL */
+    int max_images;       /* most images in one labeled batch */
+    int max_image_pixels; /* most pixels (H * W) in one image */
+    int memory_batches;   /* M: the bank keeps the last M batches (FIFO); >= 1 */
+} rl_bank_config;
+
+/* Vectors a single batch may contribute, from the config (the slot size). */
+int rl_bank_slot_capacity(const rl_bank_config *cfg);
+
+/* One stored reference, as rl_bank_get reports it. */
+typedef struct rl_bank_entry {
+    const float *vector; /* D floats (normalised for RL_SIM_COSINE) */
+    int label;           /* class (multi-class) or internal label id (multi-label) */
+    uint64_t mask;       /* multi-label: the class bit mask of label; else 0 */
+    int image;           /* index of the reference image in the bank (see rl_bank_images) */
+    int pixel;           /* y * W + x inside that image */
+    long batch;          /* serial number of the batch it came from (0, 1, ...) */
+} rl_bank_entry;
+
+typedef struct rl_bank {
+    rl_bank_config cfg;
+    int slot_capacity;
+    /* M slots of slot_capacity vectors each; slot s starts at s * slot_capacity. */
+    float *vectors;      /* (M * slot_capacity, D) */
+    int32_t *labels;     /* label id per vector */
+    int32_t *pixels;     /* pixel index inside its image */
+    int32_t *images;     /* image index inside its batch */
+    int *slot_count;     /* vectors held by each slot */
+    int *slot_images;    /* images of the batch held by each slot */
+    long *slot_batch;    /* serial number of the batch held by each slot */
+    /* Runs of equal (image, label) inside each slot, in storage order:
+     * slot s owns run entries [s * max_runs, s * max_runs + slot_runs[s]). */
+    int max_runs;
+    int *run_start;
+    int *run_label;
+    int *run_image;
+    int *slot_runs;
+    int oldest;          /* physical slot of the oldest batch */
+    int filled;          /* slots in use (<= M) */
+    long batches_added;
+    /* multi-label: masks[id] is the class bit mask of label id */
+    uint64_t *masks;
+    int num_masks;
+    /* sampling scratch, sized for one full batch */
+    int32_t *pixel_label; /* label id of every pixel of the batch (-1: ignored) */
+    int32_t *order;       /* pixels grouped by label */
+    int32_t *picked;      /* the sample, grouped by image */
+    int *label_count;
+    int *label_take;
+    int *image_next;
+} rl_bank;
+
+int rl_bank_init(rl_bank *bank, const rl_bank_config *cfg, rl_error *err);
+void rl_bank_free(rl_bank *bank);
+/* Empties the bank (keeps its memory and the multi-label id table). */
+void rl_bank_clear(rl_bank *bank);
+
+/* Adds one labeled batch, evicting the oldest when M batches are held.
+ * features (n, D, h, w); labels (n, h, w) int32 for a multi-class bank, or
+ * masks (n, h, w) uint64 for a multi-label bank (the other one NULL).
+ * rng draws the sample (unused by RL_SAMPLE_ALL). Stored order inside a batch:
+ * by image, then label, then pixel. Fails (bank unchanged) on labels outside
+ * [0, num_labels), too many distinct masks, non-finite features, or sizes
+ * beyond the config. */
+int rl_bank_add(rl_bank *bank, const float *features, const int32_t *labels,
+                const uint64_t *masks, int n, int h, int w, rl_rng *rng, rl_error *err);
+
+/* References held, in bank order: oldest batch first, then storage order.
+ * This order defines the reference index reported by the matcher. */
+int rl_bank_count(const rl_bank *bank);
+rl_bank_entry rl_bank_get(const rl_bank *bank, int index);
+/* Reference images held (image ids are 0..rl_bank_images()-1, oldest batch first). */
+int rl_bank_images(const rl_bank *bank);
+/* Label ids in use: num_labels (multi-class) or the distinct masks seen so far. */
+int rl_bank_label_count(const rl_bank *bank);
+
+/* ---- matcher -------------------------------------------------------------- */
+
+typedef enum rl_match_mode {
+    RL_MATCH_POOLED = 0,   /* best reference over the whole bank (the paper) */
+    RL_MATCH_PER_IMAGE = 1 /* best reference of each reference image, then a
+                              similarity-weighted vote across images */
+} rl_match_mode;
+
+typedef enum rl_match_threading {
+    RL_THREAD_AUTO = 0,   /* the faster of the two on the measured machine */
+    RL_THREAD_TILES = 1,  /* OpenMP over query tiles, single-threaded sgemm */
+    RL_THREAD_SGEMM = 2   /* threaded sgemm per tile, OpenMP over the tile rows */
+} rl_match_threading;
+
+typedef struct rl_match_config {
+    rl_match_mode mode;
+    int top_k;          /* 1: the single best reference; > 1: similarity-weighted
+                           vote of the k best (pooled mode only) */
+    int query_tile;     /* queries per tile; 0: default */
+    int ref_tile;       /* references per tile; 0: default */
+    int threads;        /* 0: rl_get_threads() at init */
+    rl_match_threading threading;
+} rl_match_config;
+
+/* Outputs per query pixel, each (n, h, w) or NULL when not wanted. */
+typedef struct rl_match_out {
+    int32_t *label;      /* class (multi-class) / internal label id (multi-label) */
+    uint64_t *mask;      /* class bit mask (multi-label banks only) */
+    float *similarity;   /* best similarity among references of the chosen label */
+    float *margin;       /* similarity minus the best similarity of any other
+                            label; +INFINITY when the bank holds one label */
+    int32_t *index;      /* bank index of that best reference */
+    int32_t *topk_index; /* (n, h, w, top_k), best first; top_k > 1 only */
+    float *topk_similarity;
+} rl_match_out;
+
+typedef struct rl_matcher {
+    rl_match_config cfg;  /* with defaults filled in */
+    int dim;
+    int num_labels;
+    int states;           /* running bests per query: labels, or images x labels */
+    unsigned char *scratch;
+    size_t scratch_bytes;
+    size_t thread_bytes;  /* one thread's share of scratch */
+    int scratch_threads;  /* thread shares allocated */
+} rl_matcher;
+
+/* Scratch the matcher allocates for these configs: a function of the tile
+ * sizes, thread count, D, labels and reference images, never of the number of
+ * references or queries. */
+size_t rl_match_scratch_bytes(const rl_match_config *cfg, const rl_bank_config *bank_cfg);
+int rl_matcher_init(rl_matcher *m, const rl_match_config *cfg, const rl_bank_config *bank_cfg,
+                    rl_error *err);
+void rl_matcher_free(rl_matcher *m);
+
+/* Matches every pixel of features (n, D, h, w) against the bank. Exact (equal
+ * to brute force); ties go to the lowest bank index. Thread settings of OpenMP
+ * and OpenBLAS are restored on return. */
+int rl_match(rl_matcher *m, const rl_bank *bank, const float *features, int n, int h, int w,
+             const rl_match_out *out, rl_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
