@@ -1,0 +1,683 @@
+/* The U-Net: parameter table, memory plan, forward and backward passes.
+ *
+ * The network is a list of "conv units" (conv3x3 -> norm -> LeakyReLU), two
+ * per encoder and decoder level, wired together by max-pools, transposed
+ * convolutions and concatenations. rl_unet_plan() lays every buffer of one
+ * batch shape out in a single arena by running the same layout function twice
+ * (measure, then allocate), so the passes themselves only do arithmetic. */
+#include "reflabel/unet.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reflabel/layers.h"
+
+#define NO_OFFSET ((size_t)-1)
+
+/* How rl_unet_create fills a tensor. */
+typedef enum init_kind { INIT_KAIMING, INIT_ZERO, INIT_ONE } init_kind;
+
+/* conv3x3 (pad 1) -> optional norm -> LeakyReLU, with its planned buffers. */
+typedef struct conv_unit {
+    int cin, cout, groups;
+    size_t weight, bias;        /* param offsets; bias NO_OFFSET when a norm follows */
+    size_t gamma, beta;         /* param offsets; NO_OFFSET without norm */
+    size_t run_mean, run_var;   /* buffer offsets (batch norm) */
+    int counter;                /* num_batches_tracked index (batch norm), else -1 */
+    /* plan: spatial size and buffers */
+    int h, w;
+    const float *in;            /* (N, cin, h, w) */
+    float *d_in;                /* gradient of in, accumulated; NULL for the image */
+    float *conv_out;            /* (N, cout, h, w): the norm's input */
+    float *out;                 /* (N, cout, h, w): after activation (== conv_out without norm) */
+    float *d_out;               /* gradient of out */
+    float *mean, *rstd;         /* saved statistics: (N, groups) or (cout) */
+} conv_unit;
+
+typedef struct unet_level {
+    conv_unit enc[2];
+    conv_unit dec[2];     /* unused at the bottleneck unet_level */
+    size_t up_weight, up_bias; /* up.l: (w_{l+1}, w_l, 2, 2), (w_l) */
+    int h, w;             /* spatial size of this unet_level */
+    float *pool_out;      /* (N, w_l, h/2, w/2): input of level l+1 */
+    uint8_t *argmax;
+    float *d_pool_out;
+    float *up_out;        /* (N, w_l, h, w) */
+    float *d_up_out;
+    float *cat;           /* (N, 2 w_l, h, w) = [skip, up_out] */
+} unet_level;
+
+struct rl_unet {
+    rl_unet_config cfg;
+    int width[RL_UNET_MAX_DEPTH + 1];
+
+    rl_unet_tensor *table;
+    init_kind *init;
+    int count, capacity;
+    size_t param_count, buffer_count;
+    int counter_count;
+    float *params, *grads, *buffers;
+    int64_t *counters;
+
+    unet_level lv[RL_UNET_MAX_DEPTH + 1];
+    size_t head_weight, head_bias;
+
+    /* plan */
+    rl_arena arena;
+    int n, h, w, for_training;
+    float *input;           /* copy of x: conv backward needs it after the caller moves on */
+    float *logits;
+    float *conv_scratch;
+    float *grad_a, *grad_b; /* per-unit gradient scratch, max activation size */
+    float *grad_cat;        /* gradient of a concatenation, max cat size */
+    unsigned char *grads_begin; /* persistent activation gradients, zeroed per backward */
+    size_t grads_bytes;
+    int forward_training;   /* mode of the last forward; -1 before any */
+};
+
+/* ---- configuration --------------------------------------------------------- */
+
+rl_unet_config rl_unet_default_config(void) {
+    rl_unet_config c;
+    c.in_channels = 1;
+    c.num_classes = 2;
+    c.depth = 4;
+    c.base_width = 32;
+    c.max_width = 320;
+    c.norm = RL_NORM_GROUP;
+    c.groups = 8;
+    c.leaky_slope = 0.01f;
+    c.bn_momentum = 0.1f;
+    c.norm_eps = 1e-5f;
+    return c;
+}
+
+int rl_unet_config_check(const rl_unet_config *c, rl_error *err) {
+    if (c->in_channels < 1 || c->in_channels > 4096)
+        return rl_error_set(err, RL_EINVAL, "U-Net in_channels must be in [1, 4096], got %d",
+                            c->in_channels);
+    if (c->num_classes < 1 || c->num_classes > 4096)
+        return rl_error_set(err, RL_EINVAL, "U-Net num_classes must be in [1, 4096], got %d",
+                            c->num_classes);
+    if (c->depth < 1 || c->depth > RL_UNET_MAX_DEPTH)
+        return rl_error_set(err, RL_EINVAL, "U-Net depth must be in [1, %d], got %d",
+                            RL_UNET_MAX_DEPTH, c->depth);
+    if (c->base_width < 1 || c->base_width > 4096)
+        return rl_error_set(err, RL_EINVAL, "U-Net base_width must be in [1, 4096], got %d",
+                            c->base_width);
+    if (c->max_width < c->base_width || c->max_width > 4096)
+        return rl_error_set(err, RL_EINVAL,
+                            "U-Net max_width must be in [base_width, 4096], got %d",
+                            c->max_width);
+    if (c->norm != RL_NORM_NONE && c->norm != RL_NORM_GROUP && c->norm != RL_NORM_BATCH)
+        return rl_error_set(err, RL_EINVAL, "U-Net norm kind %d is unknown", (int)c->norm);
+    if (c->norm == RL_NORM_GROUP && c->groups < 1)
+        return rl_error_set(err, RL_EINVAL, "U-Net groups must be >= 1, got %d", c->groups);
+    if (!(c->leaky_slope >= 0 && c->leaky_slope < 1))
+        return rl_error_set(err, RL_EINVAL, "U-Net leaky_slope must be in [0, 1), got %g",
+                            (double)c->leaky_slope);
+    if (!(c->bn_momentum >= 0 && c->bn_momentum <= 1))
+        return rl_error_set(err, RL_EINVAL, "U-Net bn_momentum must be in [0, 1], got %g",
+                            (double)c->bn_momentum);
+    if (!(c->norm_eps > 0 && c->norm_eps < 1))
+        return rl_error_set(err, RL_EINVAL, "U-Net norm_eps must be in (0, 1), got %g",
+                            (double)c->norm_eps);
+    return RL_OK;
+}
+
+int rl_unet_width(const rl_unet_config *cfg, int level) {
+    long w = (long)cfg->base_width << level;
+    return w > cfg->max_width ? cfg->max_width : (int)w;
+}
+
+const char *rl_norm_name(rl_norm_kind norm) {
+    switch (norm) {
+    case RL_NORM_GROUP: return "group";
+    case RL_NORM_BATCH: return "batch";
+    default: return "none";
+    }
+}
+
+int rl_norm_from_name(const char *name) {
+    if (!strcmp(name, "none")) return RL_NORM_NONE;
+    if (!strcmp(name, "group")) return RL_NORM_GROUP;
+    if (!strcmp(name, "batch")) return RL_NORM_BATCH;
+    return -1;
+}
+
+static int gcd(int a, int b) {
+    while (b) {
+        int t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* ---- the tensor table --------------------------------------------------------- */
+
+static size_t add_tensor(rl_unet *net, rl_unet_tensor_kind kind, init_kind init, int decay,
+                         const char *name, int ndim, int d0, int d1, int d2, int d3) {
+    rl_unet_tensor *t = &net->table[net->count];
+    net->init[net->count] = init;
+    net->count++;
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->kind = kind;
+    t->ndim = ndim;
+    int dims[4] = {d0, d1, d2, d3};
+    t->numel = 1;
+    for (int i = 0; i < 4; i++) {
+        t->shape[i] = i < ndim ? dims[i] : 0;
+        if (i < ndim) t->numel *= (size_t)dims[i];
+    }
+    t->weight_decay = decay;
+    size_t *counter = kind == RL_UNET_PARAM ? &net->param_count : &net->buffer_count;
+    if (kind == RL_UNET_COUNTER) {
+        t->offset = (size_t)net->counter_count++;
+        return t->offset;
+    }
+    t->offset = *counter;
+    *counter += t->numel;
+    return t->offset;
+}
+
+/* Registers conv<k> and norm<k> of module prefix ("enc.2") as unit u. */
+static void add_unit(rl_unet *net, conv_unit *u, const char *prefix, int k, int cin, int cout) {
+    char name[RL_UNET_NAME_MAX];
+    const rl_unet_config *c = &net->cfg;
+    u->cin = cin;
+    u->cout = cout;
+    u->groups = c->norm == RL_NORM_GROUP ? gcd(cout, c->groups) : 1;
+    u->bias = u->gamma = u->beta = u->run_mean = u->run_var = NO_OFFSET;
+    u->counter = -1;
+    snprintf(name, sizeof name, "%s.conv%d.weight", prefix, k);
+    u->weight = add_tensor(net, RL_UNET_PARAM, INIT_KAIMING, 1, name, 4, cout, cin, 3, 3);
+    if (c->norm == RL_NORM_NONE) {
+        snprintf(name, sizeof name, "%s.conv%d.bias", prefix, k);
+        u->bias = add_tensor(net, RL_UNET_PARAM, INIT_ZERO, 0, name, 1, cout, 0, 0, 0);
+        return;
+    }
+    snprintf(name, sizeof name, "%s.norm%d.weight", prefix, k);
+    u->gamma = add_tensor(net, RL_UNET_PARAM, INIT_ONE, 0, name, 1, cout, 0, 0, 0);
+    snprintf(name, sizeof name, "%s.norm%d.bias", prefix, k);
+    u->beta = add_tensor(net, RL_UNET_PARAM, INIT_ZERO, 0, name, 1, cout, 0, 0, 0);
+    if (c->norm == RL_NORM_BATCH) {
+        snprintf(name, sizeof name, "%s.norm%d.running_mean", prefix, k);
+        u->run_mean = add_tensor(net, RL_UNET_BUFFER, INIT_ZERO, 0, name, 1, cout, 0, 0, 0);
+        snprintf(name, sizeof name, "%s.norm%d.running_var", prefix, k);
+        u->run_var = add_tensor(net, RL_UNET_BUFFER, INIT_ONE, 0, name, 1, cout, 0, 0, 0);
+        snprintf(name, sizeof name, "%s.norm%d.num_batches_tracked", prefix, k);
+        u->counter = (int)add_tensor(net, RL_UNET_COUNTER, INIT_ZERO, 0, name, 0, 0, 0, 0, 0);
+    }
+}
+
+/* Registers every tensor in the order of the torch module's state_dict:
+ * enc.0..D, up.0..D-1, dec.0..D-1, head. */
+static void build_table(rl_unet *net) {
+    const rl_unet_config *c = &net->cfg;
+    char prefix[RL_UNET_NAME_MAX], name[RL_UNET_NAME_MAX];
+    for (int l = 0; l <= c->depth; l++) {
+        snprintf(prefix, sizeof prefix, "enc.%d", l);
+        int cin = l == 0 ? c->in_channels : net->width[l - 1];
+        add_unit(net, &net->lv[l].enc[0], prefix, 1, cin, net->width[l]);
+        add_unit(net, &net->lv[l].enc[1], prefix, 2, net->width[l], net->width[l]);
+    }
+    for (int l = 0; l < c->depth; l++) {
+        int cin = net->width[l + 1], cout = net->width[l];
+        snprintf(name, sizeof name, "up.%d.weight", l);
+        net->lv[l].up_weight = add_tensor(net, RL_UNET_PARAM, INIT_KAIMING, 1, name, 4, cin,
+                                          cout, 2, 2);
+        snprintf(name, sizeof name, "up.%d.bias", l);
+        net->lv[l].up_bias = add_tensor(net, RL_UNET_PARAM, INIT_ZERO, 0, name, 1, cout, 0, 0, 0);
+    }
+    for (int l = 0; l < c->depth; l++) {
+        snprintf(prefix, sizeof prefix, "dec.%d", l);
+        add_unit(net, &net->lv[l].dec[0], prefix, 1, 2 * net->width[l], net->width[l]);
+        add_unit(net, &net->lv[l].dec[1], prefix, 2, net->width[l], net->width[l]);
+    }
+    net->head_weight = add_tensor(net, RL_UNET_PARAM, INIT_KAIMING, 1, "head.weight", 4,
+                                  c->num_classes, net->width[0], 1, 1);
+    net->head_bias = add_tensor(net, RL_UNET_PARAM, INIT_ZERO, 0, "head.bias", 1,
+                                c->num_classes, 0, 0, 0);
+}
+
+/* torch.nn.init.kaiming_normal_(w, a=slope, mode="fan_in",
+ * nonlinearity="leaky_relu"): std = sqrt(2 / (1 + slope^2)) / sqrt(fan_in),
+ * with fan_in = shape[1] * kh * kw as torch computes it (also for the
+ * transposed convolution, whose shape[1] is its output channels). */
+static void init_tensors(rl_unet *net, uint64_t seed) {
+    rl_rng rng;
+    rl_rng_seed(&rng, seed, 0);
+    float slope = net->cfg.leaky_slope;
+    double gain = sqrt(2.0 / (1.0 + (double)slope * slope));
+    for (int i = 0; i < net->count; i++) {
+        const rl_unet_tensor *t = &net->table[i];
+        if (t->kind == RL_UNET_COUNTER) {
+            net->counters[t->offset] = 0;
+            continue;
+        }
+        float *v = (t->kind == RL_UNET_PARAM ? net->params : net->buffers) + t->offset;
+        if (net->init[i] == INIT_KAIMING) {
+            size_t fan_in = (size_t)t->shape[1] * (size_t)t->shape[2] * (size_t)t->shape[3];
+            float std = (float)(gain / sqrt((double)fan_in));
+            for (size_t j = 0; j < t->numel; j++) v[j] = std * rl_rng_normal(&rng);
+        } else {
+            float value = net->init[i] == INIT_ONE ? 1.0f : 0.0f;
+            for (size_t j = 0; j < t->numel; j++) v[j] = value;
+        }
+    }
+}
+
+int rl_unet_create(rl_unet **out, const rl_unet_config *cfg, uint64_t seed, rl_error *err) {
+    *out = NULL;
+    int rc = rl_unet_config_check(cfg, err);
+    if (rc) return rc;
+    rl_unet *net = calloc(1, sizeof *net);
+    if (!net) return rl_error_set(err, RL_ENOMEM, "out of memory creating the U-Net");
+    net->cfg = *cfg;
+    net->forward_training = -1;
+    for (int l = 0; l <= cfg->depth; l++) net->width[l] = rl_unet_width(cfg, l);
+    /* At most 7 tensors per unit, 4 units per level, plus up and head. */
+    net->capacity = 7 * 4 * (cfg->depth + 1) + 2 * cfg->depth + 2;
+    net->table = calloc((size_t)net->capacity, sizeof *net->table);
+    net->init = calloc((size_t)net->capacity, sizeof *net->init);
+    if (net->table && net->init) {
+        build_table(net);
+        net->params = malloc(net->param_count * sizeof(float));
+        net->grads = calloc(net->param_count, sizeof(float));
+        net->buffers = malloc((net->buffer_count + 1) * sizeof(float));
+        net->counters = calloc((size_t)net->counter_count + 1, sizeof(int64_t));
+    }
+    if (!net->table || !net->init || !net->params || !net->grads || !net->buffers ||
+        !net->counters) {
+        rl_unet_free(net);
+        return rl_error_set(err, RL_ENOMEM, "out of memory creating the U-Net");
+    }
+    init_tensors(net, seed);
+    *out = net;
+    return RL_OK;
+}
+
+void rl_unet_free(rl_unet *net) {
+    if (!net) return;
+    rl_arena_free(&net->arena);
+    free(net->table);
+    free(net->init);
+    free(net->params);
+    free(net->grads);
+    free(net->buffers);
+    free(net->counters);
+    free(net);
+}
+
+const rl_unet_config *rl_unet_get_config(const rl_unet *net) { return &net->cfg; }
+
+const rl_unet_tensor *rl_unet_tensors(const rl_unet *net, int *count) {
+    *count = net->count;
+    return net->table;
+}
+
+const rl_unet_tensor *rl_unet_find_tensor(const rl_unet *net, const char *name) {
+    for (int i = 0; i < net->count; i++)
+        if (!strcmp(net->table[i].name, name)) return &net->table[i];
+    return NULL;
+}
+
+void *rl_unet_tensor_data(rl_unet *net, const rl_unet_tensor *t) {
+    switch (t->kind) {
+    case RL_UNET_PARAM: return net->params + t->offset;
+    case RL_UNET_BUFFER: return net->buffers + t->offset;
+    default: return net->counters + t->offset;
+    }
+}
+
+float *rl_unet_tensor_grad(rl_unet *net, const rl_unet_tensor *t) {
+    return t->kind == RL_UNET_PARAM ? net->grads + t->offset : NULL;
+}
+
+float *rl_unet_params(rl_unet *net) { return net->params; }
+float *rl_unet_grads(rl_unet *net) { return net->grads; }
+size_t rl_unet_param_count(const rl_unet *net) { return net->param_count; }
+
+void rl_unet_zero_grad(rl_unet *net) {
+    memset(net->grads, 0, net->param_count * sizeof(float));
+}
+
+/* ---- memory plan ------------------------------------------------------------ */
+
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
+static rl_conv2d_dims unit_dims(const rl_unet *net, const conv_unit *u) {
+    rl_conv2d_dims d = {net->n, u->cin, u->h, u->w, u->cout, 3, 3, 1, 1};
+    return d;
+}
+
+static rl_conv2d_dims head_dims(const rl_unet *net) {
+    rl_conv2d_dims d = {net->n, net->width[0], net->h, net->w, net->cfg.num_classes, 1, 1, 1, 0};
+    return d;
+}
+
+static rl_convt2x2_dims up_dims(const rl_unet *net, int l) {
+    rl_convt2x2_dims d = {net->n, net->width[l + 1], net->lv[l + 1].h, net->lv[l + 1].w,
+                          net->width[l]};
+    return d;
+}
+
+static void unit_forward_buffers(rl_unet *net, rl_arena *a, conv_unit *u, int h, int w) {
+    size_t count = (size_t)net->n * (size_t)u->cout * (size_t)h * (size_t)w;
+    u->h = h;
+    u->w = w;
+    u->conv_out = rl_arena_floats(a, count);
+    u->out = u->conv_out; /* the activation runs in place when nothing else needs conv_out */
+    u->mean = u->rstd = NULL;
+    if (net->cfg.norm != RL_NORM_NONE) {
+        u->out = rl_arena_floats(a, count);
+        size_t stats = net->cfg.norm == RL_NORM_GROUP ? (size_t)net->n * (size_t)u->groups
+                                                      : (size_t)u->cout;
+        u->mean = rl_arena_floats(a, stats);
+        u->rstd = rl_arena_floats(a, stats);
+    }
+}
+
+/* Assigns every buffer of the current (n, h, w) from arena a; with a
+ * measuring arena the pointers are NULL and only a->used matters. */
+static void layout(rl_unet *net, rl_arena *a) {
+    const int depth = net->cfg.depth, n = net->n;
+    size_t scratch = 0, act_max = 0, cat_max = 0;
+    net->input = rl_arena_floats(a, (size_t)n * net->cfg.in_channels * net->h * net->w);
+    for (int l = 0; l <= depth; l++) {
+        unet_level *L = &net->lv[l];
+        L->h = net->h >> l;
+        L->w = net->w >> l;
+        size_t hw = (size_t)L->h * (size_t)L->w;
+        for (int k = 0; k < 2; k++) {
+            unit_forward_buffers(net, a, &L->enc[k], L->h, L->w);
+            rl_conv2d_dims d = unit_dims(net, &L->enc[k]);
+            scratch = max_size(scratch, rl_conv2d_scratch_floats(&d));
+        }
+        act_max = max_size(act_max, (size_t)n * net->width[l] * hw);
+        if (l < depth) {
+            L->pool_out = rl_arena_floats(a, (size_t)n * net->width[l] * hw / 4);
+            L->argmax = rl_arena_alloc(a, (size_t)n * net->width[l] * hw / 4);
+        }
+    }
+    for (int l = depth - 1; l >= 0; l--) {
+        unet_level *L = &net->lv[l];
+        size_t hw = (size_t)L->h * (size_t)L->w;
+        L->up_out = rl_arena_floats(a, (size_t)n * net->width[l] * hw);
+        L->cat = rl_arena_floats(a, (size_t)n * 2 * net->width[l] * hw);
+        cat_max = max_size(cat_max, (size_t)n * 2 * net->width[l] * hw);
+        rl_convt2x2_dims ud = up_dims(net, l);
+        scratch = max_size(scratch, rl_convt2x2_scratch_floats(&ud));
+        for (int k = 0; k < 2; k++) {
+            unit_forward_buffers(net, a, &L->dec[k], L->h, L->w);
+            rl_conv2d_dims d = unit_dims(net, &L->dec[k]);
+            scratch = max_size(scratch, rl_conv2d_scratch_floats(&d));
+        }
+    }
+    rl_conv2d_dims hd = head_dims(net);
+    scratch = max_size(scratch, rl_conv2d_scratch_floats(&hd));
+    net->logits = rl_arena_floats(a, (size_t)n * net->cfg.num_classes * net->h * net->w);
+    net->conv_scratch = rl_arena_floats(a, scratch);
+
+    /* Wiring of the forward pass. */
+    for (int l = 0; l <= depth; l++) {
+        unet_level *L = &net->lv[l];
+        L->enc[0].in = l == 0 ? net->input : net->lv[l - 1].pool_out;
+        L->enc[1].in = L->enc[0].out;
+        if (l < depth) {
+            L->dec[0].in = L->cat;
+            L->dec[1].in = L->dec[0].out;
+        }
+    }
+
+    /* Gradients: the persistent ones in one block that backward zeroes at
+     * once, then scratch reused by every unit. */
+    net->grads_begin = NULL;
+    net->grads_bytes = 0;
+    net->grad_a = net->grad_b = net->grad_cat = NULL;
+    for (int l = 0; l <= depth; l++) {
+        unet_level *L = &net->lv[l];
+        L->enc[0].d_out = L->enc[1].d_out = L->dec[0].d_out = L->dec[1].d_out = NULL;
+        L->enc[0].d_in = L->enc[1].d_in = L->dec[0].d_in = L->dec[1].d_in = NULL;
+        L->d_pool_out = L->d_up_out = NULL;
+    }
+    if (!net->for_training) return;
+    size_t begin = a->used;
+    for (int l = 0; l <= depth; l++) {
+        unet_level *L = &net->lv[l];
+        size_t count = (size_t)n * net->width[l] * L->h * L->w;
+        for (int k = 0; k < 2; k++) {
+            L->enc[k].d_out = rl_arena_floats(a, count);
+            if (l < depth) L->dec[k].d_out = rl_arena_floats(a, count);
+        }
+        if (l < depth) {
+            L->d_pool_out = rl_arena_floats(a, count / 4);
+            L->d_up_out = rl_arena_floats(a, count);
+        }
+    }
+    /* Round up so that the block ends on the next allocation's alignment. */
+    size_t end = (a->used + RL_ARENA_ALIGN - 1) / RL_ARENA_ALIGN * RL_ARENA_ALIGN;
+    begin = (begin + RL_ARENA_ALIGN - 1) / RL_ARENA_ALIGN * RL_ARENA_ALIGN;
+    net->grads_begin = a->base ? a->base + begin : NULL;
+    net->grads_bytes = end - begin;
+    net->grad_a = rl_arena_floats(a, act_max);
+    net->grad_b = rl_arena_floats(a, act_max);
+    net->grad_cat = rl_arena_floats(a, cat_max);
+    for (int l = 0; l <= depth; l++) {
+        unet_level *L = &net->lv[l];
+        L->enc[0].d_in = l == 0 ? NULL : net->lv[l - 1].d_pool_out;
+        L->enc[1].d_in = L->enc[0].d_out;
+        if (l < depth) {
+            L->dec[0].d_in = net->grad_cat;
+            L->dec[1].d_in = L->dec[0].d_out;
+        }
+    }
+}
+
+int rl_unet_plan(rl_unet *net, int batch, int h, int w, int for_training, rl_error *err) {
+    int multiple = 1 << net->cfg.depth;
+    if (batch < 1 || h < 1 || w < 1)
+        return rl_error_set(err, RL_EINVAL, "U-Net plan: batch %d, size %dx%d must be positive",
+                            batch, h, w);
+    if (h % multiple || w % multiple)
+        return rl_error_set(err, RL_EINVAL,
+                            "U-Net plan: image size %dx%d is not a multiple of %d (2^depth, "
+                            "depth %d)",
+                            h, w, multiple, net->cfg.depth);
+    /* The layers index one sample's tensor with int; the widest is a concat. */
+    int widest = net->cfg.num_classes;
+    for (int l = 0; l <= net->cfg.depth; l++)
+        if (2 * net->width[l] > widest) widest = 2 * net->width[l];
+    if ((double)widest * h * w > 2147483647.0)
+        return rl_error_set(err, RL_ERANGE, "U-Net plan: images of %dx%d are too large", h, w);
+    for_training = for_training != 0;
+    if (net->arena.base && net->n == batch && net->h == h && net->w == w &&
+        net->for_training == for_training)
+        return RL_OK;
+    rl_arena_free(&net->arena);
+    net->n = batch;
+    net->h = h;
+    net->w = w;
+    net->for_training = for_training;
+    net->forward_training = -1;
+    rl_arena measure;
+    rl_arena_measure(&measure);
+    layout(net, &measure);
+    int rc = rl_arena_init(&net->arena, measure.used, err);
+    if (rc) {
+        net->n = 0;
+        return rl_error_prefix(err, "U-Net plan for batch %d of %dx%d", batch, h, w);
+    }
+    layout(net, &net->arena);
+    return RL_OK;
+}
+
+size_t rl_unet_arena_bytes(const rl_unet *net) { return net->arena.size; }
+
+/* ---- forward ---------------------------------------------------------------- */
+
+/* in (N, cin, h, w) -> out (N, cout, h, w). */
+static void unit_forward(rl_unet *net, conv_unit *u, int training) {
+    const rl_unet_config *c = &net->cfg;
+    const float *p = net->params;
+    rl_conv2d_dims d = unit_dims(net, u);
+    size_t hw = (size_t)u->h * (size_t)u->w;
+    size_t count = (size_t)net->n * (size_t)u->cout * hw;
+    rl_conv2d_forward(u->conv_out, u->in, p + u->weight, u->bias == NO_OFFSET ? NULL : p + u->bias,
+                      &d, net->conv_scratch);
+    if (c->norm == RL_NORM_GROUP) {
+        rl_groupnorm_forward(u->out, u->mean, u->rstd, u->conv_out, p + u->gamma, p + u->beta,
+                             net->n, u->cout, (int)hw, u->groups, c->norm_eps);
+    } else if (c->norm == RL_NORM_BATCH && training) {
+        rl_batchnorm_forward_train(u->out, u->mean, u->rstd, net->buffers + u->run_mean,
+                                   net->buffers + u->run_var, u->conv_out, p + u->gamma,
+                                   p + u->beta, net->n, u->cout, (int)hw, c->bn_momentum,
+                                   c->norm_eps);
+        net->counters[u->counter]++;
+    } else if (c->norm == RL_NORM_BATCH) {
+        rl_batchnorm_forward_eval(u->out, u->conv_out, p + u->gamma, p + u->beta,
+                                  net->buffers + u->run_mean, net->buffers + u->run_var, net->n,
+                                  u->cout, (int)hw, c->norm_eps);
+    }
+    rl_leaky_relu_forward(u->out, u->out, count, c->leaky_slope);
+}
+
+int rl_unet_forward(rl_unet *net, const float *x, int training, rl_error *err) {
+    if (!net->arena.base) return rl_error_set(err, RL_EINVAL, "U-Net forward before rl_unet_plan");
+    const int depth = net->cfg.depth, n = net->n;
+    const float *p = net->params;
+    /* Batch statistics of a single value per channel are undefined (PyTorch
+     * refuses them too); this happens at the bottleneck of a tiny input. */
+    if (training && net->cfg.norm == RL_NORM_BATCH && n * net->lv[depth].h * net->lv[depth].w < 2)
+        return rl_error_set(err, RL_EINVAL,
+                            "U-Net forward: batch norm in training mode needs more than one "
+                            "value per channel at the bottleneck (batch %d of %dx%d, depth %d)",
+                            n, net->h, net->w, depth);
+    memcpy(net->input, x, (size_t)n * net->cfg.in_channels * net->h * net->w * sizeof(float));
+    for (int l = 0; l <= depth; l++) {
+        unet_level *L = &net->lv[l];
+        if (l > 0) {
+            unet_level *above = &net->lv[l - 1];
+            rl_maxpool2x2_forward(above->pool_out, above->argmax, above->enc[1].out, n,
+                                  net->width[l - 1], above->h, above->w);
+        }
+        unit_forward(net, &L->enc[0], training);
+        unit_forward(net, &L->enc[1], training);
+    }
+    for (int l = depth - 1; l >= 0; l--) {
+        unet_level *L = &net->lv[l];
+        const float *below = net->lv[l + 1].dec[1].out;
+        if (l == depth - 1) below = net->lv[depth].enc[1].out;
+        rl_convt2x2_dims ud = up_dims(net, l);
+        rl_convt2x2_forward(L->up_out, below, p + L->up_weight, p + L->up_bias, &ud,
+                            net->conv_scratch);
+        rl_concat_forward(L->cat, L->enc[1].out, net->width[l], L->up_out, net->width[l], n,
+                          L->h * L->w);
+        unit_forward(net, &L->dec[0], training);
+        unit_forward(net, &L->dec[1], training);
+    }
+    rl_conv2d_dims hd = head_dims(net);
+    rl_conv2d_forward(net->logits, net->lv[0].dec[1].out, p + net->head_weight,
+                      p + net->head_bias, &hd, net->conv_scratch);
+    net->forward_training = training != 0;
+    return RL_OK;
+}
+
+/* ---- backward --------------------------------------------------------------- */
+
+/* d_out (N, cout, h, w) -> accumulates d_in and the unit's parameter grads. */
+static void unit_backward(rl_unet *net, conv_unit *u) {
+    const rl_unet_config *c = &net->cfg;
+    const float *p = net->params;
+    float *g = net->grads;
+    size_t hw = (size_t)u->h * (size_t)u->w;
+    size_t count = (size_t)net->n * (size_t)u->cout * hw;
+    float *d_pre_act = net->grad_a;
+    memset(d_pre_act, 0, count * sizeof(float));
+    rl_leaky_relu_backward(d_pre_act, u->d_out, u->out, count, c->leaky_slope);
+    float *d_conv = d_pre_act;
+    if (c->norm != RL_NORM_NONE) {
+        d_conv = net->grad_b;
+        memset(d_conv, 0, count * sizeof(float));
+        if (c->norm == RL_NORM_GROUP)
+            rl_groupnorm_backward(d_conv, g + u->gamma, g + u->beta, d_pre_act, u->conv_out,
+                                  u->mean, u->rstd, p + u->gamma, net->n, u->cout, (int)hw,
+                                  u->groups);
+        else if (net->forward_training)
+            rl_batchnorm_backward(d_conv, g + u->gamma, g + u->beta, d_pre_act, u->conv_out,
+                                  u->mean, u->rstd, p + u->gamma, net->n, u->cout, (int)hw);
+        else
+            rl_batchnorm_backward_eval(d_conv, g + u->gamma, g + u->beta, d_pre_act,
+                                       u->conv_out, p + u->gamma, net->buffers + u->run_mean,
+                                       net->buffers + u->run_var, net->n, u->cout, (int)hw,
+                                       c->norm_eps);
+    }
+    rl_conv2d_dims d = unit_dims(net, u);
+    rl_conv2d_backward(u->d_in, g + u->weight, u->bias == NO_OFFSET ? NULL : g + u->bias, d_conv,
+                       u->in, p + u->weight, &d, net->conv_scratch);
+}
+
+int rl_unet_backward(rl_unet *net, const float *dlogits, rl_error *err) {
+    if (!net->arena.base || !net->for_training)
+        return rl_error_set(err, RL_EINVAL, "U-Net backward needs a plan made for training");
+    if (net->forward_training < 0)
+        return rl_error_set(err, RL_EINVAL, "U-Net backward before a forward pass");
+    const int depth = net->cfg.depth, n = net->n;
+    const float *p = net->params;
+    float *g = net->grads;
+    memset(net->grads_begin, 0, net->grads_bytes);
+    rl_conv2d_dims hd = head_dims(net);
+    rl_conv2d_backward(net->lv[0].dec[1].d_out, g + net->head_weight, g + net->head_bias,
+                       dlogits, net->lv[0].dec[1].out, p + net->head_weight, &hd,
+                       net->conv_scratch);
+    for (int l = 0; l < depth; l++) {
+        unet_level *L = &net->lv[l];
+        size_t hw = (size_t)L->h * (size_t)L->w;
+        unit_backward(net, &L->dec[1]);
+        memset(net->grad_cat, 0, (size_t)n * 2 * net->width[l] * hw * sizeof(float));
+        unit_backward(net, &L->dec[0]);
+        rl_concat_backward(L->enc[1].d_out, L->d_up_out, net->grad_cat, net->width[l],
+                           net->width[l], n, (int)hw);
+        const float *below = l == depth - 1 ? net->lv[depth].enc[1].out : net->lv[l + 1].dec[1].out;
+        float *d_below = l == depth - 1 ? net->lv[depth].enc[1].d_out : net->lv[l + 1].dec[1].d_out;
+        rl_convt2x2_dims ud = up_dims(net, l);
+        rl_convt2x2_backward(d_below, g + L->up_weight, g + L->up_bias, L->d_up_out, below,
+                             p + L->up_weight, &ud, net->conv_scratch);
+    }
+    for (int l = depth; l >= 0; l--) {
+        unet_level *L = &net->lv[l];
+        unit_backward(net, &L->enc[1]);
+        unit_backward(net, &L->enc[0]);
+        if (l > 0) {
+            unet_level *above = &net->lv[l - 1];
+            /* Adds to the skip connection's gradient already in enc[1].d_out. */
+            rl_maxpool2x2_backward(above->enc[1].d_out, above->d_pool_out, above->argmax, n,
+                                   net->width[l - 1], above->h, above->w);
+        }
+    }
+    return RL_OK;
+}
+
+/* ---- views ---------------------------------------------------------------- */
+
+rl_tensor rl_unet_logits(const rl_unet *net) {
+    rl_tensor t = {net->logits, net->n, net->cfg.num_classes, net->h, net->w};
+    return t;
+}
+
+rl_tensor rl_unet_features(const rl_unet *net) { return rl_unet_decoder_output(net, 0); }
+
+rl_tensor rl_unet_decoder_output(const rl_unet *net, int level) {
+    rl_tensor t = {NULL, 0, 0, 0, 0};
+    if (level < 0 || level > net->cfg.depth || !net->arena.base) return t;
+    const struct unet_level *L = &net->lv[level];
+    t.data = level == net->cfg.depth ? L->enc[1].out : L->dec[1].out;
+    t.n = net->n;
+    t.c = net->width[level];
+    t.h = L->h;
+    t.w = L->w;
+    return t;
+}
