@@ -266,6 +266,63 @@ static void test_threads(rl_rng *rng) {
     free_case(&c);
 }
 
+/* Mean-teacher consistency: value against the formula, gradient against
+ * finite differences (run on P * loss, as above), valid mask respected. */
+typedef struct mse_case {
+    float *logits, *targets;
+    uint8_t *valid;
+    int n, k, hw;
+    float fd_scale;
+} mse_case;
+
+static double mse_value(void *ctx) {
+    const mse_case *c = ctx;
+    return (double)c->fd_scale *
+           rl_softmax_mse_loss(NULL, c->logits, c->targets, c->valid, c->n, c->k, c->hw, 1.0f);
+}
+
+static void test_softmax_mse(rl_rng *rng) {
+    enum { N = 2, K = 3, HW = 10 };
+    float logits[N * K * HW], targets[N * K * HW], probs[N * K * HW], grad[N * K * HW] = {0};
+    uint8_t valid[N * HW];
+    rl_fill_uniform(logits, N * K * HW, rng, -3, 3);
+    for (int i = 0; i < N * HW; i++) valid[i] = (uint8_t)(i % 4 != 0);
+    rl_softmax(targets, logits, N, K, HW); /* targets: another softmax */
+    for (int i = 0; i < N * K * HW; i++) targets[i] = 0.5f * targets[i] + 0.5f / K;
+    rl_softmax(probs, logits, N, K, HW);
+    double ref = 0, count = 0;
+    for (int s = 0; s < N; s++)
+        for (int p = 0; p < HW; p++) {
+            if (!valid[s * HW + p]) continue;
+            count++;
+            for (int c = 0; c < K; c++) {
+                double d = probs[(s * K + c) * HW + p] - targets[(s * K + c) * HW + p];
+                ref += d * d;
+            }
+        }
+    ref /= count * K;
+    float loss = rl_softmax_mse_loss(grad, logits, targets, valid, N, K, HW, 1.0f);
+    CHECK_MSG(fabs(loss - ref) < 1e-6, "softmax MSE %g, expected %g", (double)loss, ref);
+    mse_case c = {logits, targets, valid, N, K, HW, (float)count};
+    for (int i = 0; i < N * K * HW; i++) grad[i] *= (float)count;
+    double err = rl_gradcheck(mse_value, &c, logits, grad, N * K * HW, N * K * HW, FD_EPS, rng);
+    if (err > worst_fd_error) worst_fd_error = err;
+    CHECK_MSG(err <= FD_TOL, "softmax MSE gradient error %.3g", err);
+    int masked_zero = 1;
+    for (int i = 0; i < N * HW; i += 4)
+        for (int k = 0; k < K; k++) masked_zero &= grad[((i / HW) * K + k) * HW + i % HW] == 0.0f;
+    CHECK(masked_zero);
+}
+
+/* More classes than the Dice losses keep on the stack: the heap path. */
+static void test_many_class_dice(rl_rng *rng) {
+    loss_case c = make_case(LOSS_DICE, 1, 20, 16, rng);
+    check_case("Dice 20 classes (heap scratch)", &c);
+    c.kind = LOSS_SIGMOID_DICE;
+    check_case("sigmoid Dice 20 classes (heap scratch)", &c);
+    free_case(&c);
+}
+
 int main(void) {
     rl_rng rng;
     rl_rng_seed(&rng, 31337, 11);
@@ -273,6 +330,8 @@ int main(void) {
     test_soft_dice(&rng);
     test_sigmoid(&rng);
     test_threads(&rng);
+    test_softmax_mse(&rng);
+    test_many_class_dice(&rng);
     printf("worst finite-difference error %.3g (tolerance %.3g)\n", worst_fd_error, FD_TOL);
     return rl_test_report("test_loss");
 }

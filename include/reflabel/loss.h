@@ -52,6 +52,16 @@ float rl_sigmoid_dice_loss(float *dlogits, const float *logits, const float *tar
                            const uint8_t *valid, int n, int k, int hw, float smooth,
                            float scale);
 
+/* Consistency loss of mean teacher: squared error between the softmax of
+ * logits and target probabilities (N, K, H, W) (the teacher's softmax),
+ * averaged over the valid pixels and the K classes; valid (N, H, W) or NULL.
+ * The targets receive no gradient. Returns 0 when no pixel is valid. */
+float rl_softmax_mse_loss(float *dlogits, const float *logits, const float *target_probs,
+                          const uint8_t *valid, int n, int k, int hw, float scale);
+
+/* probs (N, K, H, W) = softmax over K of logits, computed stably. */
+void rl_softmax(float *probs, const float *logits, int n, int k, int hw);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,6 +21,7 @@
 #include "reflabel/augment.h"
 #include "reflabel/core.h"
 #include "reflabel/dataset.h"
+#include "reflabel/match.h"
 #include "reflabel/optim.h"
 #include "reflabel/unet.h"
 
@@ -44,12 +45,16 @@ typedef struct rl_sample {
     int h, w;
     float *image;    /* (C, h, w) */
     int32_t *labels; /* (h, w), values in [0, K) or RL_IGNORE; NULL if unlabeled */
+    /* The label of a case whose label exists but was hidden by --labeled:
+     * never trained on, only used to measure pseudo-label quality. */
+    int32_t *hidden_labels;
 } rl_sample;
 
 typedef struct rl_sample_set {
     rl_sample *samples;
     int count;
     int labeled_count;
+    int hidden_count; /* unlabeled samples with a hidden label */
     int channels;
     int num_classes;
     int axis;
@@ -59,7 +64,7 @@ typedef struct rl_sample_set {
 
 /* Loads every slice along axis (0 sagittal, 1 coronal, 2 axial; ignored for
  * 2D cases) of the given cases. keep_label[i] == 0 hides the label of case i
- * (NULL keeps every available label). Each channel of a case is normalised
+ * (NULL keeps every available label): it is kept as hidden_labels. Each channel of a case is normalised
  * over the whole case (rl_normalize_volume) before slicing, exactly as
  * rl_predict_case does. */
 int rl_sample_set_load(rl_sample_set *set, const rl_dataset *ds, const rl_case *cases,
@@ -68,6 +73,43 @@ void rl_sample_set_free(rl_sample_set *set);
 
 /* z-score of a whole volume after percentile clipping (the constants above). */
 int rl_normalize_volume(rl_volume *vol, rl_error *err);
+
+/* How the unlabeled images are used. */
+typedef enum rl_method {
+    RL_METHOD_SUPERVISED = 0, /* labeled images only */
+    RL_METHOD_REFPL,          /* reference-guided pseudo-labels (the paper) */
+    RL_METHOD_PREDPL,         /* pseudo-labels from the network's own predictions */
+    RL_METHOD_MEANTEACHER     /* EMA teacher, consistency loss */
+} rl_method;
+
+const char *rl_method_name(rl_method method);
+/* "supervised", "refpl", "predpl", "meanteacher" -> method; -1 otherwise. */
+int rl_method_from_name(const char *name);
+
+/* The semi-supervised part of a training step. Each step draws a labeled
+ * and an unlabeled batch through the same network; the unlabeled loss is
+ * weighted by lambda(t): 0 during the first warmup_fraction of the steps,
+ * then a linear ramp over ramp_fraction of the steps up to lambda. */
+typedef struct rl_semi_config {
+    rl_method method;
+    int unlabeled_batch;    /* unlabeled images per step (0: same as batch) */
+    double warmup_fraction; /* supervised-only share of the steps */
+    double ramp_fraction;   /* share of the steps over which lambda ramps up */
+    float lambda;           /* weight of the unlabeled loss after the ramp */
+    float pl_dice_weight;   /* pseudo-label loss = CE + pl_dice_weight * Dice */
+    /* refpl: references are the labeled batch's decoder features */
+    rl_bank_sampling sampling; /* which labeled pixels become references */
+    int per_class_cap;         /* K, RL_SAMPLE_PER_CLASS */
+    int sample_count;          /* N, RL_SAMPLE_PROPORTIONAL */
+    int class_floor;           /* per-class floor, RL_SAMPLE_PROPORTIONAL */
+    int memory_batches;        /* M: the bank also keeps the last M-1 batches */
+    int top_k;                 /* 1: the paper's rule; > 1: weighted vote */
+    rl_match_mode match_mode;  /* pooled, or per reference image then vote */
+    rl_similarity similarity;  /* cosine (default) or dot */
+    float min_margin;  /* refpl: pixels whose margin is below become ignored */
+    float min_confidence; /* predpl: pixels whose softmax maximum is below are ignored */
+    float ema_decay;      /* meanteacher: teacher = decay teacher + (1-decay) student */
+} rl_semi_config;
 
 typedef struct rl_train_config {
     int64_t steps;
@@ -80,10 +122,13 @@ typedef struct rl_train_config {
     int augment;            /* 0: no augmentation */
     rl_augment_config augment_config;
     uint64_t seed;
+    rl_semi_config semi;
 } rl_train_config;
 
 /* AdamW lr 1e-3, weight decay 1e-4, poly schedule with 5% warm-up, clip 12,
- * Dice weight 1, augmentation on with rl_augment_default(), seed 0. */
+ * Dice weight 1, augmentation on with rl_augment_default(), seed 0, method
+ * supervised; the semi-supervised fields hold the documented defaults of
+ * docs/TRAINING.md, used when semi.method is set to another method. */
 rl_train_config rl_train_default_config(int64_t steps, int batch);
 
 /* The smallest patch that holds the largest sample, rounded up to a multiple
@@ -94,6 +139,16 @@ void rl_train_auto_patch(const rl_sample_set *set, int depth, int max_edge, int 
 typedef struct rl_train_step_info {
     int64_t step; /* steps done, this one included */
     double loss, ce, dice, lr, grad_norm;
+    /* Semi-supervised methods (0 / NaN for supervised): */
+    double unsup_loss;    /* the unlabeled loss before weighting */
+    double lambda;        /* its weight at this step */
+    double pl_kept;       /* share of unlabeled pixels that got a pseudo-label */
+    double pl_accuracy;   /* pixel accuracy against hidden labels; NaN if none */
+    double pl_drift;      /* total variation distance between the pseudo-label
+                             class shares and the labeled images' shares */
+    const double *pl_dice;       /* (K) Dice per class vs hidden labels; NaN if none */
+    const double *pl_share;      /* (K) class shares of this step's pseudo-labels */
+    const double *labeled_share; /* (K) class shares of the labeled images */
 } rl_train_step_info;
 
 typedef struct rl_trainer rl_trainer;

@@ -27,7 +27,8 @@ static const char *train_usage =
     "  --labeled-mode MODE   even (evenly spaced, default) or random (seeded)\n"
     "  --axis A              slice 3D volumes along 0 sagittal, 1 coronal, 2 axial (2)\n"
     "training:\n"
-    "  --method M            supervised (default; the only method of this version)\n"
+    "  --method M            supervised (default), refpl (reference pseudo-labels, the\n"
+    "                        paper), predpl (own predictions), meanteacher (EMA teacher)\n"
     "  --steps N             optimiser steps (1000)\n"
     "  --batch N             images per step (8)\n"
     "  --lr X                peak learning rate (1e-3)\n"
@@ -39,6 +40,23 @@ static const char *train_usage =
     "  --dice-weight X       loss = CE + X * soft Dice (1)\n"
     "  --patch HxW           training patch, multiples of 2^depth (from the data)\n"
     "  --no-augment          no augmentation\n"
+    "semi-supervised (refpl, predpl, meanteacher):\n"
+    "  --unlabeled-batch N   unlabeled images per step (same as --batch)\n"
+    "  --lambda X            weight of the unlabeled loss (1)\n"
+    "  --pl-warmup F         supervised-only share of the steps (0.3)\n"
+    "  --pl-ramp F           share of the steps over which lambda ramps up (0.2)\n"
+    "  --pl-dice X           pseudo-label loss = CE + X * Dice (0)\n"
+    "  --sampling S          refpl references: per-class (default), proportional, all\n"
+    "  --refs-per-class K    per-class cap of references (256)\n"
+    "  --ref-count N         proportional draw: references per batch (4096)\n"
+    "  --class-floor N       proportional draw: at least N per class (32)\n"
+    "  --memory M            refpl: also match against the last M-1 labeled batches (1)\n"
+    "  --topk K              refpl: similarity-weighted vote of the K best (1)\n"
+    "  --per-image-vote      refpl: best match per reference image, then a vote\n"
+    "  --similarity S        refpl: cosine (default) or dot\n"
+    "  --min-margin X        refpl: ignore pixels whose match margin is below X (0)\n"
+    "  --min-confidence X    predpl: ignore pixels whose softmax maximum is below X (0.9)\n"
+    "  --ema X               meanteacher: teacher EMA decay (0.99)\n"
     "network:\n"
     "  --depth N             poolings (4)      --width N   base channels (16)\n"
     "  --norm N              group (default), batch or none\n"
@@ -50,6 +68,7 @@ static const char *train_usage =
 
 typedef struct train_options {
     const char *data, *out, *labeled, *method;
+    rl_semi_config semi;
     rl_select_mode labeled_mode;
     int axis, batch, threads, depth, width, patch_h, patch_w, augment, quiet, warmup;
     int checkpoint_every;
@@ -92,6 +111,8 @@ static int parse_options(int argc, char **argv, train_options *o) {
     o->norm = RL_NORM_GROUP;
     o->optimizer = RL_OPTIM_ADAMW;
     o->schedule = RL_SCHEDULE_POLY;
+    o->semi = rl_train_default_config(1, 1).semi;
+    rl_semi_config *sc = &o->semi;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0, used = 1;
@@ -141,6 +162,40 @@ static int parse_options(int argc, char **argv, train_options *o) {
             else if (v && !strcmp(v, "cosine")) o->schedule = RL_SCHEDULE_COSINE;
             else if (v && !strcmp(v, "constant")) o->schedule = RL_SCHEDULE_CONSTANT;
             else rc = cli_usage_error("train", "--schedule must be poly, cosine or constant");
+        } else if (!strcmp(a, "--unlabeled-batch"))
+            rc = cli_parse_int("train", a, v, 1, 4096, &sc->unlabeled_batch);
+        else if (!strcmp(a, "--lambda") || !strcmp(a, "--pl-warmup") || !strcmp(a, "--pl-ramp") ||
+                 !strcmp(a, "--pl-dice") || !strcmp(a, "--min-margin") ||
+                 !strcmp(a, "--min-confidence") || !strcmp(a, "--ema")) {
+            int is_margin = !strcmp(a, "--min-margin");
+            rc = cli_parse_float("train", a, v, is_margin ? -2.0 : 0.0, is_margin ? 2.0 : 100.0, &d);
+            if (!rc) {
+                if (!strcmp(a, "--lambda")) sc->lambda = (float)d;
+                else if (!strcmp(a, "--pl-warmup")) sc->warmup_fraction = d;
+                else if (!strcmp(a, "--pl-ramp")) sc->ramp_fraction = d;
+                else if (!strcmp(a, "--pl-dice")) sc->pl_dice_weight = (float)d;
+                else if (is_margin) sc->min_margin = (float)d;
+                else if (!strcmp(a, "--min-confidence")) sc->min_confidence = (float)d;
+                else sc->ema_decay = (float)d;
+            }
+        } else if (!strcmp(a, "--sampling")) {
+            if (v && !strcmp(v, "per-class")) sc->sampling = RL_SAMPLE_PER_CLASS;
+            else if (v && !strcmp(v, "proportional")) sc->sampling = RL_SAMPLE_PROPORTIONAL;
+            else if (v && !strcmp(v, "all")) sc->sampling = RL_SAMPLE_ALL;
+            else rc = cli_usage_error("train", "--sampling must be per-class, proportional or all");
+        } else if (!strcmp(a, "--refs-per-class"))
+            rc = cli_parse_int("train", a, v, 1, 1 << 24, &sc->per_class_cap);
+        else if (!strcmp(a, "--ref-count")) rc = cli_parse_int("train", a, v, 1, 1 << 26, &sc->sample_count);
+        else if (!strcmp(a, "--class-floor")) rc = cli_parse_int("train", a, v, 0, 1 << 24, &sc->class_floor);
+        else if (!strcmp(a, "--memory")) rc = cli_parse_int("train", a, v, 1, 4096, &sc->memory_batches);
+        else if (!strcmp(a, "--topk")) rc = cli_parse_int("train", a, v, 1, 1024, &sc->top_k);
+        else if (!strcmp(a, "--similarity")) {
+            if (v && !strcmp(v, "cosine")) sc->similarity = RL_SIM_COSINE;
+            else if (v && !strcmp(v, "dot")) sc->similarity = RL_SIM_DOT;
+            else rc = cli_usage_error("train", "--similarity must be cosine or dot");
+        } else if (!strcmp(a, "--per-image-vote")) {
+            sc->match_mode = RL_MATCH_PER_IMAGE;
+            used = 0;
         } else if (!strcmp(a, "--no-augment")) {
             o->augment = 0;
             used = 0;
@@ -155,9 +210,10 @@ static int parse_options(int argc, char **argv, train_options *o) {
         }
     }
     if (!o->data || !o->out) return cli_usage_error("train", "--data and --out are required");
-    if (!o->method || strcmp(o->method, "supervised") != 0)
-        return cli_usage_error("train", "--method '%s' is not available (supported: supervised)",
-                               o->method ? o->method : "");
+    int method = rl_method_from_name(o->method);
+    if (method < 0)
+        return cli_usage_error("train", "--method must be supervised, refpl, predpl or meanteacher");
+    o->semi.method = (rl_method)method;
     return 0;
 }
 
@@ -226,6 +282,28 @@ static char *training_json(const train_options *o, const rl_train_config *cfg, i
     cJSON_AddBoolToObject(j, "augment", cfg->augment);
     cJSON_AddNumberToObject(j, "seed", (double)cfg->seed);
     cJSON_AddNumberToObject(j, "axis", o->axis);
+    if (cfg->semi.method != RL_METHOD_SUPERVISED) {
+        const rl_semi_config *sc = &cfg->semi;
+        cJSON *s = cJSON_AddObjectToObject(j, "semi");
+        cJSON_AddNumberToObject(s, "unlabeled_batch", sc->unlabeled_batch ? sc->unlabeled_batch : cfg->batch);
+        cJSON_AddNumberToObject(s, "lambda", sc->lambda);
+        cJSON_AddNumberToObject(s, "warmup_fraction", sc->warmup_fraction);
+        cJSON_AddNumberToObject(s, "ramp_fraction", sc->ramp_fraction);
+        cJSON_AddNumberToObject(s, "pl_dice_weight", sc->pl_dice_weight);
+        cJSON_AddStringToObject(s, "sampling", sc->sampling == RL_SAMPLE_ALL ? "all"
+                                               : sc->sampling == RL_SAMPLE_PER_CLASS ? "per-class"
+                                                                                      : "proportional");
+        cJSON_AddNumberToObject(s, "per_class_cap", sc->per_class_cap);
+        cJSON_AddNumberToObject(s, "sample_count", sc->sample_count);
+        cJSON_AddNumberToObject(s, "class_floor", sc->class_floor);
+        cJSON_AddNumberToObject(s, "memory_batches", sc->memory_batches);
+        cJSON_AddNumberToObject(s, "top_k", sc->top_k);
+        cJSON_AddStringToObject(s, "match_mode", sc->match_mode == RL_MATCH_POOLED ? "pooled" : "per-image");
+        cJSON_AddStringToObject(s, "similarity", sc->similarity == RL_SIM_COSINE ? "cosine" : "dot");
+        cJSON_AddNumberToObject(s, "min_margin", sc->min_margin);
+        cJSON_AddNumberToObject(s, "min_confidence", sc->min_confidence);
+        cJSON_AddNumberToObject(s, "ema_decay", sc->ema_decay);
+    }
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
@@ -283,6 +361,45 @@ static int csv_append(csv_log *log, const char *line) {
     return 0;
 }
 
+/* Total variation distance above which the class shares of the pseudo-labels
+ * are reported as drifting from the labeled images'. */
+#define DRIFT_WARNING 0.25
+
+static int csv_header(csv_log *log, const rl_dataset *ds) {
+    char col[512];
+    if (csv_append(log, "step,loss,ce,dice,lr,grad_norm,unsup_loss,lambda,pl_kept,pl_accuracy,"
+                        "pl_drift"))
+        return -1;
+    for (int pass = 0; pass < 3; pass++)
+        for (int c = 0; c < ds->num_classes; c++) {
+            static const char *prefix[] = {"pl_dice_", "pl_share_", "labeled_share_"};
+            snprintf(col, sizeof col, ",%s%s", prefix[pass], ds->class_names[c]);
+            if (csv_append(log, col)) return -1;
+        }
+    return csv_append(log, ",seconds\n");
+}
+
+static int csv_row(csv_log *log, const rl_train_step_info *info, int k, double seconds) {
+    char cell[64];
+    snprintf(cell, sizeof cell, "%lld", (long long)info->step);
+    if (csv_append(log, cell)) return -1;
+    double values[] = {info->loss, info->ce, info->dice, info->lr, info->grad_norm,
+                       info->unsup_loss, info->lambda, info->pl_kept, info->pl_accuracy,
+                       info->pl_drift};
+    for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+        snprintf(cell, sizeof cell, ",%.6g", values[i]);
+        if (csv_append(log, cell)) return -1;
+    }
+    const double *arrays[] = {info->pl_dice, info->pl_share, info->labeled_share};
+    for (int a = 0; a < 3; a++)
+        for (int c = 0; c < k; c++) {
+            snprintf(cell, sizeof cell, ",%.6g", arrays[a] ? arrays[a][c] : NAN);
+            if (csv_append(log, cell)) return -1;
+        }
+    snprintf(cell, sizeof cell, ",%.3f\n", seconds);
+    return csv_append(log, cell);
+}
+
 int cmd_train(int argc, char **argv) {
     train_options o;
     int prc = parse_options(argc, argv, &o);
@@ -315,6 +432,7 @@ int cmd_train(int argc, char **argv) {
     cfg.dice_weight = (float)o.dice_weight;
     cfg.augment = o.augment;
     cfg.seed = (uint64_t)o.seed;
+    cfg.semi = o.semi;
     if (!rc) {
         if (o.patch_h) {
             cfg.patch_h = o.patch_h;
@@ -337,8 +455,8 @@ int cmd_train(int argc, char **argv) {
                 "%d steps, %zu parameters\n",
                 set.count, set.labeled_count, ds.num_train, cfg.patch_h, cfg.patch_w, cfg.batch,
                 o.steps, rl_unet_param_count(net));
-    if (!rc && csv_append(&log, "step,loss,ce,dice,lr,grad_norm,seconds\n"))
-        rc = rl_error_set(&err, RL_ENOMEM, "out of memory");
+    if (!rc && csv_header(&log, &ds)) rc = rl_error_set(&err, RL_ENOMEM, "out of memory");
+    int64_t last_warning = -1;
 
     signal(SIGINT, on_sigint);
     rl_progress bar;
@@ -352,11 +470,24 @@ int cmd_train(int argc, char **argv) {
         rc = rl_trainer_step(tr, &info, &err);
         if (rc) break;
         ema = isnan(ema) ? info.loss : 0.95 * ema + 0.05 * info.loss;
+        if (csv_row(&log, &info, ds.num_classes, rl_now_seconds() - t0))
+            rc = rl_error_set(&err, RL_ENOMEM, "out of memory");
+        /* Pseudo-labels whose class shares drift far from the labeled
+         * images' are the first sign of collapse: say so, at most 10 times. */
+        if (info.lambda > 0 && info.pl_drift > DRIFT_WARNING &&
+            (last_warning < 0 || info.step - last_warning >= o.steps / 10)) {
+            last_warning = info.step;
+            rl_progress_finish(&bar);
+            fprintf(stderr,
+                    "reflabel train: warning: step %lld: pseudo-label class shares differ from "
+                    "the labeled images' by %.2f (total variation); see log.csv\n",
+                    (long long)info.step, info.pl_drift);
+        }
         char line[256];
-        snprintf(line, sizeof line, "%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.3f\n", (long long)info.step,
-                 info.loss, info.ce, info.dice, info.lr, info.grad_norm, rl_now_seconds() - t0);
-        if (csv_append(&log, line)) rc = rl_error_set(&err, RL_ENOMEM, "out of memory");
-        snprintf(line, sizeof line, "loss %.4f", ema);
+        if (cfg.semi.method != RL_METHOD_SUPERVISED && !isnan(info.pl_accuracy))
+            snprintf(line, sizeof line, "loss %.4f pl-acc %.3f", ema, info.pl_accuracy);
+        else
+            snprintf(line, sizeof line, "loss %.4f", ema);
         rl_progress_update(&bar, (long)info.step, line);
         int last = info.step == o.steps;
         if (!rc && (last || (o.checkpoint_every && info.step % o.checkpoint_every == 0))) {

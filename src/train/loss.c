@@ -336,3 +336,70 @@ float rl_sigmoid_dice_loss(float *dlogits, const float *logits, const float *tar
     dice_work_free(&w);
     return (float)loss;
 }
+
+/* ---- softmax MSE (mean-teacher consistency) ------------------------------------ *
+ * loss = sum_i sum_c (p_c(i) - t_c(i))^2 / (valid * K); with a_c = 2 (p_c - t_c) /
+ * (valid K), d loss / d z_j = p_j (a_j - sum_c p_c a_c) through the softmax. */
+void rl_softmax(float *probs, const float *logits, int n, int k, int hw) {
+    const size_t total = (size_t)n * (size_t)hw;
+#pragma omp parallel for schedule(static) if (total >= LOSS_PARALLEL_MIN)
+    for (size_t i = 0; i < total; i++) {
+        const size_t base = (i / (size_t)hw) * (size_t)k * (size_t)hw + i % (size_t)hw;
+        float zmax = logits[base];
+        for (int c = 1; c < k; c++) zmax = fmaxf(zmax, logits[base + (size_t)c * hw]);
+        double sum = 0.0;
+        for (int c = 0; c < k; c++) sum += exp((double)(logits[base + (size_t)c * hw] - zmax));
+        for (int c = 0; c < k; c++)
+            probs[base + (size_t)c * hw] =
+                (float)(exp((double)(logits[base + (size_t)c * hw] - zmax)) / sum);
+    }
+}
+
+float rl_softmax_mse_loss(float *dlogits, const float *logits, const float *target_probs,
+                          const uint8_t *valid, int n, int k, int hw, float scale) {
+    const size_t total = (size_t)n * (size_t)hw;
+    size_t count = 0;
+    for (size_t i = 0; i < total; i++) count += !valid || valid[i];
+    if (count == 0) return 0.0f;
+    const double norm = 1.0 / ((double)count * (double)k);
+    /* The gradient pass is parallel (pixels are independent); the loss is
+     * summed serially so that its value does not depend on the thread count. */
+    if (dlogits) {
+#pragma omp parallel for schedule(static) if (total >= LOSS_PARALLEL_MIN)
+        for (size_t i = 0; i < total; i++) {
+            if (valid && !valid[i]) continue;
+            const size_t base = (i / (size_t)hw) * (size_t)k * (size_t)hw + i % (size_t)hw;
+            float zmax = logits[base];
+            for (int c = 1; c < k; c++) zmax = fmaxf(zmax, logits[base + (size_t)c * hw]);
+            double sum = 0.0;
+            for (int c = 0; c < k; c++) sum += exp((double)(logits[base + (size_t)c * hw] - zmax));
+            double pa = 0.0; /* sum_c p_c a_c */
+            for (int c = 0; c < k; c++) {
+                const size_t at = base + (size_t)c * hw;
+                const double p = exp((double)(logits[at] - zmax)) / sum;
+                pa += p * 2.0 * (p - (double)target_probs[at]) * norm;
+            }
+            for (int c = 0; c < k; c++) {
+                const size_t at = base + (size_t)c * hw;
+                const double p = exp((double)(logits[at] - zmax)) / sum;
+                const double a = 2.0 * (p - (double)target_probs[at]) * norm;
+                dlogits[at] += scale * (float)(p * (a - pa));
+            }
+        }
+    }
+    double loss = 0.0;
+    for (size_t i = 0; i < total; i++) {
+        if (valid && !valid[i]) continue;
+        const size_t base = (i / (size_t)hw) * (size_t)k * (size_t)hw + i % (size_t)hw;
+        float zmax = logits[base];
+        for (int c = 1; c < k; c++) zmax = fmaxf(zmax, logits[base + (size_t)c * hw]);
+        double sum = 0.0;
+        for (int c = 0; c < k; c++) sum += exp((double)(logits[base + (size_t)c * hw] - zmax));
+        for (int c = 0; c < k; c++) {
+            const size_t at = base + (size_t)c * hw;
+            const double d = exp((double)(logits[at] - zmax)) / sum - (double)target_probs[at];
+            loss += d * d;
+        }
+    }
+    return (float)(loss * norm);
+}

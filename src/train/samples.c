@@ -15,16 +15,18 @@ void rl_sample_set_free(rl_sample_set *set) {
     for (int i = 0; i < set->count; i++) {
         free(set->samples[i].image);
         free(set->samples[i].labels);
+        free(set->samples[i].hidden_labels);
     }
     free(set->samples);
     free(set->case_ids);
     memset(set, 0, sizeof *set);
 }
 
-/* Appends every slice of one case. label is NULL for an unlabeled case. */
+/* Appends every slice of one case. label is NULL for an unlabeled case;
+ * hidden: the label goes to hidden_labels instead of labels. */
 static int append_case_slices(rl_sample_set *set, const rl_dataset *ds, int case_index,
-                              const rl_volume *images, const rl_volume *label, int *capacity,
-                              float *label_slice, rl_error *err) {
+                              const rl_volume *images, const rl_volume *label, int hidden,
+                              int *capacity, float *label_slice, rl_error *err) {
     const rl_volume *v0 = &images[0];
     int axis = v0->nz == 1 ? 2 : set->axis;
     int slices = rl_volume_num_slices(v0, axis);
@@ -47,10 +49,12 @@ static int append_case_slices(rl_sample_set *set, const rl_dataset *ds, int case
         smp->h = h;
         smp->w = w;
         smp->image = malloc(plane * (size_t)set->channels * sizeof(float));
-        if (label) smp->labels = malloc(plane * sizeof(int32_t));
-        if (!smp->image || (label && !smp->labels)) {
+        int32_t *dst = label ? malloc(plane * sizeof(int32_t)) : NULL;
+        if (hidden) smp->hidden_labels = dst;
+        else smp->labels = dst;
+        if (!smp->image || (label && !dst)) {
             free(smp->image);
-            free(smp->labels);
+            free(dst);
             return rl_error_set(err, RL_ENOMEM, "out of memory loading samples");
         }
         int rc = RL_OK;
@@ -63,16 +67,17 @@ static int append_case_slices(rl_sample_set *set, const rl_dataset *ds, int case
             rc = rl_volume_get_slice(label, axis, s, label_slice, &h, &w, NULL, err);
             for (size_t i = 0; !rc && i < plane; i++) {
                 int32_t v = (int32_t)label_slice[i];
-                smp->labels[i] = v == ds->ignore_label ? RL_IGNORE : v;
+                dst[i] = v == ds->ignore_label ? RL_IGNORE : v;
             }
         }
         if (rc) {
             free(smp->image);
-            free(smp->labels);
+            free(dst);
             return rc;
         }
         set->count++;
-        if (label) set->labeled_count++;
+        if (label && !hidden) set->labeled_count++;
+        if (label && hidden) set->hidden_count++;
     }
     return RL_OK;
 }
@@ -97,7 +102,9 @@ int rl_sample_set_load(rl_sample_set *set, const rl_dataset *ds, const rl_case *
     for (int i = 0; i < num_cases && !rc; i++) {
         const rl_case *c = &cases[i];
         memcpy(set->case_ids[i], c->id, RL_CASE_ID_MAX);
-        int want_label = c->label_path && (!keep_label || keep_label[i]);
+        /* A hidden label is still read: it measures pseudo-label quality. */
+        int want_label = c->label_path != NULL;
+        int hidden = want_label && keep_label && !keep_label[i];
         rl_volume label = {0};
         rc = rl_dataset_load_case(ds, c, images, want_label ? &label : NULL, err);
         if (rc) break;
@@ -112,8 +119,8 @@ int rl_sample_set_load(rl_sample_set *set, const rl_dataset *ds, const rl_case *
             if (!label_slice) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
         }
         if (!rc)
-            rc = append_case_slices(set, ds, i, images, want_label ? &label : NULL, &capacity,
-                                    label_slice, err);
+            rc = append_case_slices(set, ds, i, images, want_label ? &label : NULL, hidden,
+                                    &capacity, label_slice, err);
         free(label_slice);
         rl_dataset_free_case(ds, images, want_label ? &label : NULL);
     }

@@ -1,5 +1,7 @@
-/* The supervised training step: sample, augment, forward, loss, backward,
- * clip, update. Every buffer is allocated in rl_trainer_create. */
+/* The training step: sample, augment, forward, loss, backward, clip,
+ * update; and for the semi-supervised methods, an unlabeled batch through
+ * the same forward pass with its own loss. Every buffer is allocated in
+ * rl_trainer_create. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,23 +12,62 @@
 
 /* Random streams, one per purpose, so that changing e.g. augmentation does
  * not change which samples are drawn. */
-enum { STREAM_SAMPLING = 1, STREAM_AUGMENT = 2 };
+enum { STREAM_SAMPLING = 1, STREAM_AUGMENT = 2, STREAM_BANK = 3, STREAM_TEACHER = 4 };
+
+/* Codes of the unlabeled half of the target map, chosen so that nearest-
+ * neighbour augmentation carries them along with the image: a pixel of an
+ * unlabeled image is UNLABELED, or HIDDEN(v) when its hidden label v is known
+ * (for measuring pseudo-labels only). RL_IGNORE marks padding. */
+#define UNLABELED (-2)
+#define HIDDEN_BASE (-1000)
+#define HIDDEN(v) (HIDDEN_BASE - (v))
 
 struct rl_trainer {
     rl_unet *net;
     rl_train_config cfg;
     const rl_sample_set *set;
     rl_optimizer *opt;
+    int nl, nu, n;      /* labeled, unlabeled and total images per step */
     int *labeled;       /* indices of the labeled samples */
     int num_labeled;
+    int *unlabeled;     /* indices of the unlabeled samples */
+    int num_unlabeled;
     int *batch_samples; /* the samples of the current batch, for error messages */
-    float *x;           /* (N, C, P_h, P_w) */
-    int32_t *y;         /* (N, P_h, P_w) */
-    float *dlogits;     /* (N, K, P_h, P_w) */
+    float *x;           /* (n, C, P_h, P_w) */
+    int32_t *y;         /* (n, P_h, P_w) */
+    float *dlogits;     /* (n, K, P_h, P_w) */
     void *augment_scratch;
-    rl_rng sampling_rng, augment_rng;
+    rl_rng sampling_rng, augment_rng, bank_rng;
     int64_t steps_done;
+    /* semi-supervised state (NULL / unused for supervised) */
+    int32_t *pseudo;    /* (nu, P_h, P_w) pseudo-labels, RL_IGNORE where none */
+    int32_t *hidden;    /* (nu, P_h, P_w) hidden labels, RL_IGNORE where unknown */
+    float *confidence;  /* (nu, P_h, P_w) margin (refpl) or softmax maximum (predpl) */
+    uint8_t *valid;     /* (nu, P_h, P_w) pixel of an unlabeled image, not padding */
+    float *teacher_probs; /* (nu, K, P_h, P_w), mean teacher */
+    rl_unet *teacher;
+    rl_bank bank;
+    rl_matcher matcher;
+    int has_bank;
+    double *labeled_share, *pl_share, *pl_dice; /* (K) each */
+    int64_t *confusion; /* (K, K) pseudo-label vs hidden label, per step */
 };
+
+const char *rl_method_name(rl_method method) {
+    switch (method) {
+    case RL_METHOD_SUPERVISED: return "supervised";
+    case RL_METHOD_REFPL: return "refpl";
+    case RL_METHOD_PREDPL: return "predpl";
+    case RL_METHOD_MEANTEACHER: return "meanteacher";
+    }
+    return "unknown";
+}
+
+int rl_method_from_name(const char *name) {
+    for (int m = RL_METHOD_SUPERVISED; m <= RL_METHOD_MEANTEACHER; m++)
+        if (name && strcmp(name, rl_method_name((rl_method)m)) == 0) return m;
+    return -1;
+}
 
 rl_train_config rl_train_default_config(int64_t steps, int batch) {
     rl_train_config c;
@@ -46,6 +87,24 @@ rl_train_config rl_train_default_config(int64_t steps, int batch) {
     c.augment = 1;
     c.augment_config = rl_augment_default();
     c.seed = 0;
+    rl_semi_config *s = &c.semi;
+    s->method = RL_METHOD_SUPERVISED;
+    s->unlabeled_batch = 0;
+    s->warmup_fraction = 0.3;
+    s->ramp_fraction = 0.2;
+    s->lambda = 1.0f;
+    s->pl_dice_weight = 0.0f;
+    s->sampling = RL_SAMPLE_PER_CLASS;
+    s->per_class_cap = 256;
+    s->sample_count = 4096;
+    s->class_floor = 32;
+    s->memory_batches = 1;
+    s->top_k = 1;
+    s->match_mode = RL_MATCH_POOLED;
+    s->similarity = RL_SIM_COSINE;
+    s->min_margin = 0.0f;
+    s->min_confidence = 0.9f;
+    s->ema_decay = 0.99f;
     return c;
 }
 
@@ -68,12 +127,118 @@ void rl_trainer_free(rl_trainer *tr) {
     if (!tr) return;
     rl_optim_free(tr->opt);
     free(tr->labeled);
+    free(tr->unlabeled);
     free(tr->batch_samples);
     free(tr->x);
     free(tr->y);
     free(tr->dlogits);
     free(tr->augment_scratch);
+    free(tr->pseudo);
+    free(tr->hidden);
+    free(tr->confidence);
+    free(tr->valid);
+    free(tr->teacher_probs);
+    rl_unet_free(tr->teacher);
+    if (tr->has_bank) {
+        rl_matcher_free(&tr->matcher);
+        rl_bank_free(&tr->bank);
+    }
+    free(tr->labeled_share);
+    free(tr->pl_share);
+    free(tr->pl_dice);
+    free(tr->confusion);
     free(tr);
+}
+
+/* Class shares over every labeled pixel of the set: the reference against
+ * which pseudo-label drift (collapse) is measured. */
+static void compute_labeled_share(const rl_sample_set *set, double *share) {
+    int k = set->num_classes;
+    double total = 0;
+    for (int c = 0; c < k; c++) share[c] = 0;
+    for (int i = 0; i < set->count; i++) {
+        const rl_sample *s = &set->samples[i];
+        if (!s->labels) continue;
+        for (size_t p = 0; p < (size_t)s->h * s->w; p++)
+            if (s->labels[p] >= 0 && s->labels[p] < k) {
+                share[s->labels[p]] += 1;
+                total += 1;
+            }
+    }
+    for (int c = 0; c < k; c++) share[c] = total > 0 ? share[c] / total : 0;
+}
+
+static int create_semi(rl_trainer *tr, rl_error *err) {
+    const rl_train_config *cfg = &tr->cfg;
+    const rl_semi_config *sc = &cfg->semi;
+    const rl_sample_set *set = tr->set;
+    size_t hw = (size_t)cfg->patch_h * cfg->patch_w, k = (size_t)set->num_classes;
+    if (tr->num_unlabeled == 0)
+        return rl_error_set(err, RL_EINVAL, "method %s needs unlabeled images; all %d are labeled",
+                            rl_method_name(sc->method), set->count);
+    if (!(sc->lambda >= 0) || !(sc->warmup_fraction >= 0) || !(sc->ramp_fraction >= 0) ||
+        sc->warmup_fraction + sc->ramp_fraction > 1.0)
+        return rl_error_set(err, RL_EINVAL,
+                            "lambda, warm-up and ramp must be >= 0, warm-up + ramp <= 1");
+    tr->pseudo = malloc((size_t)tr->nu * hw * sizeof *tr->pseudo);
+    tr->hidden = malloc((size_t)tr->nu * hw * sizeof *tr->hidden);
+    tr->confidence = malloc((size_t)tr->nu * hw * sizeof *tr->confidence);
+    tr->valid = malloc((size_t)tr->nu * hw);
+    tr->labeled_share = calloc(k, sizeof(double));
+    tr->pl_share = calloc(k, sizeof(double));
+    tr->pl_dice = calloc(k, sizeof(double));
+    tr->confusion = calloc(k * k, sizeof(int64_t));
+    if (!tr->pseudo || !tr->hidden || !tr->confidence || !tr->valid || !tr->labeled_share ||
+        !tr->pl_share || !tr->pl_dice || !tr->confusion)
+        return rl_error_set(err, RL_ENOMEM, "out of memory for the unlabeled batch");
+    compute_labeled_share(set, tr->labeled_share);
+    if (sc->method == RL_METHOD_REFPL) {
+        rl_bank_config bc;
+        memset(&bc, 0, sizeof bc);
+        bc.dim = rl_unet_features(tr->net).c;
+        if (bc.dim <= 0) bc.dim = rl_unet_width(rl_unet_get_config(tr->net), 0);
+        bc.num_labels = set->num_classes;
+        bc.ignore_label = RL_IGNORE;
+        bc.similarity = sc->similarity;
+        bc.sampling = sc->sampling;
+        bc.per_class_cap = sc->per_class_cap;
+        bc.sample_count = sc->sample_count;
+        bc.class_floor = sc->class_floor;
+        bc.max_images = tr->nl;
+        bc.max_image_pixels = (int)hw;
+        bc.memory_batches = sc->memory_batches > 0 ? sc->memory_batches : 1;
+        rl_match_config mc;
+        memset(&mc, 0, sizeof mc);
+        mc.mode = sc->match_mode;
+        mc.top_k = sc->top_k > 0 ? sc->top_k : 1;
+        int rc = rl_bank_init(&tr->bank, &bc, err);
+        if (rc) return rc;
+        rc = rl_matcher_init(&tr->matcher, &mc, &bc, err);
+        if (rc) {
+            rl_bank_free(&tr->bank);
+            return rc;
+        }
+        tr->has_bank = 1;
+    } else if (sc->method == RL_METHOD_MEANTEACHER) {
+        if (!(sc->ema_decay >= 0 && sc->ema_decay < 1))
+            return rl_error_set(err, RL_EINVAL, "EMA decay must be in [0, 1)");
+        tr->teacher_probs = malloc((size_t)tr->nu * k * hw * sizeof *tr->teacher_probs);
+        if (!tr->teacher_probs) return rl_error_set(err, RL_ENOMEM, "out of memory for the teacher");
+        int rc = rl_unet_create(&tr->teacher, rl_unet_get_config(tr->net), cfg->seed, err);
+        if (!rc) rc = rl_unet_plan(tr->teacher, tr->nu, cfg->patch_h, cfg->patch_w, 0, err);
+        if (rc) return rc;
+        /* The teacher starts as a copy of the student, buffers included. */
+        int count;
+        const rl_unet_tensor *t = rl_unet_tensors(tr->net, &count);
+        for (int i = 0; i < count; i++) {
+            size_t bytes = t[i].numel * (t[i].kind == RL_UNET_COUNTER ? sizeof(int64_t) : sizeof(float));
+            memcpy(rl_unet_tensor_data(tr->teacher, &t[i]), rl_unet_tensor_data(tr->net, &t[i]), bytes);
+        }
+    } else if (sc->method == RL_METHOD_PREDPL) {
+        if (!(sc->min_confidence >= 0 && sc->min_confidence <= 1))
+            return rl_error_set(err, RL_EINVAL, "the confidence threshold must be in [0, 1]");
+    }
+    return RL_OK;
 }
 
 int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg,
@@ -81,12 +246,15 @@ int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg
     *out = NULL;
     const rl_unet_config *nc = rl_unet_get_config(net);
     int m = 1 << nc->depth;
+    int semi = cfg->semi.method != RL_METHOD_SUPERVISED;
     if (nc->in_channels != set->channels || nc->num_classes != set->num_classes)
         return rl_error_set(err, RL_EINVAL,
                             "network has %d input channels and %d classes, data has %d and %d",
                             nc->in_channels, nc->num_classes, set->channels, set->num_classes);
-    if (cfg->batch < 1 || cfg->steps < 1)
+    if (cfg->batch < 1 || cfg->steps < 1 || cfg->semi.unlabeled_batch < 0)
         return rl_error_set(err, RL_EINVAL, "steps and batch must be positive");
+    if (cfg->semi.method < RL_METHOD_SUPERVISED || cfg->semi.method > RL_METHOD_MEANTEACHER)
+        return rl_error_set(err, RL_EINVAL, "unknown training method %d", (int)cfg->semi.method);
     if (cfg->patch_h <= 0 || cfg->patch_w <= 0 || cfg->patch_h % m || cfg->patch_w % m)
         return rl_error_set(err, RL_EINVAL, "patch %dx%d is not a multiple of %d (2^depth)",
                             cfg->patch_h, cfg->patch_w, m);
@@ -102,34 +270,42 @@ int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg
     tr->cfg = *cfg;
     tr->cfg.schedule.total_steps = cfg->steps;
     tr->set = set;
-    size_t n = (size_t)cfg->batch, hw = (size_t)cfg->patch_h * (size_t)cfg->patch_w;
+    tr->nl = cfg->batch;
+    tr->nu = semi ? (cfg->semi.unlabeled_batch ? cfg->semi.unlabeled_batch : cfg->batch) : 0;
+    tr->n = tr->nl + tr->nu;
+    size_t n = (size_t)tr->n, hw = (size_t)cfg->patch_h * (size_t)cfg->patch_w;
     size_t nparams = rl_unet_param_count(net);
-    tr->labeled = malloc((size_t)set->labeled_count * sizeof *tr->labeled);
+    tr->labeled = malloc((size_t)set->count * sizeof *tr->labeled);
+    tr->unlabeled = malloc((size_t)set->count * sizeof *tr->unlabeled);
     tr->batch_samples = malloc(n * sizeof *tr->batch_samples);
     tr->x = malloc(n * (size_t)set->channels * hw * sizeof *tr->x);
     tr->y = malloc(n * hw * sizeof *tr->y);
     tr->dlogits = malloc(n * (size_t)set->num_classes * hw * sizeof *tr->dlogits);
     tr->augment_scratch = malloc(rl_augment_scratch_bytes(cfg->patch_h, cfg->patch_w));
-    if (!tr->labeled || !tr->batch_samples || !tr->x || !tr->y || !tr->dlogits ||
-        !tr->augment_scratch) {
+    if (!tr->labeled || !tr->unlabeled || !tr->batch_samples || !tr->x || !tr->y ||
+        !tr->dlogits || !tr->augment_scratch) {
         rl_trainer_free(tr);
         return rl_error_set(err, RL_ENOMEM, "out of memory for the training buffers");
     }
-    for (int i = 0; i < set->count; i++)
+    for (int i = 0; i < set->count; i++) {
         if (set->samples[i].labels) tr->labeled[tr->num_labeled++] = i;
+        else tr->unlabeled[tr->num_unlabeled++] = i;
+    }
 
     rl_optim_span *spans = NULL;
     int span_count = 0;
     int rc = rl_optim_spans_from_unet(net, &spans, &span_count, err);
     if (!rc) rc = rl_optim_create(&tr->opt, &cfg->optim, nparams, spans, span_count, err);
     free(spans);
-    if (!rc) rc = rl_unet_plan(net, cfg->batch, cfg->patch_h, cfg->patch_w, 1, err);
+    if (!rc) rc = rl_unet_plan(net, tr->n, cfg->patch_h, cfg->patch_w, 1, err);
+    if (!rc && semi) rc = create_semi(tr, err);
     if (rc) {
         rl_trainer_free(tr);
         return rc;
     }
     rl_rng_seed(&tr->sampling_rng, cfg->seed, STREAM_SAMPLING);
     rl_rng_seed(&tr->augment_rng, cfg->seed, STREAM_AUGMENT);
+    rl_rng_seed(&tr->bank_rng, cfg->seed, STREAM_BANK);
     *out = tr;
     return RL_OK;
 }
@@ -139,7 +315,8 @@ int64_t rl_trainer_steps_done(const rl_trainer *tr) { return tr->steps_done; }
 /* Copies a sample into a (C, ph, pw) patch at a random placement: a larger
  * sample is cropped at a random offset, a smaller one lands at a random
  * offset inside the patch, whose rest is image 0 (the normalised mean) and
- * label RL_IGNORE (no supervision from padding). */
+ * label RL_IGNORE (no supervision from padding). An unlabeled sample's
+ * pixels get the UNLABELED / HIDDEN(v) codes. */
 static void place_in_patch(const rl_sample *s, int channels, int ph, int pw, rl_rng *rng,
                            float *x, int32_t *y) {
     int dy = ph - s->h, dx = pw - s->w; /* > 0: pad, < 0: crop */
@@ -153,10 +330,15 @@ static void place_in_patch(const rl_sample *s, int channels, int ph, int pw, rl_
             for (int px = 0; px < pw; px++) {
                 int sx = dx >= 0 ? px - ox : px + ox;
                 int inside = sy >= 0 && sy < s->h && sx >= 0 && sx < s->w;
-                dst[(size_t)py * pw + px] = inside ? src[(size_t)sy * s->w + sx] : 0.0f;
-                if (c == 0)
-                    y[(size_t)py * pw + px] =
-                        inside && s->labels ? s->labels[(size_t)sy * s->w + sx] : RL_IGNORE;
+                size_t at = (size_t)sy * s->w + sx;
+                dst[(size_t)py * pw + px] = inside ? src[at] : 0.0f;
+                if (c > 0) continue;
+                int32_t v = RL_IGNORE;
+                if (inside && s->labels) v = s->labels[at];
+                else if (inside && s->hidden_labels && s->hidden_labels[at] >= 0)
+                    v = HIDDEN(s->hidden_labels[at]);
+                else if (inside) v = UNLABELED;
+                y[(size_t)py * pw + px] = v;
             }
         }
     }
@@ -166,7 +348,7 @@ static int nonfinite_error(const rl_trainer *tr, const char *what, rl_error *err
     char cases[RL_ERROR_MSG_MAX / 2];
     size_t len = 0;
     cases[0] = '\0';
-    for (int b = 0; b < tr->cfg.batch && len + 2 < sizeof cases; b++) {
+    for (int b = 0; b < tr->n && len + 2 < sizeof cases; b++) {
         const rl_sample *s = &tr->set->samples[tr->batch_samples[b]];
         int n = snprintf(cases + len, sizeof cases - len, "%s%s/%d", b ? " " : "",
                          tr->set->case_ids[s->case_index], s->slice_index);
@@ -177,13 +359,16 @@ static int nonfinite_error(const rl_trainer *tr, const char *what, rl_error *err
                         (long long)tr->steps_done + 1, what, cases);
 }
 
-int rl_trainer_step(rl_trainer *tr, rl_train_step_info *info, rl_error *err) {
+static int fill_batch(rl_trainer *tr, rl_error *err) {
     const rl_train_config *cfg = &tr->cfg;
     const rl_sample_set *set = tr->set;
-    int n = cfg->batch, ph = cfg->patch_h, pw = cfg->patch_w, k = set->num_classes;
+    int ph = cfg->patch_h, pw = cfg->patch_w;
     size_t hw = (size_t)ph * pw;
-    for (int b = 0; b < n; b++) {
-        int idx = tr->labeled[rl_rng_below(&tr->sampling_rng, (uint32_t)tr->num_labeled)];
+    for (int b = 0; b < tr->n; b++) {
+        int from_labeled = b < tr->nl;
+        const int *pool = from_labeled ? tr->labeled : tr->unlabeled;
+        int pool_size = from_labeled ? tr->num_labeled : tr->num_unlabeled;
+        int idx = pool[rl_rng_below(&tr->sampling_rng, (uint32_t)pool_size)];
         tr->batch_samples[b] = idx;
         float *x = tr->x + (size_t)b * set->channels * hw;
         int32_t *y = tr->y + (size_t)b * hw;
@@ -196,18 +381,191 @@ int rl_trainer_step(rl_trainer *tr, rl_train_step_info *info, rl_error *err) {
             if (rc) return rc;
         }
     }
-    int rc = rl_unet_forward(tr->net, tr->x, 1, err);
+    return RL_OK;
+}
+
+/* lambda(t): 0 during the warm-up, then a linear ramp to lambda. */
+static double unlabeled_weight(const rl_trainer *tr) {
+    const rl_semi_config *sc = &tr->cfg.semi;
+    double t = (double)tr->steps_done / (double)tr->cfg.steps;
+    if (t < sc->warmup_fraction) return 0.0;
+    if (sc->ramp_fraction <= 0) return sc->lambda;
+    double r = (t - sc->warmup_fraction) / sc->ramp_fraction;
+    return sc->lambda * (r < 1.0 ? r : 1.0);
+}
+
+/* Splits the unlabeled targets into valid pixels and hidden labels. */
+static void decode_unlabeled(rl_trainer *tr, size_t count) {
+    const int32_t *y = tr->y + (size_t)tr->nl * tr->cfg.patch_h * tr->cfg.patch_w;
+    for (size_t i = 0; i < count; i++) {
+        tr->valid[i] = y[i] == UNLABELED || y[i] <= HIDDEN_BASE;
+        tr->hidden[i] = y[i] <= HIDDEN_BASE ? HIDDEN_BASE - y[i] : RL_IGNORE;
+    }
+}
+
+/* refpl: the labeled half's decoder features and labels become the
+ * references, every unlabeled pixel takes its best match's label; pixels
+ * whose margin is below the threshold are ignored. */
+static int refpl_labels(rl_trainer *tr, size_t count, rl_error *err) {
+    rl_tensor f = rl_unet_features(tr->net);
+    size_t hw = (size_t)f.h * f.w;
+    int rc = rl_bank_add(&tr->bank, f.data, tr->y, NULL, tr->nl, f.h, f.w, &tr->bank_rng, err);
+    if (rc) return rc;
+    rl_match_out out;
+    memset(&out, 0, sizeof out);
+    out.label = tr->pseudo;
+    out.margin = tr->confidence;
+    rc = rl_match(&tr->matcher, &tr->bank, f.data + (size_t)tr->nl * f.c * hw, tr->nu, f.h, f.w,
+                  &out, err);
+    if (rc) return rc;
+    for (size_t i = 0; i < count; i++)
+        if (!tr->valid[i] || tr->confidence[i] < tr->cfg.semi.min_margin) tr->pseudo[i] = RL_IGNORE;
+    return RL_OK;
+}
+
+/* predpl: the network's own argmax on the unlabeled half, kept where its
+ * softmax probability reaches the threshold. */
+static void predpl_labels(rl_trainer *tr, size_t count) {
+    int k = tr->set->num_classes;
+    size_t hw = (size_t)tr->cfg.patch_h * tr->cfg.patch_w;
+    const float *logits = rl_unet_logits(tr->net).data + (size_t)tr->nl * k * hw;
+    for (size_t i = 0; i < count; i++) {
+        const float *z = logits + (i / hw) * k * hw + i % hw;
+        int best = 0;
+        for (int c = 1; c < k; c++)
+            if (z[(size_t)c * hw] > z[(size_t)best * hw]) best = c;
+        double sum = 0;
+        for (int c = 0; c < k; c++) sum += exp((double)z[(size_t)c * hw] - z[(size_t)best * hw]);
+        tr->confidence[i] = (float)(1.0 / sum);
+        tr->pseudo[i] = tr->valid[i] && tr->confidence[i] >= tr->cfg.semi.min_confidence
+                            ? best
+                            : RL_IGNORE;
+    }
+}
+
+/* Pseudo-label statistics of this step: kept share, class shares and drift
+ * from the labeled shares, and accuracy / Dice against hidden labels. */
+static void pseudo_label_stats(rl_trainer *tr, size_t count, rl_train_step_info *info) {
+    int k = tr->set->num_classes;
+    int64_t valid = 0, kept = 0, known = 0, correct = 0;
+    memset(tr->confusion, 0, (size_t)k * k * sizeof *tr->confusion);
+    for (int c = 0; c < k; c++) tr->pl_share[c] = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!tr->valid[i]) continue;
+        valid++;
+        int p = tr->pseudo[i];
+        if (p < 0) continue;
+        kept++;
+        tr->pl_share[p] += 1;
+        if (tr->hidden[i] >= 0 && tr->hidden[i] < k) {
+            known++;
+            correct += p == tr->hidden[i];
+            tr->confusion[(size_t)tr->hidden[i] * k + p]++;
+        }
+    }
+    double drift = 0;
+    for (int c = 0; c < k; c++) {
+        tr->pl_share[c] = kept ? tr->pl_share[c] / (double)kept : 0;
+        drift += fabs(tr->pl_share[c] - tr->labeled_share[c]);
+    }
+    for (int c = 0; c < k; c++) {
+        int64_t tp = tr->confusion[(size_t)c * k + c], gt = 0, pr = 0;
+        for (int j = 0; j < k; j++) {
+            gt += tr->confusion[(size_t)c * k + j];
+            pr += tr->confusion[(size_t)j * k + c];
+        }
+        tr->pl_dice[c] = known == 0 ? NAN : gt + pr == 0 ? 1.0 : 2.0 * (double)tp / (double)(gt + pr);
+    }
+    info->pl_kept = valid ? (double)kept / (double)valid : 0;
+    info->pl_accuracy = known ? (double)correct / (double)known : NAN;
+    info->pl_drift = kept ? 0.5 * drift : NAN;
+    info->pl_dice = tr->pl_dice;
+    info->pl_share = tr->pl_share;
+    info->labeled_share = tr->labeled_share;
+}
+
+/* The unlabeled half's loss, accumulated into dlogits with weight lambda. */
+static int unlabeled_loss(rl_trainer *tr, double lambda, rl_train_step_info *info,
+                          rl_error *err) {
+    const rl_semi_config *sc = &tr->cfg.semi;
+    int k = tr->set->num_classes, nu = tr->nu;
+    int hw = tr->cfg.patch_h * tr->cfg.patch_w;
+    size_t count = (size_t)nu * hw, offset = (size_t)tr->nl * k * hw;
+    const float *logits = rl_unet_logits(tr->net).data + offset;
+    float *dlogits = lambda > 0 ? tr->dlogits + offset : NULL;
+    decode_unlabeled(tr, count);
+    if (sc->method == RL_METHOD_MEANTEACHER) {
+        const float *xu = tr->x + (size_t)tr->nl * tr->set->channels * hw;
+        int rc = rl_unet_forward(tr->teacher, xu, 0, err);
+        if (rc) return rc;
+        rl_softmax(tr->teacher_probs, rl_unet_logits(tr->teacher).data, nu, k, hw);
+        info->unsup_loss = rl_softmax_mse_loss(dlogits, logits, tr->teacher_probs, tr->valid, nu,
+                                               k, hw, (float)lambda);
+        /* The teacher's argmax stands in for pseudo-labels in the statistics. */
+        const float *tp = tr->teacher_probs;
+        for (size_t i = 0; i < count; i++) {
+            const float *p = tp + (i / (size_t)hw) * k * hw + i % (size_t)hw;
+            int best = 0;
+            for (int c = 1; c < k; c++)
+                if (p[(size_t)c * hw] > p[(size_t)best * hw]) best = c;
+            tr->pseudo[i] = tr->valid[i] ? best : RL_IGNORE;
+        }
+    } else {
+        if (sc->method == RL_METHOD_REFPL) {
+            int rc = refpl_labels(tr, count, err);
+            if (rc) return rc;
+        } else {
+            predpl_labels(tr, count);
+        }
+        info->unsup_loss = rl_softmax_ce_loss(dlogits, logits, tr->pseudo, NULL, nu, k, hw,
+                                              RL_IGNORE, (float)lambda);
+        if (sc->pl_dice_weight > 0)
+            info->unsup_loss += sc->pl_dice_weight *
+                                rl_soft_dice_loss(dlogits, logits, tr->pseudo, nu, k, hw, RL_IGNORE,
+                                                  0, 1e-5f, (float)(lambda * sc->pl_dice_weight));
+    }
+    pseudo_label_stats(tr, count, info);
+    return RL_OK;
+}
+
+/* teacher = decay * teacher + (1 - decay) * student, parameters and
+ * batch-norm statistics alike. */
+static void update_teacher(rl_trainer *tr) {
+    float a = tr->cfg.semi.ema_decay;
+    int count;
+    const rl_unet_tensor *t = rl_unet_tensors(tr->net, &count);
+    for (int i = 0; i < count; i++) {
+        if (t[i].kind == RL_UNET_COUNTER) continue;
+        float *dst = rl_unet_tensor_data(tr->teacher, &t[i]);
+        const float *src = rl_unet_tensor_data(tr->net, &t[i]);
+        for (size_t j = 0; j < t[i].numel; j++) dst[j] = a * dst[j] + (1.0f - a) * src[j];
+    }
+}
+
+int rl_trainer_step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err) {
+    const rl_train_config *cfg = &tr->cfg;
+    int k = tr->set->num_classes, nl = tr->nl;
+    int hw = cfg->patch_h * cfg->patch_w;
+    rl_train_step_info info;
+    memset(&info, 0, sizeof info);
+    info.pl_accuracy = info.pl_drift = NAN;
+    int rc = fill_batch(tr, err);
+    if (!rc) rc = rl_unet_forward(tr->net, tr->x, 1, err);
     if (rc) return rc;
     const float *logits = rl_unet_logits(tr->net).data;
-    memset(tr->dlogits, 0, (size_t)n * k * hw * sizeof *tr->dlogits);
-    double ce = rl_softmax_ce_loss(tr->dlogits, logits, tr->y, NULL, n, k, (int)hw, RL_IGNORE,
-                                   1.0f);
-    double dice = 0;
+    memset(tr->dlogits, 0, (size_t)tr->n * k * hw * sizeof *tr->dlogits);
+    info.ce = rl_softmax_ce_loss(tr->dlogits, logits, tr->y, NULL, nl, k, hw, RL_IGNORE, 1.0f);
     if (cfg->dice_weight > 0)
-        dice = rl_soft_dice_loss(tr->dlogits, logits, tr->y, n, k, (int)hw, RL_IGNORE, 0,
-                                 1e-5f, cfg->dice_weight);
-    double loss = ce + cfg->dice_weight * dice;
-    if (!isfinite(loss)) return nonfinite_error(tr, "the loss", err);
+        info.dice = rl_soft_dice_loss(tr->dlogits, logits, tr->y, nl, k, hw, RL_IGNORE, 0, 1e-5f,
+                                      cfg->dice_weight);
+    info.loss = info.ce + cfg->dice_weight * info.dice;
+    if (tr->nu > 0) {
+        info.lambda = unlabeled_weight(tr);
+        rc = unlabeled_loss(tr, info.lambda, &info, err);
+        if (rc) return rc;
+        info.loss += info.lambda * info.unsup_loss;
+    }
+    if (!isfinite(info.loss)) return nonfinite_error(tr, "the loss", err);
 
     rl_unet_zero_grad(tr->net);
     rc = rl_unet_backward(tr->net, tr->dlogits, err);
@@ -215,18 +573,13 @@ int rl_trainer_step(rl_trainer *tr, rl_train_step_info *info, rl_error *err) {
     float *params = rl_unet_params(tr->net);
     float *grads = rl_unet_grads(tr->net);
     size_t count = rl_unet_param_count(tr->net);
-    double norm = rl_clip_grad_norm(grads, count, cfg->clip_norm > 0 ? cfg->clip_norm : INFINITY);
-    if (!isfinite(norm)) return nonfinite_error(tr, "the gradient", err);
-    double lr = rl_lr_at(&cfg->schedule, tr->steps_done);
-    rl_optim_step(tr->opt, params, grads, (float)lr);
+    info.grad_norm = rl_clip_grad_norm(grads, count, cfg->clip_norm > 0 ? cfg->clip_norm : INFINITY);
+    if (!isfinite(info.grad_norm)) return nonfinite_error(tr, "the gradient", err);
+    info.lr = rl_lr_at(&cfg->schedule, tr->steps_done);
+    rl_optim_step(tr->opt, params, grads, (float)info.lr);
+    if (tr->teacher) update_teacher(tr);
     tr->steps_done++;
-    if (info) {
-        info->step = tr->steps_done;
-        info->loss = loss;
-        info->ce = ce;
-        info->dice = dice;
-        info->lr = lr;
-        info->grad_norm = norm;
-    }
+    info.step = tr->steps_done;
+    if (info_out) *info_out = info;
     return RL_OK;
 }
