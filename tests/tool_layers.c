@@ -283,6 +283,27 @@ static void sigmoid_loss_case(writer *wr, const char *name, int dice, int with_v
     free(logits), free(grad), free(targets), free(valid);
 }
 
+/* Mean-teacher consistency: the student's softmax against fixed target
+ * probabilities (another softmax), with a valid mask. */
+static void softmax_mse_case(writer *wr, const char *name, rl_rng *rng) {
+    const int n = 2, k = 4, h = 5, w = 6, hw = h * w;
+    size_t nl = (size_t)n * k * hw, np = (size_t)n * hw;
+    float *logits = uniform(nl, rng, -4, 4), *grad = zeros(nl);
+    float *teacher = uniform(nl, rng, -4, 4), *targets = zeros(nl);
+    rl_softmax(targets, teacher, n, k, hw);
+    uint8_t *valid = malloc(np);
+    for (size_t i = 0; i < np; i++) valid[i] = (uint8_t)(rl_rng_below(rng, 4) != 0);
+    float loss = rl_softmax_mse_loss(grad, logits, targets, valid, n, k, hw, LOSS_SCALE);
+    fprintf(wr->cases, "%s softmax_mse valid=1 scale=%.9g\n", name, (double)LOSS_SCALE);
+    save(wr, name, "logits", logits, "<f4", 4, n, k, h, w);
+    save(wr, name, "teacher", teacher, "<f4", 4, n, k, h, w);
+    save(wr, name, "targets", targets, "<f4", 4, n, k, h, w);
+    save(wr, name, "valid", valid, "|u1", 3, n, h, w);
+    save(wr, name, "loss", &loss, "<f4", 1, 1);
+    save(wr, name, "dlogits", grad, "<f4", 4, n, k, h, w);
+    free(logits), free(grad), free(teacher), free(targets), free(valid);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: tool_layers OUTPUT_FOLDER\n");
@@ -327,6 +348,7 @@ int main(int argc, char **argv) {
     sigmoid_loss_case(&wr, "bce", 0, 0, &rng);
     sigmoid_loss_case(&wr, "bce_valid", 0, 1, &rng);
     sigmoid_loss_case(&wr, "sigmoid_dice_valid", 1, 1, &rng);
+    softmax_mse_case(&wr, "softmax_mse_valid", &rng);
     if (fclose(wr.cases) != 0) wr.failed = 1;
     return wr.failed;
 }

@@ -242,6 +242,15 @@ def check_sigmoid_dice(c, p, chk, kind):
     finish_loss(c, chk, kind, loss, logits, float(p["scale"]))
 
 
+def check_softmax_mse(c, p, chk, kind):
+    logits, valid = c.leaf("logits"), valid_mask(c, p, c.leaf("logits"))
+    targets = torch.softmax(c.const("teacher"), dim=1)  # the teacher gets no gradient
+    chk.compare(c.name, kind, "targets", c.np("targets"), targets)
+    sq = ((torch.softmax(logits, dim=1) - targets) ** 2).sum(dim=1)
+    loss = (sq * valid).sum() / (valid.sum() * logits.shape[1])
+    finish_loss(c, chk, kind, loss, logits, float(p["scale"]))
+
+
 CHECKS = {
     "conv2d": check_conv2d,
     "convt2x2": check_convt2x2,
@@ -254,6 +263,7 @@ CHECKS = {
     "soft_dice": check_soft_dice,
     "sigmoid_bce": check_sigmoid_bce,
     "sigmoid_dice": check_sigmoid_dice,
+    "softmax_mse": check_softmax_mse,
 }
 
 
