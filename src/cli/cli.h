@@ -18,12 +18,20 @@ int cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long
 int cli_parse_float(const char *cmd, const char *opt, const char *s, double lo, double hi,
                     double *out);
 
+/* Runs `python3 <source dir>/<script> <args>` (the Python with the
+ * benchmark peers, fixed at build time) and returns the last line of its
+ * stdout that starts with '{', parsed; NULL (err filled) if the script fails
+ * or prints no JSON. */
+struct cJSON;
+struct cJSON *cli_run_json_script(const char *script, const char *args, rl_error *err);
+
 int cmd_train(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_bench_match(int argc, char **argv);
 int cmd_bench_train(int argc, char **argv);
+int cmd_pseudolabel(int argc, char **argv); /* TEMP(h7): lead wires this */
 
 
 /* Segments every case of a folder of images (CASE_0000<ending>, ...) into

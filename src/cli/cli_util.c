@@ -1,4 +1,5 @@
 /* Shared helpers of the subcommands: error lines and option parsing. */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -45,4 +46,26 @@ int cli_parse_float(const char *cmd, const char *opt, const char *s, double lo, 
                                s);
     *out = v;
     return 0;
+}
+
+cJSON *cli_run_json_script(const char *script, const char *args, rl_error *err) {
+    char command[8192];
+    snprintf(command, sizeof command, "'%s' '%s/%s' %s", RL_PYTHON, RL_SOURCE_DIR, script, args);
+    FILE *p = popen(command, "r");
+    if (!p) {
+        rl_error_set(err, RL_EIO, "cannot run %s", command);
+        return NULL;
+    }
+    char line[8192], last[8192] = "";
+    while (fgets(line, sizeof line, p))
+        if (line[0] == '{') snprintf(last, sizeof last, "%s", line);
+    int status = pclose(p);
+    cJSON *json = last[0] ? cJSON_Parse(last) : NULL;
+    if (status != 0 || !json) {
+        cJSON_Delete(json);
+        rl_error_set(err, RL_EIO, "%s failed (status %d): %s", script, status,
+                     last[0] ? last : "no JSON line");
+        return NULL;
+    }
+    return json;
 }

@@ -161,26 +161,9 @@ static void remove_inputs(const char *dir) {
 
 /* Runs the faiss/numpy script on dir; returns its JSON line parsed, or NULL. */
 static cJSON *run_faiss(const char *dir, int threads, rl_error *err) {
-    char command[8192];
-    snprintf(command, sizeof command, "'%s' '%s/bench/bench_match_faiss.py' '%s' --threads %d",
-             RL_PYTHON, RL_SOURCE_DIR, dir, threads);
-    FILE *p = popen(command, "r");
-    if (!p) {
-        rl_error_set(err, RL_EIO, "cannot run %s", command);
-        return NULL;
-    }
-    char line[8192], last[8192] = "";
-    while (fgets(line, sizeof line, p))
-        if (line[0] == '{') snprintf(last, sizeof last, "%s", line);
-    int status = pclose(p);
-    cJSON *json = last[0] ? cJSON_Parse(last) : NULL;
-    if (status != 0 || !json) {
-        cJSON_Delete(json);
-        rl_error_set(err, RL_EIO, "bench/bench_match_faiss.py failed (status %d): %s", status,
-                     last[0] ? last : "no JSON line");
-        return NULL;
-    }
-    return json;
+    char args[4200];
+    snprintf(args, sizeof args, "'%s' --threads %d", dir, threads);
+    return cli_run_json_script("bench/bench_match_faiss.py", args, err);
 }
 
 int cmd_bench_match(int argc, char **argv) {

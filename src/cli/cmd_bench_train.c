@@ -116,29 +116,13 @@ static int timed_step(train_state *s, double ms[PH_COUNT], rl_error *err) {
 
 /* Runs the PyTorch script with the same settings; returns its JSON line. */
 static cJSON *run_torch(const bench_opts *o, rl_error *err) {
-    char command[8192];
-    snprintf(command, sizeof command,
-             "'%s' '%s/bench/bench_train_torch.py' --batch %d --size %d --width %d --depth %d "
-             "--classes %d --norm %s --threads %d --steps %d --warmup %d",
-             RL_PYTHON, RL_SOURCE_DIR, o->batch, o->size, o->width, o->depth, o->classes,
-             rl_norm_name(o->norm), o->threads, o->steps, o->warmup);
-    FILE *p = popen(command, "r");
-    if (!p) {
-        rl_error_set(err, RL_EIO, "cannot run %s", command);
-        return NULL;
-    }
-    char line[8192], last[8192] = "";
-    while (fgets(line, sizeof line, p))
-        if (line[0] == '{') snprintf(last, sizeof last, "%s", line);
-    int status = pclose(p);
-    cJSON *json = last[0] ? cJSON_Parse(last) : NULL;
-    if (status != 0 || !json) {
-        cJSON_Delete(json);
-        rl_error_set(err, RL_EIO, "bench/bench_train_torch.py failed (status %d): %s", status,
-                     last[0] ? last : "no JSON line");
-        return NULL;
-    }
-    return json;
+    char args[1024];
+    snprintf(args, sizeof args,
+             "--batch %d --size %d --width %d --depth %d --classes %d --norm %s --threads %d "
+             "--steps %d --warmup %d",
+             o->batch, o->size, o->width, o->depth, o->classes, rl_norm_name(o->norm),
+             o->threads, o->steps, o->warmup);
+    return cli_run_json_script("bench/bench_train_torch.py", args, err);
 }
 
 int cmd_bench_train(int argc, char **argv) {
