@@ -29,6 +29,8 @@ int cmd_train(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cli_data_atlas(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 int cmd_bench_match(int argc, char **argv);
 int cmd_bench_train(int argc, char **argv);
 int cmd_pseudolabel(int argc, char **argv); /* TEMP(h7): lead wires this */

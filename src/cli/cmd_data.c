@@ -12,7 +12,12 @@
 
 static const char *data_usage =
     "usage: reflabel data shapes --out DIR [--train N] [--test N] [--size HxW] [--seed S]\n"
+    "       reflabel data atlas --out DIR [options]   (see 'reflabel data atlas --help')\n"
     "\n"
+    "atlas: the Colin27 T1 brain MRI with the AAL atlas grouped into 8 lobes\n"
+    "(Debian package mricron-data), as 2D slices in the nnU-Net layout.\n"
+    "\n"
+    "shapes: "
     "Writes a synthetic 2D dataset in the nnU-Net v2 raw layout (16-bit PNG images,\n"
     "8-bit PNG labels: 0 background, 1 disk, 2 square, 3 triangle):\n"
     "DIR/dataset.json, imagesTr/, labelsTr/, imagesTs/, labelsTs/.\n"
@@ -77,8 +82,9 @@ int cmd_data(int argc, char **argv) {
         fputs(data_usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (!strcmp(argv[1], "atlas")) return cli_data_atlas(argc - 1, argv + 1);
     if (strcmp(argv[1], "shapes") != 0)
-        return cli_usage_error("data", "unknown dataset '%s' (available: shapes)", argv[1]);
+        return cli_usage_error("data", "unknown dataset '%s' (available: shapes, atlas)", argv[1]);
     const char *out = NULL;
     int n_train = 64, n_test = 16, h = 64, w = 64;
     double seed = 0;
