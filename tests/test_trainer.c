@@ -204,11 +204,55 @@ static void test_predict_case_shape(void) {
     rl_unet_free(net);
 }
 
+/* Pseudo-label rounds hand a whole case's labels back to its samples: the
+ * slices must be cut exactly as rl_volume_get_slice cuts images. */
+static void test_set_case_labels(void) {
+    enum { NX = 5, NY = 4, NZ = 3 };
+    rl_volume vol;
+    CHECK_OK(rl_volume_create(&vol, NX, NY, NZ, NULL));
+    int32_t labels[NX * NY * NZ];
+    for (int i = 0; i < NX * NY * NZ; i++) {
+        labels[i] = i;
+        vol.data[i] = (float)i;
+    }
+    for (int axis = 0; axis < 3; axis++) {
+        rl_sample_set set;
+        memset(&set, 0, sizeof set);
+        set.axis = axis;
+        set.num_cases = 1;
+        set.case_ids = calloc(1, sizeof *set.case_ids);
+        set.count = rl_volume_num_slices(&vol, axis);
+        set.samples = calloc((size_t)set.count, sizeof *set.samples);
+        int h, w;
+        rl_slice_shape(NX, NY, NZ, axis, &h, &w);
+        for (int s = 0; s < set.count; s++) {
+            set.samples[s].slice_index = s;
+            set.samples[s].h = h;
+            set.samples[s].w = w;
+        }
+        CHECK_OK(rl_sample_set_set_case_labels(&set, 0, NX, NY, NZ, labels, NULL));
+        CHECK(set.labeled_count == set.count);
+        float slice[NX * NY * NZ];
+        int same = 1;
+        for (int s = 0; s < set.count; s++) {
+            CHECK_OK(rl_volume_get_slice(&vol, axis, s, slice, &h, &w, NULL, NULL));
+            for (int i = 0; i < h * w; i++) same &= set.samples[s].labels[i] == (int32_t)slice[i];
+        }
+        CHECK_MSG(same, "axis %d: labels sliced differently from images", axis);
+        /* A volume whose slices have another shape is refused before any read. */
+        CHECK(rl_sample_set_set_case_labels(&set, 0, axis ? NX + 1 : NX, axis ? NY : NY + 1, NZ,
+                                            labels, NULL) == RL_EINVAL);
+        rl_sample_set_free(&set);
+    }
+    rl_volume_free(&vol);
+}
+
 int main(void) {
     rl_set_threads(2);
     test_reproducible_and_allocation_free();
     test_nonfinite_loss_names_the_batch();
     test_bad_configs();
     test_predict_case_shape();
+    test_set_case_labels();
     return rl_test_report("test_trainer");
 }

@@ -71,6 +71,13 @@ int rl_sample_set_load(rl_sample_set *set, const rl_dataset *ds, const rl_case *
                        int num_cases, const uint8_t *keep_label, int axis, rl_error *err);
 void rl_sample_set_free(rl_sample_set *set);
 
+/* Gives every sample of case case_index the labels of a volume in that
+ * case's geometry (nx * ny * nz int32, x fastest; values in [0, K) or
+ * RL_IGNORE), as offline pseudo-label rounds do: the samples then train like
+ * labeled ones. Their hidden labels stay for measurement. */
+int rl_sample_set_set_case_labels(rl_sample_set *set, int case_index, int nx, int ny, int nz,
+                                  const int32_t *labels, rl_error *err);
+
 /* z-score of a whole volume after percentile clipping (the constants above). */
 int rl_normalize_volume(rl_volume *vol, rl_error *err);
 

@@ -10,6 +10,7 @@
 #include "progress.h"
 #include "reflabel/checkpoint.h"
 #include "reflabel/metrics.h"
+#include "reflabel/pseudolabel.h"
 #include "reflabel/train.h"
 
 static const char *train_usage =
@@ -57,6 +58,9 @@ static const char *train_usage =
     "  --min-margin X        refpl: ignore pixels whose match margin is below X (0)\n"
     "  --min-confidence X    predpl: ignore pixels whose softmax maximum is below X (0.9)\n"
     "  --ema X               meanteacher: teacher EMA decay (0.99)\n"
+    "  --rounds N            offline rounds: train, pseudo-label every unlabeled case from\n"
+    "                        all pixels of the labeled ones (top-1 cosine, last decoder\n"
+    "                        map), retrain a fresh network on both; N trainings (1)\n"
     "network:\n"
     "  --depth N             poolings (4)      --width N   base channels (16)\n"
     "  --norm N              group (default), batch or none\n"
@@ -73,6 +77,7 @@ typedef struct train_options {
     int axis, batch, threads, depth, width, patch_h, patch_w, augment, quiet, warmup;
     int checkpoint_every;
     int steps;
+    int rounds;
     long seed;
     double lr, weight_decay, clip, dice_weight;
     rl_norm_kind norm;
@@ -108,6 +113,7 @@ static int parse_options(int argc, char **argv, train_options *o) {
     o->warmup = -1;
     o->threads = 0;
     o->checkpoint_every = 500;
+    o->rounds = 1;
     o->norm = RL_NORM_GROUP;
     o->optimizer = RL_OPTIM_ADAMW;
     o->schedule = RL_SCHEDULE_POLY;
@@ -135,6 +141,7 @@ static int parse_options(int argc, char **argv, train_options *o) {
         else if (!strcmp(a, "--depth")) rc = cli_parse_int("train", a, v, 1, RL_UNET_MAX_DEPTH, &o->depth);
         else if (!strcmp(a, "--width")) rc = cli_parse_int("train", a, v, 1, 1024, &o->width);
         else if (!strcmp(a, "--warmup")) rc = cli_parse_int("train", a, v, 0, 100000000, &o->warmup);
+        else if (!strcmp(a, "--rounds")) rc = cli_parse_int("train", a, v, 1, 100, &o->rounds);
         else if (!strcmp(a, "--checkpoint-every"))
             rc = cli_parse_int("train", a, v, 0, 100000000, &o->checkpoint_every);
         else if (!strcmp(a, "--seed")) {
@@ -215,33 +222,6 @@ static int parse_options(int argc, char **argv, train_options *o) {
         return cli_usage_error("train", "--method must be supervised, refpl, predpl or meanteacher");
     o->semi.method = (rl_method)method;
     return 0;
-}
-
-/* Which training cases keep their labels, per --labeled. */
-static int choose_labeled(const rl_dataset *ds, const train_options *o, uint8_t *keep,
-                          rl_error *err) {
-    int n = ds->num_train, k = 0;
-    for (int i = 0; i < n; i++) keep[i] = 1;
-    if (!o->labeled) return RL_OK;
-    const char **ids = malloc((size_t)n * sizeof *ids);
-    int *map = malloc((size_t)n * sizeof *map);
-    uint8_t *mask = malloc((size_t)n);
-    int rc = RL_OK;
-    if (!ids || !map || !mask) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
-    for (int i = 0; !rc && i < n; i++)
-        if (ds->train[i].label_path) {
-            ids[k] = ds->train[i].id;
-            map[k++] = i;
-        }
-    if (!rc && k == 0) rc = rl_error_set(err, RL_EINVAL, "%s: no labeled training case", ds->root);
-    if (!rc)
-        rc = rl_select_labeled(o->labeled, k, ids, o->labeled_mode, (uint64_t)o->seed, mask, err);
-    for (int i = 0; !rc && i < n; i++) keep[i] = 0;
-    for (int j = 0; !rc && j < k; j++) keep[map[j]] = mask[j];
-    free(ids);
-    free(map);
-    free(mask);
-    return rc;
 }
 
 static int write_labeled_list(const char *path, const rl_dataset *ds, const uint8_t *keep,
@@ -400,136 +380,277 @@ static int csv_row(csv_log *log, const rl_train_step_info *info, int k, double s
     return csv_append(log, cell);
 }
 
-int cmd_train(int argc, char **argv) {
+/* Everything one `reflabel train` invocation works on. */
+typedef struct train_run {
     train_options o;
-    int prc = parse_options(argc, argv, &o);
-    if (prc) return prc < 0 ? 0 : prc;
-    rl_set_threads(o.threads);
-    rl_error err = {0, ""};
     rl_dataset ds;
-    if (rl_dataset_open(o.data, &ds, &err)) return cli_fail(&err);
-    uint8_t *keep = calloc((size_t)ds.num_train + 1, 1);
-    rl_sample_set set = {0};
-    rl_unet *net = NULL;
+    uint8_t *keep; /* per training case: its label is used (not hidden) */
+    rl_sample_set set;
+    rl_train_config cfg;
+    rl_unet_config net_config;
+} train_run;
+
+/* Trains net for the configured steps, with the progress bar, the CSV log
+ * (log.csv, or log_round<R>.csv for rounds after the first), checkpoints
+ * and Ctrl-C handling. */
+static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
+    const train_options *o = &r->o;
     rl_trainer *tr = NULL;
     csv_log log = {0};
-    int rc = keep ? choose_labeled(&ds, &o, keep, &err) : rl_error_set(&err, RL_ENOMEM, "out of memory");
-    if (!rc) rc = rl_sample_set_load(&set, &ds, ds.train, ds.num_train, keep, o.axis, &err);
-    rl_unet_config nc = rl_unet_default_config();
-    nc.in_channels = ds.num_channels;
-    nc.num_classes = ds.num_classes;
-    nc.depth = o.depth;
-    nc.base_width = o.width;
-    nc.norm = o.norm;
-    rl_train_config cfg = rl_train_default_config(o.steps, o.batch);
-    cfg.optim = rl_optim_default_config(o.optimizer);
-    if (o.weight_decay >= 0) cfg.optim.weight_decay = (float)o.weight_decay;
-    else if (o.optimizer == RL_OPTIM_ADAMW) cfg.optim.weight_decay = 1e-4f;
-    cfg.schedule.kind = o.schedule;
-    cfg.schedule.base_lr = o.lr;
-    if (o.warmup >= 0) cfg.schedule.warmup_steps = o.warmup;
-    cfg.clip_norm = o.clip;
-    cfg.dice_weight = (float)o.dice_weight;
-    cfg.augment = o.augment;
-    cfg.seed = (uint64_t)o.seed;
-    cfg.semi = o.semi;
-    if (!rc) {
-        if (o.patch_h) {
-            cfg.patch_h = o.patch_h;
-            cfg.patch_w = o.patch_w;
-        } else {
-            rl_train_auto_patch(&set, o.depth, 512, &cfg.patch_h, &cfg.patch_w);
-        }
-    }
-    if (!rc) rc = rl_unet_create(&net, &nc, (uint64_t)o.seed, &err);
-    if (!rc) rc = rl_trainer_create(&tr, net, &cfg, &set, &err);
-    if (!rc) rc = rl_make_dirs(o.out, &err);
-    char path[4096], pred_dir[4096];
-    if (!rc) {
-        snprintf(path, sizeof path, "%s/labeled.txt", o.out);
-        rc = write_labeled_list(path, &ds, keep, &err);
-    }
-    if (!rc && !o.quiet)
+    char path[4096], log_path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", o->out);
+    if (round == 1) snprintf(log_path, sizeof log_path, "%s/log.csv", o->out);
+    else snprintf(log_path, sizeof log_path, "%s/log_round%d.csv", o->out, round);
+    int rc = rl_trainer_create(&tr, net, &r->cfg, &r->set, err);
+    if (!rc && !o->quiet)
         fprintf(stderr,
-                "reflabel train: %d slices (%d labeled) of %d cases, patch %dx%d, batch %d, "
-                "%d steps, %zu parameters\n",
-                set.count, set.labeled_count, ds.num_train, cfg.patch_h, cfg.patch_w, cfg.batch,
-                o.steps, rl_unet_param_count(net));
-    if (!rc && csv_header(&log, &ds)) rc = rl_error_set(&err, RL_ENOMEM, "out of memory");
+                "reflabel train: %s%s, %d slices (%d labeled) of %d cases, patch %dx%d, "
+                "batch %d, %d steps, %zu parameters\n",
+                rl_method_name(r->cfg.semi.method), round > 1 ? " (pseudo-label round)" : "",
+                r->set.count, r->set.labeled_count, r->ds.num_train, r->cfg.patch_h,
+                r->cfg.patch_w, r->cfg.batch, o->steps, rl_unet_param_count(net));
+    if (!rc && csv_header(&log, &r->ds)) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
     int64_t last_warning = -1;
-
     signal(SIGINT, on_sigint);
     rl_progress bar;
-    rl_progress_start(&bar, "train", o.steps, o.quiet);
+    rl_progress_start(&bar, "train", o->steps, o->quiet);
     double t0 = rl_now_seconds(), ema = NAN;
-    snprintf(path, sizeof path, "%s/model.safetensors", o.out);
-    char log_path[4096];
-    snprintf(log_path, sizeof log_path, "%s/log.csv", o.out);
-    while (!rc && rl_trainer_steps_done(tr) < o.steps && !interrupted) {
+    while (!rc && rl_trainer_steps_done(tr) < o->steps && !interrupted) {
         rl_train_step_info info;
-        rc = rl_trainer_step(tr, &info, &err);
+        rc = rl_trainer_step(tr, &info, err);
         if (rc) break;
         ema = isnan(ema) ? info.loss : 0.95 * ema + 0.05 * info.loss;
-        if (csv_row(&log, &info, ds.num_classes, rl_now_seconds() - t0))
-            rc = rl_error_set(&err, RL_ENOMEM, "out of memory");
+        if (csv_row(&log, &info, r->ds.num_classes, rl_now_seconds() - t0))
+            rc = rl_error_set(err, RL_ENOMEM, "out of memory");
         /* Pseudo-labels whose class shares drift far from the labeled
          * images' are the first sign of collapse: say so, at most 10 times. */
         if (info.lambda > 0 && info.pl_drift > DRIFT_WARNING &&
-            (last_warning < 0 || info.step - last_warning >= o.steps / 10)) {
+            (last_warning < 0 || info.step - last_warning >= o->steps / 10)) {
             last_warning = info.step;
             rl_progress_finish(&bar);
             fprintf(stderr,
                     "reflabel train: warning: step %lld: pseudo-label class shares differ from "
-                    "the labeled images' by %.2f (total variation); see log.csv\n",
-                    (long long)info.step, info.pl_drift);
+                    "the labeled images' by %.2f (total variation); see %s\n",
+                    (long long)info.step, info.pl_drift, log_path);
         }
         char line[256];
-        if (cfg.semi.method != RL_METHOD_SUPERVISED && !isnan(info.pl_accuracy))
+        if (r->cfg.semi.method != RL_METHOD_SUPERVISED && !isnan(info.pl_accuracy))
             snprintf(line, sizeof line, "loss %.4f pl-acc %.3f", ema, info.pl_accuracy);
         else
             snprintf(line, sizeof line, "loss %.4f", ema);
         rl_progress_update(&bar, (long)info.step, line);
-        int last = info.step == o.steps;
-        if (!rc && (last || (o.checkpoint_every && info.step % o.checkpoint_every == 0))) {
-            rc = save_model(net, path, &ds, &o, &cfg, info.step, &err);
-            if (!rc) rc = rl_write_file_atomic(log_path, log.text, log.len, &err);
+        int last = info.step == o->steps;
+        if (!rc && (last || (o->checkpoint_every && info.step % o->checkpoint_every == 0))) {
+            rc = save_model(net, path, &r->ds, o, &r->cfg, info.step, err);
+            if (!rc) rc = rl_write_file_atomic(log_path, log.text, log.len, err);
         }
     }
     rl_progress_finish(&bar);
     signal(SIGINT, SIG_DFL);
     if (!rc && interrupted) {
         /* Ctrl-C: keep what was learned so far, then stop. */
-        rc = save_model(net, path, &ds, &o, &cfg, rl_trainer_steps_done(tr), &err);
-        if (!rc) rc = rl_write_file_atomic(log_path, log.text, log.len, &err);
-        if (!rc) rc = rl_error_set(&err, RL_EINTERRUPTED, "interrupted at step %lld; model saved to %s",
-                                   (long long)rl_trainer_steps_done(tr), path);
+        rc = save_model(net, path, &r->ds, o, &r->cfg, rl_trainer_steps_done(tr), err);
+        if (!rc) rc = rl_write_file_atomic(log_path, log.text, log.len, err);
+        if (!rc)
+            rc = rl_error_set(err, RL_EINTERRUPTED, "interrupted at step %lld; model saved to %s",
+                              (long long)rl_trainer_steps_done(tr), path);
     }
-    if (!rc && !o.quiet)
+    if (!rc && !o->quiet)
         fprintf(stderr, "reflabel train: %d steps in %.1f s, final loss %.4f, model %s\n",
-                o.steps, rl_now_seconds() - t0, ema, path);
-
-    /* With labelled test cases, score the model on them. */
-    if (!rc && ds.num_test > 0) {
-        char ts_images[4096], ts_labels[4096], json[4096];
-        snprintf(ts_images, sizeof ts_images, "%s/imagesTs", o.data);
-        snprintf(ts_labels, sizeof ts_labels, "%s/labelsTs", o.data);
-        snprintf(pred_dir, sizeof pred_dir, "%s/test_predictions", o.out);
-        snprintf(json, sizeof json, "%s/test_metrics.json", o.out);
-        int have_labels = 0;
-        for (int i = 0; i < ds.num_test; i++) have_labels |= ds.test[i].label_path != NULL;
-        rl_trainer_free(tr);
-        tr = NULL;
-        rc = cli_predict_folder(net, ts_images, pred_dir, o.axis, 0, o.quiet, &err);
-        if (!rc && have_labels)
-            rc = cli_evaluate_and_report(pred_dir, ts_labels, ds.num_classes,
-                                         ds.ignore_label >= 0 ? ds.ignore_label : RL_METRICS_NO_IGNORE,
-                                         ds.class_names, json, !o.quiet, &err);
-    }
+                o->steps, rl_now_seconds() - t0, ema, path);
     free(log.text);
     rl_trainer_free(tr);
+    return rc;
+}
+
+/* Offline reference pseudo-labels between rounds: every case whose label is
+ * not used gets the labels of its best-matching pixels among all pixels of
+ * the cases whose label is used (the paper's rule, with net's features); its
+ * samples then train as labeled in the next round. Quality against hidden
+ * labels goes to rounds.csv. */
+static int pseudo_label_round(train_run *r, rl_unet *net, int round, csv_log *rounds_log,
+                              rl_error *err) {
+    const rl_dataset *ds = &r->ds;
+    int references = 0, max_pixels = 0;
+    for (int i = 0; i < r->set.count; i++) {
+        const rl_sample *s = &r->set.samples[i];
+        references += r->keep[s->case_index] && ds->train[s->case_index].label_path;
+        if (s->h * s->w > max_pixels) max_pixels = s->h * s->w;
+    }
+    rl_pseudolabel_config pc = rl_pseudolabel_default_config();
+    pc.axis = r->o.axis;
+    pc.ignore_label = ds->ignore_label;
+    pc.seed = r->cfg.seed;
+    rl_pseudolabeler *pl = NULL;
+    rl_label_agreement agree;
+    int rc = rl_label_agreement_init(&agree, ds->num_classes, err);
+    if (rc) return rc;
+    rc = rl_pseudolabeler_create(&pl, net, &pc, references, max_pixels, err);
+    rl_volume *images = calloc((size_t)ds->num_channels, sizeof *images);
+    if (!rc && !images) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+    int queries = 0;
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+        /* pass 0 fills the bank with the references, pass 1 labels the rest */
+        for (int i = 0; i < ds->num_train && !rc; i++) {
+            const rl_case *c = &ds->train[i];
+            int is_reference = r->keep[i] && c->label_path;
+            if (is_reference != (pass == 0)) continue;
+            rl_volume label = {0};
+            rc = rl_dataset_load_case(ds, c, images, c->label_path ? &label : NULL, err);
+            if (rc) break;
+            size_t n = rl_volume_numel(&images[0]);
+            int32_t *truth = c->label_path ? malloc(n * sizeof *truth) : NULL;
+            int32_t *pseudo = pass ? malloc(n * sizeof *pseudo) : NULL;
+            if ((c->label_path && !truth) || (pass && !pseudo))
+                rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+            if (!rc && truth) rc = rl_labels_from_volume(&label, truth, err);
+            if (!rc && pass == 0)
+                rc = rl_pseudolabeler_add_reference(pl, images, ds->num_channels, truth, err);
+            if (!rc && pass == 1) {
+                rc = rl_pseudolabeler_label_case(pl, images, ds->num_channels, pseudo, NULL, err);
+                if (!rc)
+                    rc = rl_sample_set_set_case_labels(&r->set, i, images[0].nx, images[0].ny,
+                                                       images[0].nz, pseudo, err);
+                if (!rc && truth)
+                    rc = rl_label_agreement_add(&agree, pseudo, truth, (int64_t)n,
+                                                ds->ignore_label, -1, err);
+                queries++;
+            }
+            free(truth);
+            free(pseudo);
+            rl_dataset_free_case(ds, images, c->label_path ? &label : NULL);
+        }
+    }
+    if (!rc) {
+        double acc = rl_label_agreement_accuracy(&agree), mean = 0;
+        char cell[64];
+        snprintf(cell, sizeof cell, "%d,%d,%d,%.6g", round, references, queries, acc);
+        rc = csv_append(rounds_log, cell) ? rl_error_set(err, RL_ENOMEM, "out of memory") : 0;
+        for (int c = 0; c < ds->num_classes && !rc; c++) {
+            double d = agree.voxels ? rl_label_agreement_dice(&agree, c) : NAN;
+            if (c > 0) mean += d / (ds->num_classes - 1);
+            snprintf(cell, sizeof cell, ",%.6g", d);
+            if (csv_append(rounds_log, cell)) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+        }
+        if (!rc && csv_append(rounds_log, "\n")) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+        if (!rc && !r->o.quiet && agree.voxels)
+            fprintf(stderr,
+                    "reflabel train: round %d pseudo-labels of %d cases from %d reference slices: "
+                    "pixel accuracy %.4f, mean foreground Dice %.4f (against the hidden labels)\n",
+                    round, queries, references, acc, mean);
+    }
+    free(images);
+    rl_pseudolabeler_free(pl);
+    rl_label_agreement_free(&agree);
+    return rc;
+}
+
+static void build_configs(train_run *r) {
+    const train_options *o = &r->o;
+    rl_unet_config *nc = &r->net_config;
+    *nc = rl_unet_default_config();
+    nc->in_channels = r->ds.num_channels;
+    nc->num_classes = r->ds.num_classes;
+    nc->depth = o->depth;
+    nc->base_width = o->width;
+    nc->norm = o->norm;
+    rl_train_config *cfg = &r->cfg;
+    *cfg = rl_train_default_config(o->steps, o->batch);
+    cfg->optim = rl_optim_default_config(o->optimizer);
+    if (o->weight_decay >= 0) cfg->optim.weight_decay = (float)o->weight_decay;
+    else if (o->optimizer == RL_OPTIM_ADAMW) cfg->optim.weight_decay = 1e-4f;
+    cfg->schedule.kind = o->schedule;
+    cfg->schedule.base_lr = o->lr;
+    if (o->warmup >= 0) cfg->schedule.warmup_steps = o->warmup;
+    cfg->clip_norm = o->clip;
+    cfg->dice_weight = (float)o->dice_weight;
+    cfg->augment = o->augment;
+    cfg->seed = (uint64_t)o->seed;
+    cfg->semi = o->semi;
+    if (o->patch_h) {
+        cfg->patch_h = o->patch_h;
+        cfg->patch_w = o->patch_w;
+    } else {
+        rl_train_auto_patch(&r->set, o->depth, 512, &cfg->patch_h, &cfg->patch_w);
+    }
+}
+
+/* With labelled test cases, score the model on them. */
+static int score_test_cases(const train_run *r, rl_unet *net, rl_error *err) {
+    const train_options *o = &r->o;
+    int have_labels = 0;
+    for (int i = 0; i < r->ds.num_test; i++) have_labels |= r->ds.test[i].label_path != NULL;
+    char ts_images[4096], ts_labels[4096], json[4096], pred_dir[4096];
+    snprintf(ts_images, sizeof ts_images, "%s/imagesTs", o->data);
+    snprintf(ts_labels, sizeof ts_labels, "%s/labelsTs", o->data);
+    snprintf(pred_dir, sizeof pred_dir, "%s/test_predictions", o->out);
+    snprintf(json, sizeof json, "%s/test_metrics.json", o->out);
+    int rc = cli_predict_folder(net, ts_images, pred_dir, o->axis, 0, o->quiet, err);
+    if (!rc && have_labels)
+        rc = cli_evaluate_and_report(pred_dir, ts_labels, r->ds.num_classes,
+                                     r->ds.ignore_label >= 0 ? r->ds.ignore_label
+                                                             : RL_METRICS_NO_IGNORE,
+                                     r->ds.class_names, json, !o->quiet, err);
+    return rc;
+}
+
+int cmd_train(int argc, char **argv) {
+    train_run r;
+    memset(&r, 0, sizeof r);
+    int prc = parse_options(argc, argv, &r.o);
+    if (prc) return prc < 0 ? 0 : prc;
+    const train_options *o = &r.o;
+    rl_set_threads(o->threads);
+    rl_error err = {0, ""};
+    if (rl_dataset_open(o->data, &r.ds, &err)) return cli_fail(&err);
+    rl_unet *net = NULL;
+    csv_log rounds_log = {0};
+    r.keep = calloc((size_t)r.ds.num_train + 1, 1);
+    int rc = r.keep ? rl_choose_labeled(&r.ds, o->labeled, o->labeled_mode, (uint64_t)o->seed,
+                                        r.keep, &err)
+                    : rl_error_set(&err, RL_ENOMEM, "out of memory");
+    if (!rc) rc = rl_sample_set_load(&r.set, &r.ds, r.ds.train, r.ds.num_train, r.keep, o->axis, &err);
+    if (!rc) build_configs(&r);
+    if (!rc && o->rounds > 1 && r.set.labeled_count == r.set.count)
+        rc = rl_error_set(&err, RL_EINVAL, "--rounds needs unlabeled training cases (see --labeled)");
+    if (!rc) rc = rl_make_dirs(o->out, &err);
+    if (!rc) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/labeled.txt", o->out);
+        rc = write_labeled_list(path, &r.ds, r.keep, &err);
+    }
+    if (!rc && o->rounds > 1) {
+        char cell[512];
+        rc = csv_append(&rounds_log, "round,references,cases,pl_accuracy");
+        for (int c = 0; c < r.ds.num_classes && !rc; c++) {
+            snprintf(cell, sizeof cell, ",pl_dice_%s", r.ds.class_names[c]);
+            rc = csv_append(&rounds_log, cell);
+        }
+        if (!rc) rc = csv_append(&rounds_log, "\n");
+        if (rc) rc = rl_error_set(&err, RL_ENOMEM, "out of memory");
+    }
+    for (int round = 1; !rc && round <= o->rounds; round++) {
+        /* Each round trains a fresh network; after the first, on the
+         * labeled cases plus the pseudo-labels of the previous round. */
+        rl_unet_free(net);
+        net = NULL;
+        rc = rl_unet_create(&net, &r.net_config, (uint64_t)o->seed + (uint64_t)round - 1, &err);
+        if (!rc) rc = train_round(&r, net, round, &err);
+        if (!rc && round < o->rounds) {
+            rc = pseudo_label_round(&r, net, round, &rounds_log, &err);
+            r.cfg.semi.method = RL_METHOD_SUPERVISED;
+            if (!rc) {
+                char path[4096];
+                snprintf(path, sizeof path, "%s/rounds.csv", o->out);
+                rc = rl_write_file_atomic(path, rounds_log.text, rounds_log.len, &err);
+            }
+        }
+    }
+    if (!rc && r.ds.num_test > 0) rc = score_test_cases(&r, net, &err);
+    free(rounds_log.text);
     rl_unet_free(net);
-    rl_sample_set_free(&set);
-    free(keep);
-    rl_dataset_free(&ds);
+    rl_sample_set_free(&r.set);
+    free(r.keep);
+    rl_dataset_free(&r.ds);
     return rc ? cli_fail(&err) : 0;
 }

@@ -129,3 +129,32 @@ int rl_sample_set_load(rl_sample_set *set, const rl_dataset *ds, const rl_case *
     if (rc) rl_sample_set_free(set);
     return rc;
 }
+
+int rl_sample_set_set_case_labels(rl_sample_set *set, int case_index, int nx, int ny, int nz,
+                                  const int32_t *labels, rl_error *err) {
+    int axis = nz == 1 ? 2 : set->axis;
+    int h, w;
+    rl_slice_shape(nx, ny, nz, axis, &h, &w);
+    for (int i = 0; i < set->count; i++) {
+        rl_sample *smp = &set->samples[i];
+        if (smp->case_index != case_index) continue;
+        if (smp->h != h || smp->w != w)
+            return rl_error_set(err, RL_EINVAL, "case %s: labels of %dx%dx%d do not fit its %dx%d slices",
+                                set->case_ids[case_index], nx, ny, nz, smp->h, smp->w);
+        if (!smp->labels) {
+            smp->labels = malloc((size_t)h * w * sizeof *smp->labels);
+            if (!smp->labels) return rl_error_set(err, RL_ENOMEM, "out of memory");
+            set->labeled_count++;
+        }
+        int s = smp->slice_index;
+        for (int r = 0; r < h; r++)
+            for (int c = 0; c < w; c++) {
+                /* The slice layout of rl_volume_get_slice (image.h). */
+                size_t x = axis == 0 ? (size_t)s : (size_t)c;
+                size_t y = axis == 0 ? (size_t)c : axis == 1 ? (size_t)s : (size_t)r;
+                size_t z = axis == 2 ? (size_t)s : (size_t)r;
+                smp->labels[(size_t)r * w + c] = labels[(z * ny + y) * nx + x];
+            }
+    }
+    return RL_OK;
+}
