@@ -33,7 +33,7 @@ int cli_data_atlas(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_bench_match(int argc, char **argv);
 int cmd_bench_train(int argc, char **argv);
-int cmd_pseudolabel(int argc, char **argv); /* TEMP(h7): lead wires this */
+int cmd_pseudolabel(int argc, char **argv);
 
 
 /* Segments every case of a folder of images (CASE_0000<ending>, ...) into

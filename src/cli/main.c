@@ -10,6 +10,7 @@ static const char *usage =
     "commands:\n"
     "  train         train a U-Net on an nnU-Net raw dataset\n"
     "  predict       segment a folder of images with a trained model\n"
+    "  pseudolabel   reference-guided pseudo-labels for the unlabeled cases of a dataset\n"
     "  evaluate      Dice, IoU, HD95, ASSD of predictions against references\n"
     "  data shapes   generate a synthetic dataset with a known answer\n"
     "  data atlas    the Colin27 brain MRI + AAL lobes as an nnU-Net dataset\n"
@@ -29,7 +30,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "evaluate")) return cmd_evaluate(argc - 1, argv + 1);
     if (!strcmp(argv[1], "data")) return cmd_data(argc - 1, argv + 1);
     if (!strcmp(argv[1], "convert")) return cmd_convert(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "pseudolabel")) return cmd_pseudolabel(argc - 1, argv + 1); /* TEMP(h7) */
+    if (!strcmp(argv[1], "pseudolabel")) return cmd_pseudolabel(argc - 1, argv + 1);
     if (!strcmp(argv[1], "bench") && argc >= 3) {
         if (!strcmp(argv[2], "match")) return cmd_bench_match(argc - 2, argv + 2);
         if (!strcmp(argv[2], "train")) return cmd_bench_train(argc - 2, argv + 2);

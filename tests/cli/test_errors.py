@@ -170,7 +170,8 @@ expect_failure("train/unknown-option", ["train", "--data", "x", "--out", "y", "-
                "--frobnicate", rc_expected=2)
 expect_failure("train/bad-number", ["train", "--data", "x", "--out", "y", "--steps", "ten"], "--steps",
                rc_expected=2)
-for cmd in (["train"], ["predict"], ["evaluate"], ["data"], ["bench", "train"], ["bench", "match"]):
+for cmd in (["train"], ["predict"], ["evaluate"], ["pseudolabel"], ["convert"], ["data"], ["data", "atlas"],
+            ["bench", "train"], ["bench", "match"]):
     rc, out, err = run(EXE, *cmd, "--help")
     T.check(rc == 0 and "usage" in out.lower(), f"{' '.join(cmd)} --help: rc {rc}, {out[:80]!r}")
 rc, out, _ = run(EXE, "--help")

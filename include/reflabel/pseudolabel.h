@@ -1,0 +1,133 @@
+/* reflabel/pseudolabel.h - offline reference-guided pseudo-labels (Seibold et
+ * al., AAAI 2022): every pixel of an unlabeled case takes the label of its
+ * most similar labeled reference pixel, compared in the feature space of a
+ * trained U-Net (include/reflabel/features.h, include/reflabel/match.h).
+ *
+ * At the call site (src/cli/cmd_pseudolabel.c):
+ *
+ *   rl_pseudolabeler *pl;
+ *   rl_pseudolabeler_create(&pl, net, &cfg, reference_slices, max_slice_pixels, &err);
+ *   for each reference case:  rl_pseudolabeler_add_reference(pl, images, C, labels, &err);
+ *   for each query case:      rl_pseudolabeler_label_case(pl, images, C, labels, margin, &err);
+ *   rl_pseudolabeler_free(pl);
+ *
+ * Cases are handled exactly as rl_predict_case handles them: every channel is
+ * normalised over the whole case (rl_normalize_volume), the case is cut into
+ * 2D slices along the configured axis (2D cases: the one slice), each slice
+ * is zero-padded to a multiple of 2^depth, run through the network alone
+ * (batch 1, inference mode), and its features are cropped back to the slice.
+ * Every reference slice is one batch of the bank (so the sampling caps of
+ * rl_bank_config apply per reference slice, and a "reference image" of the
+ * per-image vote is a reference slice).
+ */
+#ifndef REFLABEL_PSEUDOLABEL_H
+#define REFLABEL_PSEUDOLABEL_H
+
+#include <stdint.h>
+
+#include "reflabel/core.h"
+#include "reflabel/dataset.h"
+#include "reflabel/features.h"
+#include "reflabel/image.h"
+#include "reflabel/match.h"
+#include "reflabel/unet.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Which training cases of ds keep their labels, the rule shared by
+ * `reflabel train --labeled` and `reflabel pseudolabel --labeled`:
+ * spec NULL keeps every available label; otherwise rl_select_labeled(spec,
+ * mode, seed) picks among the cases that have a label file, in id order.
+ * keep[i] (ds->num_train entries) = 1 for a case whose label is kept, 0 for
+ * one that has none or whose label is hidden. Fails when ds has no labeled
+ * training case. */
+int rl_choose_labeled(const rl_dataset *ds, const char *spec, rl_select_mode mode,
+                      uint64_t seed, uint8_t *keep, rl_error *err);
+
+typedef struct rl_pseudolabel_config {
+    rl_feature_source features; /* RL_FEATURES_LAST (the paper's) */
+    rl_similarity similarity;   /* RL_SIM_COSINE (the paper's) */
+    rl_bank_sampling sampling;  /* RL_SAMPLE_ALL: every labeled reference pixel */
+    int per_class;              /* RL_SAMPLE_PER_CLASS: pixels per label per reference slice */
+    int sample_count;           /* RL_SAMPLE_PROPORTIONAL: pixels per reference slice */
+    int class_floor;            /* RL_SAMPLE_PROPORTIONAL: floor per label */
+    int top_k;                  /* 1: the single best reference (the paper's rule) */
+    int per_image_vote;         /* 1: RL_MATCH_PER_IMAGE (reference slices vote) */
+    int axis;                   /* slicing axis of 3D cases (0, 1, 2) */
+    int ignore_label;           /* reference label value that carries no
+                                   supervision (the dataset's "ignore"); -1: none */
+    uint64_t seed;              /* sampling of the bank */
+} rl_pseudolabel_config;
+
+/* The paper's rule: last-decoder features, cosine, every reference pixel,
+ * top-1; axis 2, no ignore label, seed 0; per-class 1024, proportional
+ * 4096 pixels with a floor of 64. */
+rl_pseudolabel_config rl_pseudolabel_default_config(void);
+
+typedef struct rl_pseudolabeler rl_pseudolabeler;
+
+/* net: a network for the cases' channels and classes (not owned; it is
+ * re-planned for each slice shape). reference_slices: the number of
+ * reference slices that will be added (the bank holds all of them);
+ * max_slice_pixels: the largest h * w among them. Allocates the bank and the
+ * matcher; the bank needs reference_slices x (vectors per slice) x D floats
+ * (rl_pseudolabeler_bank_bytes). */
+int rl_pseudolabeler_create(rl_pseudolabeler **out, rl_unet *net,
+                            const rl_pseudolabel_config *cfg, int reference_slices,
+                            int max_slice_pixels, rl_error *err);
+void rl_pseudolabeler_free(rl_pseudolabeler *pl);
+
+/* Adds every slice of a labeled case: images[channels] volumes of one shape,
+ * labels (nx*ny*nz, x fastest) with values in [0, num_classes) or the
+ * configured ignore label. */
+int rl_pseudolabeler_add_reference(rl_pseudolabeler *pl, const rl_volume *images, int channels,
+                                   const int32_t *labels, rl_error *err);
+
+/* Pseudo-labels a case: labels_out (nx*ny*nz) receives classes in
+ * [0, num_classes); margin_out (optional, same size) the matcher's margin:
+ * best similarity minus the best similarity of any other label (cosine,
+ * top-1: in [0, 2]; a vote can make it negative; +INFINITY when the bank
+ * holds a single label). */
+int rl_pseudolabeler_label_case(rl_pseudolabeler *pl, const rl_volume *images, int channels,
+                                int32_t *labels_out, float *margin_out, rl_error *err);
+
+/* References held, and the bytes of bank memory allocated for them. */
+int rl_pseudolabeler_references(const rl_pseudolabeler *pl);
+size_t rl_pseudolabeler_bank_bytes(const rl_pseudolabeler *pl);
+
+/* Pixels with margin < min_margin get ignore_value (nnU-Net's ignore label,
+ * the highest value). n values; returns how many were changed. */
+int64_t rl_pseudolabel_apply_min_margin(int32_t *labels, const float *margin, int64_t n,
+                                        float min_margin, int32_t ignore_value);
+
+/* Agreement of pseudo-labels with the labels they stand in for: a confusion
+ * count over voxels whose reference label is not ignore_label (-1: none) and
+ * whose prediction is not pred_ignore (-1: none; the ignored predictions are
+ * counted in `abstained`). */
+typedef struct rl_label_agreement {
+    int num_classes;
+    int64_t voxels;    /* compared voxels */
+    int64_t correct;
+    int64_t abstained; /* voxels whose prediction was pred_ignore */
+    int64_t *pred;     /* per class: predicted voxels */
+    int64_t *truth;    /* per class: reference voxels */
+    int64_t *both;     /* per class: voxels where both say the class */
+} rl_label_agreement;
+
+int rl_label_agreement_init(rl_label_agreement *a, int num_classes, rl_error *err);
+void rl_label_agreement_free(rl_label_agreement *a);
+/* Adds n voxels; labels outside [0, num_classes) (other than the ignored
+ * values) are an RL_ERANGE error. */
+int rl_label_agreement_add(rl_label_agreement *a, const int32_t *pred, const int32_t *truth,
+                           int64_t n, int32_t truth_ignore, int32_t pred_ignore, rl_error *err);
+/* correct / voxels (NaN when nothing was compared). */
+double rl_label_agreement_accuracy(const rl_label_agreement *a);
+/* 2|P&T| / (|P| + |T|) of class c; 1 when both are empty. */
+double rl_label_agreement_dice(const rl_label_agreement *a, int c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

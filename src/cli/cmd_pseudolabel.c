@@ -1,0 +1,702 @@
+/* reflabel pseudolabel: reference-guided pseudo-labels for the unlabeled
+ * training cases of a dataset, optionally exported as an nnU-Net dataset. */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "progress.h"
+#include "reflabel/checkpoint.h"
+#include "reflabel/pseudolabel.h"
+
+static const char *pseudolabel_usage =
+    "usage: reflabel pseudolabel --model RUN_DIR|MODEL.safetensors --data DIR --out DIR [options]\n"
+    "\n"
+    "Gives every pixel of the unlabeled training cases of DIR the label of its most\n"
+    "similar labeled reference pixel, compared in the model's feature space (Seibold\n"
+    "et al., AAAI 2022). Writes OUT/CASE<ending> (pseudo-label, with the input's\n"
+    "header and affine) and OUT/CASE_confidence<ending> (the margin: best similarity\n"
+    "minus the best similarity of another label). Queries are the training cases\n"
+    "without a label or whose label --labeled hides; when those have hidden labels,\n"
+    "OUT/pseudolabel_metrics.json scores the pseudo-labels against them.\n"
+    "\n"
+    "references:\n"
+    "  --labeled SPEC        keep labels of only these training cases, exactly as\n"
+    "                        'reflabel train --labeled' (count, fraction or file of ids)\n"
+    "  --labeled-mode MODE   even (default) or random     --seed N   (0)\n"
+    "  --refs DIR            take the references from the labeled training cases of\n"
+    "                        another dataset (same channels and classes)\n"
+    "matching:\n"
+    "  --features F          last (decoder output, default) or hypercolumn\n"
+    "  --sampling S          all (default), per-class or proportional (per reference slice)\n"
+    "  --per-class K         pixels per class per reference slice for per-class (1024)\n"
+    "  --topk K              similarity-weighted vote of the K best references (1)\n"
+    "  --per-image-vote      each reference slice votes with its best pixel\n"
+    "  --similarity S        cosine (default) or dot\n"
+    "  --min-confidence X    pixels with margin < X get the ignore label K\n"
+    "output:\n"
+    "  --export-nnunet DIR   also write a complete nnU-Net v2 raw dataset there\n"
+    "  --force               write into non-empty output folders\n"
+    "  --axis A              slicing axis of 3D volumes (default: the model's)\n"
+    "  --threads N           threads (all cores)     --quiet   no progress output\n";
+
+typedef struct pl_options {
+    const char *model, *data, *out, *labeled, *refs, *export_dir;
+    rl_select_mode labeled_mode;
+    long seed;
+    int axis, threads, quiet, force, have_min_confidence;
+    double min_confidence;
+    rl_pseudolabel_config cfg;
+} pl_options;
+
+static int parse_options(int argc, char **argv, pl_options *o) {
+    memset(o, 0, sizeof *o);
+    o->axis = -1;
+    o->cfg = rl_pseudolabel_default_config();
+    const char *cmd = "pseudolabel";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc = 0, used = 1;
+        double d;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(pseudolabel_usage, stdout);
+            return -1;
+        } else if (!strcmp(a, "--quiet")) {
+            o->quiet = 1;
+            used = 0;
+        } else if (!strcmp(a, "--force")) {
+            o->force = 1;
+            used = 0;
+        } else if (!strcmp(a, "--per-image-vote")) {
+            o->cfg.per_image_vote = 1;
+            used = 0;
+        } else if (!v) return cli_usage_error(cmd, "%s needs a value", a);
+        else if (!strcmp(a, "--model")) o->model = v;
+        else if (!strcmp(a, "--data")) o->data = v;
+        else if (!strcmp(a, "--out")) o->out = v;
+        else if (!strcmp(a, "--labeled")) o->labeled = v;
+        else if (!strcmp(a, "--refs")) o->refs = v;
+        else if (!strcmp(a, "--export-nnunet")) o->export_dir = v;
+        else if (!strcmp(a, "--labeled-mode")) {
+            if (!strcmp(v, "even")) o->labeled_mode = RL_SELECT_EVEN;
+            else if (!strcmp(v, "random")) o->labeled_mode = RL_SELECT_RANDOM;
+            else rc = cli_usage_error(cmd, "--labeled-mode must be even or random");
+        } else if (!strcmp(a, "--seed")) {
+            rc = cli_parse_float(cmd, a, v, 0, 4294967295.0, &d);
+            o->seed = (long)d;
+        } else if (!strcmp(a, "--features")) {
+            int s = rl_feature_source_from_name(v);
+            if (s < 0) rc = cli_usage_error(cmd, "--features must be last or hypercolumn");
+            else o->cfg.features = (rl_feature_source)s;
+        } else if (!strcmp(a, "--sampling")) {
+            if (!strcmp(v, "all")) o->cfg.sampling = RL_SAMPLE_ALL;
+            else if (!strcmp(v, "per-class")) o->cfg.sampling = RL_SAMPLE_PER_CLASS;
+            else if (!strcmp(v, "proportional")) o->cfg.sampling = RL_SAMPLE_PROPORTIONAL;
+            else rc = cli_usage_error(cmd, "--sampling must be all, per-class or proportional");
+        } else if (!strcmp(a, "--similarity")) {
+            if (!strcmp(v, "cosine")) o->cfg.similarity = RL_SIM_COSINE;
+            else if (!strcmp(v, "dot")) o->cfg.similarity = RL_SIM_DOT;
+            else rc = cli_usage_error(cmd, "--similarity must be cosine or dot");
+        } else if (!strcmp(a, "--per-class")) rc = cli_parse_int(cmd, a, v, 1, 1 << 24, &o->cfg.per_class);
+        else if (!strcmp(a, "--topk")) rc = cli_parse_int(cmd, a, v, 1, 1024, &o->cfg.top_k);
+        else if (!strcmp(a, "--axis")) rc = cli_parse_int(cmd, a, v, 0, 2, &o->axis);
+        else if (!strcmp(a, "--threads")) rc = cli_parse_int(cmd, a, v, 0, 1024, &o->threads);
+        else if (!strcmp(a, "--min-confidence")) {
+            rc = cli_parse_float(cmd, a, v, -1e30, 1e30, &o->min_confidence);
+            o->have_min_confidence = 1;
+        } else return cli_usage_error(cmd, "unknown option '%s'", a);
+        if (rc) return rc;
+        if (used) i++;
+    }
+    if (!o->model || !o->data || !o->out)
+        return cli_usage_error(cmd, "--model, --data and --out are required");
+    if (o->cfg.top_k > 1 && o->cfg.per_image_vote)
+        return cli_usage_error(cmd, "--topk and --per-image-vote exclude each other");
+    if (o->export_dir) {
+        size_t a = strlen(o->out), b = strlen(o->export_dir), n = a < b ? a : b;
+        if (!strncmp(o->out, o->export_dir, n) &&
+            (a == b || o->out[n] == '/' || o->export_dir[n] == '/'))
+            return cli_usage_error(cmd, "--out and --export-nnunet must be separate folders");
+    }
+    o->cfg.seed = (uint64_t)o->seed;
+    return 0;
+}
+
+/* snprintf into a path buffer; a path that does not fit is an error rather
+ * than a silently truncated file name. */
+static int make_path(char *out, size_t size, rl_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int make_path(char *out, size_t size, rl_error *err, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, size, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= size)
+        return rl_error_set(err, RL_EINVAL, "path too long: %.200s...", out);
+    return RL_OK;
+}
+
+/* ---- output folders that appear complete or not at all ------------------ *
+ * Everything is written into a hidden staging folder next to the target
+ * ("<parent>/.<name>.tmp.<pid>") and moved into place only after the whole
+ * run succeeded; a failure removes the staging folder. */
+
+typedef struct staged_dir {
+    char target[4096];
+    char stage[4096];
+} staged_dir;
+
+static int is_nonempty_dir(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) return 0;
+    struct dirent *e;
+    int found = 0;
+    while (!found && (e = readdir(d)) != NULL)
+        found = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return found;
+}
+
+static void remove_tree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char child[4096];
+            if (snprintf(child, sizeof child, "%s/%s", path, e->d_name) < (int)sizeof child)
+                remove_tree(child);
+        }
+        if (d) closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+static int stage_open(staged_dir *sd, const char *target, int force, const char *option,
+                      rl_error *err) {
+    struct stat st;
+    snprintf(sd->target, sizeof sd->target, "%s", target);
+    size_t n = strlen(sd->target);
+    while (n > 1 && sd->target[n - 1] == '/') sd->target[--n] = '\0';
+    if (stat(sd->target, &st) == 0 && !S_ISDIR(st.st_mode))
+        return rl_error_set(err, RL_EIO, "%s: exists and is not a folder", sd->target);
+    if (!force && is_nonempty_dir(sd->target))
+        return rl_error_set(err, RL_EIO, "%s: folder is not empty (%s; pass --force to write into it)",
+                            sd->target, option);
+    const char *slash = strrchr(sd->target, '/');
+    char parent[4096];
+    const char *name = slash ? slash + 1 : sd->target;
+    if (slash) snprintf(parent, sizeof parent, "%.*s", (int)(slash - sd->target), sd->target);
+    else snprintf(parent, sizeof parent, ".");
+    if (!parent[0]) snprintf(parent, sizeof parent, "/");
+    int rc = rl_make_dirs(parent, err);
+    if (rc) return rc;
+    if (snprintf(sd->stage, sizeof sd->stage, "%s/.%s.tmp.%ld", parent, name, (long)getpid()) >=
+        (int)sizeof sd->stage)
+        return rl_error_set(err, RL_EINVAL, "%s: path too long", sd->target);
+    remove_tree(sd->stage);
+    return rl_make_dirs(sd->stage, err);
+}
+
+/* Moves the staged files into an existing target, one atomic rename each. */
+static int merge_into(const char *from, const char *to, rl_error *err) {
+    int rc = rl_make_dirs(to, err);
+    DIR *d = rc ? NULL : opendir(from);
+    if (!rc && !d) return rl_error_set(err, RL_EIO, "%s: cannot list: %s", from, strerror(errno));
+    struct dirent *e;
+    while (!rc && (e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char src[4096], dst[4096];
+        struct stat st;
+        rc = make_path(src, sizeof src, err, "%s/%s", from, e->d_name);
+        if (!rc) rc = make_path(dst, sizeof dst, err, "%s/%s", to, e->d_name);
+        if (rc) break;
+        if (lstat(src, &st) != 0) rc = rl_error_set(err, RL_EIO, "%s: %s", src, strerror(errno));
+        else if (S_ISDIR(st.st_mode)) rc = merge_into(src, dst, err);
+        else if (rename(src, dst) != 0)
+            rc = rl_error_set(err, RL_EIO, "%s: cannot move into place: %s", dst, strerror(errno));
+    }
+    if (d) closedir(d);
+    return rc;
+}
+
+static int stage_publish(staged_dir *sd, rl_error *err) {
+    /* an absent or empty target is replaced in one rename */
+    rmdir(sd->target);
+    if (rename(sd->stage, sd->target) == 0) return RL_OK;
+    int rc = merge_into(sd->stage, sd->target, err);
+    if (!rc) remove_tree(sd->stage);
+    return rc;
+}
+
+/* ---- files --------------------------------------------------------------- */
+
+/* Byte-for-byte copy, published atomically. */
+static int copy_file(const char *src, const char *dst, rl_error *err) {
+    FILE *in = fopen(src, "rb");
+    if (!in) return rl_error_set(err, RL_EIO, "%s: cannot open: %s", src, strerror(errno));
+    rl_atomic_file f;
+    int rc = rl_atomic_open(&f, dst, err);
+    if (rc) {
+        fclose(in);
+        return rc;
+    }
+    char buf[1 << 16];
+    size_t n;
+    while (!rc && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, (FILE *)f.fp) != n)
+            rc = rl_error_set(err, RL_EIO, "%s: write failed: %s", dst, strerror(errno));
+    if (!rc && ferror(in)) rc = rl_error_set(err, RL_EIO, "%s: read failed", src);
+    fclose(in);
+    if (rc) {
+        rl_atomic_abort(&f);
+        return rc;
+    }
+    return rl_atomic_commit(&f, err);
+}
+
+static const char *base_name(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+/* ---- model and dataset agreement ----------------------------------------- */
+
+/* The model's stored names (a JSON array) must equal the dataset's. */
+static int check_names(const rl_safetensors *meta, const char *key, const char *what,
+                       char **names, int count, const char *model, const char *data,
+                       rl_error *err) {
+    const char *json = rl_safetensors_metadata(meta, key);
+    if (!json) return RL_OK; /* older checkpoints: the counts were checked */
+    cJSON *a = cJSON_Parse(json);
+    int rc = RL_OK;
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != count) {
+        rc = rl_error_set(err, RL_EINVAL, "%s: the model's %s %s do not match the %d of %s",
+                          model, what, json, count, data);
+    } else {
+        for (int i = 0; i < count && !rc; i++) {
+            const cJSON *s = cJSON_GetArrayItem(a, i);
+            if (!cJSON_IsString(s) || strcmp(s->valuestring, names[i]) != 0)
+                rc = rl_error_set(err, RL_EINVAL,
+                                  "%s: the model's %s %s do not match those of %s ('%s' is %d)",
+                                  model, what, json, data, names[i], i);
+        }
+    }
+    cJSON_Delete(a);
+    return rc;
+}
+
+static int check_dataset(const rl_unet *net, const rl_safetensors *meta, const char *model,
+                         const rl_dataset *ds, rl_error *err) {
+    const rl_unet_config *nc = rl_unet_get_config(net);
+    if (ds->num_channels != nc->in_channels)
+        return rl_error_set(err, RL_EINVAL, "%s: the model has %d input channels, %s has %d",
+                            model, nc->in_channels, ds->root, ds->num_channels);
+    if (ds->num_classes != nc->num_classes)
+        return rl_error_set(err, RL_EINVAL, "%s: the model has %d classes, %s has %d", model,
+                            nc->num_classes, ds->root, ds->num_classes);
+    int rc = check_names(meta, "reflabel.class_names", "classes", ds->class_names,
+                         ds->num_classes, model, ds->root, err);
+    if (!rc)
+        rc = check_names(meta, "reflabel.channel_names", "channels", ds->channel_names,
+                         ds->num_channels, model, ds->root, err);
+    return rc;
+}
+
+/* ---- the run --------------------------------------------------------------- */
+
+typedef struct reference {
+    const rl_dataset *ds;
+    const rl_case *c;
+} reference;
+
+typedef struct pl_run {
+    pl_options o;
+    char model_file[4096];
+    rl_unet *net;
+    rl_safetensors meta;
+    int have_meta;
+    rl_dataset ds, refs_ds;
+    int have_ds, have_refs_ds;
+    uint8_t *keep;
+    reference *refs;
+    int num_refs;
+    rl_pseudolabeler *pl;
+    staged_dir out, exp;
+    int out_staged, exp_staged;
+    rl_label_agreement all, confident;
+    int have_agreement, scored_cases;
+    int64_t ignored_voxels, total_voxels;
+} pl_run;
+
+/* Reference slices and the largest slice, read from the label files. */
+static int measure_references(pl_run *r, int axis, int *slices, int *max_pixels, rl_error *err) {
+    *slices = 0;
+    *max_pixels = 0;
+    for (int i = 0; i < r->num_refs; i++) {
+        rl_volume lab;
+        int rc = rl_volume_read_labels(r->refs[i].c->label_path, &lab, err);
+        if (rc) return rc;
+        int a = lab.nz == 1 ? 2 : axis, h, w;
+        rl_slice_shape(lab.nx, lab.ny, lab.nz, a, &h, &w);
+        int64_t pixels = (int64_t)h * w, total = (int64_t)*slices + rl_volume_num_slices(&lab, a);
+        rl_volume_free(&lab);
+        if (pixels > INT_MAX || total > INT_MAX)
+            return rl_error_set(err, RL_ERANGE, "%s: too many reference pixels or slices",
+                                r->refs[i].c->label_path);
+        *slices = (int)total;
+        if (pixels > *max_pixels) *max_pixels = (int)pixels;
+    }
+    return RL_OK;
+}
+
+static int add_references(pl_run *r, rl_error *err) {
+    rl_progress bar;
+    rl_progress_start(&bar, "references", r->num_refs, r->o.quiet);
+    int rc = RL_OK;
+    for (int i = 0; i < r->num_refs && !rc; i++) {
+        const rl_dataset *ds = r->refs[i].ds;
+        const rl_case *c = r->refs[i].c;
+        rl_volume *images = calloc((size_t)ds->num_channels, sizeof *images);
+        rl_volume label = {0};
+        int32_t *labels = NULL;
+        if (!images) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+        if (!rc) rc = rl_dataset_load_case(ds, c, images, &label, err);
+        if (!rc) {
+            labels = malloc(rl_volume_numel(&label) * sizeof *labels);
+            rc = labels ? rl_labels_from_volume(&label, labels, err)
+                        : rl_error_set(err, RL_ENOMEM, "out of memory");
+            if (!rc) rc = rl_pseudolabeler_add_reference(r->pl, images, ds->num_channels, labels, err);
+            if (rc) rl_error_prefix(err, "%s", c->label_path);
+            rl_dataset_free_case(ds, images, &label);
+        }
+        free(labels);
+        free(images);
+        rl_progress_update(&bar, i + 1, c->id);
+    }
+    rl_progress_finish(&bar);
+    return rc;
+}
+
+/* The confidence file: NIfTI keeps the margin itself; PNG can only hold
+ * [0, 1], so it stores margin / 2 (the cosine margin's range [0, 2] mapped
+ * onto [0, 1]; clipped there). Scales margin in place for PNG. */
+static int write_confidence(const char *path, const rl_volume *like, float *margin, size_t n,
+                            rl_error *err) {
+    if (rl_format_from_path(path) == RL_FORMAT_PNG)
+        for (size_t i = 0; i < n; i++) margin[i] *= 0.5f; /* the margin is not used afterwards */
+    return rl_volume_write_float(path, like, margin, err);
+}
+
+static int label_query(pl_run *r, const rl_case *c, rl_error *err) {
+    const rl_dataset *ds = &r->ds;
+    int K = ds->num_classes;
+    rl_volume *images = calloc((size_t)ds->num_channels, sizeof *images);
+    rl_volume hidden = {0};
+    int32_t *labels = NULL, *truth = NULL;
+    float *margin = NULL;
+    int rc = images ? rl_dataset_load_case(ds, c, images, &hidden, err)
+                    : rl_error_set(err, RL_ENOMEM, "out of memory");
+    if (rc) {
+        free(images);
+        return rc;
+    }
+    size_t n = rl_volume_numel(&images[0]);
+    labels = malloc(n * sizeof *labels);
+    margin = malloc(n * sizeof *margin);
+    if (!labels || !margin) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+    if (!rc) {
+        rc = rl_pseudolabeler_label_case(r->pl, images, ds->num_channels, labels, margin, err);
+        if (rc) rl_error_prefix(err, "%s", c->image_paths[0]);
+    }
+    /* hidden label: score the raw pseudo-labels, and the confident ones */
+    if (!rc && hidden.data) {
+        truth = malloc(n * sizeof *truth);
+        rc = truth ? rl_labels_from_volume(&hidden, truth, err)
+                   : rl_error_set(err, RL_ENOMEM, "out of memory");
+        if (!rc) rc = rl_label_agreement_add(&r->all, labels, truth, (int64_t)n, ds->ignore_label, -1, err);
+        r->scored_cases++;
+    }
+    if (!rc && r->o.have_min_confidence) {
+        r->ignored_voxels += rl_pseudolabel_apply_min_margin(labels, margin, (int64_t)n,
+                                                             (float)r->o.min_confidence, K);
+        r->total_voxels += (int64_t)n;
+        if (truth)
+            rc = rl_label_agreement_add(&r->confident, labels, truth, (int64_t)n, ds->ignore_label,
+                                        K, err);
+    }
+    char path[4096];
+    if (!rc) rc = make_path(path, sizeof path, err, "%s/%s%s", r->out.stage, c->id, ds->file_ending);
+    if (!rc) rc = rl_volume_write_labels(path, &images[0], labels, err);
+    if (!rc)
+        rc = make_path(path, sizeof path, err, "%s/%s_confidence%s", r->out.stage, c->id,
+                       ds->file_ending);
+    if (!rc) rc = write_confidence(path, &images[0], margin, n, err);
+    if (!rc && r->exp_staged) {
+        rc = make_path(path, sizeof path, err, "%s/labelsTr/%s%s", r->exp.stage, c->id,
+                       ds->file_ending);
+        if (!rc) rc = rl_volume_write_labels(path, &images[0], labels, err);
+    }
+    rl_dataset_free_case(ds, images, &hidden);
+    free(images);
+    free(labels);
+    free(truth);
+    free(margin);
+    return rc;
+}
+
+static int export_dataset(pl_run *r, rl_error *err) {
+    const rl_dataset *ds = &r->ds;
+    char dir[4096], path[4096];
+    int rc = RL_OK;
+    for (int i = 0; i < ds->num_train && !rc; i++) {
+        const rl_case *c = &ds->train[i];
+        for (int ch = 0; ch < ds->num_channels && !rc; ch++) {
+            rc = make_path(path, sizeof path, err, "%s/imagesTr/%s", r->exp.stage,
+                           base_name(c->image_paths[ch]));
+            if (!rc) rc = copy_file(c->image_paths[ch], path, err);
+        }
+        if (!rc && r->keep[i]) {
+            rc = make_path(path, sizeof path, err, "%s/labelsTr/%s", r->exp.stage,
+                           base_name(c->label_path));
+            if (!rc) rc = copy_file(c->label_path, path, err);
+        }
+    }
+    for (int i = 0; i < ds->num_test && !rc; i++) {
+        const rl_case *c = &ds->test[i];
+        rc = make_path(dir, sizeof dir, err, "%s/imagesTs", r->exp.stage);
+        if (!rc) rc = rl_make_dirs(dir, err);
+        for (int ch = 0; ch < ds->num_channels && !rc; ch++) {
+            rc = make_path(path, sizeof path, err, "%s/%s", dir, base_name(c->image_paths[ch]));
+            if (!rc) rc = copy_file(c->image_paths[ch], path, err);
+        }
+        if (!rc && c->label_path) {
+            rc = make_path(dir, sizeof dir, err, "%s/labelsTs", r->exp.stage);
+            if (!rc) rc = rl_make_dirs(dir, err);
+            if (!rc) rc = make_path(path, sizeof path, err, "%s/%s", dir, base_name(c->label_path));
+            if (!rc) rc = copy_file(c->label_path, path, err);
+        }
+    }
+    if (rc) return rc;
+    /* labels 0..K-1 by name, plus "ignore": K when some label file may hold it */
+    int K = ds->num_classes, with_ignore = r->o.have_min_confidence || ds->ignore_label >= 0;
+    const char **names = malloc((size_t)(K + 1) * sizeof *names);
+    int *values = malloc((size_t)(K + 1) * sizeof *values);
+    if (!names || !values) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+    for (int k = 0; !rc && k < K; k++) {
+        names[k] = ds->class_names[k];
+        values[k] = k;
+    }
+    if (!rc && with_ignore) {
+        names[K] = "ignore";
+        values[K] = K;
+    }
+    if (!rc) rc = make_path(path, sizeof path, err, "%s/dataset.json", r->exp.stage);
+    if (!rc)
+        rc = rl_dataset_json_write(path, ds->num_channels, (const char *const *)ds->channel_names,
+                                   K + with_ignore, names, values, ds->file_ending, ds->num_train,
+                                   err);
+    free(names);
+    free(values);
+    return rc;
+}
+
+static void add_agreement_json(cJSON *parent, const char *key, const rl_label_agreement *a,
+                               const rl_dataset *ds) {
+    cJSON *j = cJSON_AddObjectToObject(parent, key);
+    cJSON_AddNumberToObject(j, "voxels", (double)a->voxels);
+    cJSON_AddNumberToObject(j, "accuracy", a->voxels ? rl_label_agreement_accuracy(a) : 0);
+    cJSON *dice = cJSON_AddObjectToObject(j, "dice");
+    double fg = 0;
+    for (int k = 0; k < a->num_classes; k++) {
+        double d = rl_label_agreement_dice(a, k);
+        cJSON_AddNumberToObject(dice, ds->class_names[k], d);
+        if (k > 0) fg += d;
+    }
+    cJSON_AddNumberToObject(j, "mean_foreground_dice", a->num_classes > 1 ? fg / (a->num_classes - 1) : 0);
+}
+
+static void print_agreement(const char *what, const rl_label_agreement *a, const rl_dataset *ds) {
+    printf("%s: pixel accuracy %.4f over %lld voxels; Dice", what, rl_label_agreement_accuracy(a),
+           (long long)a->voxels);
+    for (int k = 0; k < a->num_classes; k++)
+        printf(" %s %.4f", ds->class_names[k], rl_label_agreement_dice(a, k));
+    printf("\n");
+}
+
+static int write_metrics(pl_run *r, rl_error *err) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "cases", r->scored_cases);
+    cJSON_AddNumberToObject(j, "references", r->num_refs);
+    add_agreement_json(j, "all", &r->all, &r->ds);
+    print_agreement("pseudo-labels vs hidden labels", &r->all, &r->ds);
+    if (r->o.have_min_confidence) {
+        cJSON_AddNumberToObject(j, "min_confidence", r->o.min_confidence);
+        int64_t compared = r->confident.voxels + r->confident.abstained;
+        cJSON_AddNumberToObject(j, "coverage", compared ? (double)r->confident.voxels / (double)compared : 0);
+        add_agreement_json(j, "confident", &r->confident, &r->ds);
+        printf("confident pixels: %.2f%% of the compared voxels\n",
+               compared ? 100.0 * (double)r->confident.voxels / (double)compared : 0.0);
+        print_agreement("confident pseudo-labels vs hidden labels", &r->confident, &r->ds);
+    }
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    if (!text) return rl_error_set(err, RL_ENOMEM, "out of memory");
+    char path[4096];
+    int rc = make_path(path, sizeof path, err, "%s/pseudolabel_metrics.json", r->out.stage);
+    if (!rc) rc = rl_write_file_atomic(path, text, strlen(text), err);
+    free(text);
+    return rc;
+}
+
+/* A run folder holds model.safetensors; a file path is used as it is. */
+static void model_path(const char *arg, char *out, size_t size) {
+    struct stat st;
+    if (stat(arg, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(out, size, "%s/model.safetensors", arg);
+    else snprintf(out, size, "%s", arg);
+}
+
+static int run(pl_run *r, rl_error *err) {
+    pl_options *o = &r->o;
+    model_path(o->model, r->model_file, sizeof r->model_file);
+    int rc = rl_unet_load(r->model_file, &r->net, &r->meta, err);
+    if (rc) return rc;
+    r->have_meta = 1;
+    if (o->axis < 0) {
+        const char *a = rl_safetensors_metadata(&r->meta, "reflabel.axis");
+        o->axis = a && a[0] >= '0' && a[0] <= '2' && !a[1] ? a[0] - '0' : 2;
+    }
+    o->cfg.axis = o->axis;
+    if ((rc = rl_dataset_open(o->data, &r->ds, err))) return rc;
+    r->have_ds = 1;
+    if ((rc = check_dataset(r->net, &r->meta, r->model_file, &r->ds, err))) return rc;
+    r->keep = calloc((size_t)r->ds.num_train + 1, 1);
+    if (!r->keep) return rl_error_set(err, RL_ENOMEM, "out of memory");
+    if ((rc = rl_choose_labeled(&r->ds, o->labeled, o->labeled_mode, (uint64_t)o->seed, r->keep, err)))
+        return rc;
+
+    /* references: the kept cases, or every labeled case of --refs */
+    const rl_dataset *src = &r->ds;
+    if (o->refs) {
+        if ((rc = rl_dataset_open(o->refs, &r->refs_ds, err))) return rc;
+        r->have_refs_ds = 1;
+        if ((rc = check_dataset(r->net, &r->meta, r->model_file, &r->refs_ds, err))) return rc;
+        src = &r->refs_ds;
+    }
+    r->refs = calloc((size_t)src->num_train + 1, sizeof *r->refs);
+    if (!r->refs) return rl_error_set(err, RL_ENOMEM, "out of memory");
+    for (int i = 0; i < src->num_train; i++)
+        if (src->train[i].label_path && (o->refs || r->keep[i]))
+            r->refs[r->num_refs++] = (reference){src, &src->train[i]};
+    if (r->num_refs == 0)
+        return rl_error_set(err, RL_EINVAL, "%s: no labeled training case to use as reference",
+                            src->root);
+    int queries = 0;
+    for (int i = 0; i < r->ds.num_train; i++) queries += !r->keep[i];
+    if (queries == 0)
+        return rl_error_set(err, RL_EINVAL,
+                            "%s: every training case keeps its label: nothing to pseudo-label "
+                            "(hide some with --labeled)",
+                            r->ds.root);
+
+    /* outputs: refuse non-empty folders before any work */
+    if ((rc = stage_open(&r->out, o->out, o->force, "--out", err))) return rc;
+    r->out_staged = 1;
+    if (o->export_dir) {
+        if ((rc = stage_open(&r->exp, o->export_dir, o->force, "--export-nnunet", err))) return rc;
+        r->exp_staged = 1;
+        char dir[4096];
+        rc = make_path(dir, sizeof dir, err, "%s/imagesTr", r->exp.stage);
+        if (!rc) rc = rl_make_dirs(dir, err);
+        if (!rc) rc = make_path(dir, sizeof dir, err, "%s/labelsTr", r->exp.stage);
+        if (!rc) rc = rl_make_dirs(dir, err);
+        if (rc) return rc;
+    }
+
+    int slices, max_pixels;
+    if ((rc = measure_references(r, o->axis, &slices, &max_pixels, err))) return rc;
+    o->cfg.ignore_label = src->ignore_label;
+    if ((rc = rl_pseudolabeler_create(&r->pl, r->net, &o->cfg, slices, max_pixels, err))) return rc;
+    if (!o->quiet)
+        fprintf(stderr,
+                "reflabel pseudolabel: %d reference cases (%d slices), %d query cases, "
+                "%s features (D = %d), %.1f MB bank\n",
+                r->num_refs, slices, queries, rl_feature_source_name(o->cfg.features),
+                rl_feature_dim(rl_unet_get_config(r->net), o->cfg.features),
+                (double)rl_pseudolabeler_bank_bytes(r->pl) / 1e6);
+    double t0 = rl_now_seconds();
+    if ((rc = add_references(r, err))) return rc;
+    if (!o->quiet)
+        fprintf(stderr, "reflabel pseudolabel: %d reference pixels in the bank (%.1f s)\n",
+                rl_pseudolabeler_references(r->pl), rl_now_seconds() - t0);
+
+    int K = r->ds.num_classes;
+    if ((rc = rl_label_agreement_init(&r->all, K, err))) return rc;
+    rc = rl_label_agreement_init(&r->confident, K, err);
+    r->have_agreement = 1;
+    rl_progress bar;
+    rl_progress_start(&bar, "pseudolabel", queries, o->quiet);
+    int done = 0;
+    for (int i = 0; i < r->ds.num_train && !rc; i++) {
+        if (r->keep[i]) continue;
+        rc = label_query(r, &r->ds.train[i], err);
+        rl_progress_update(&bar, ++done, r->ds.train[i].id);
+    }
+    rl_progress_finish(&bar);
+    if (rc) return rc;
+    if (!o->quiet)
+        fprintf(stderr, "reflabel pseudolabel: %d cases labeled in %.1f s\n", queries,
+                rl_now_seconds() - t0);
+    if (o->have_min_confidence && !o->quiet)
+        fprintf(stderr, "reflabel pseudolabel: %lld of %lld voxels (%.2f%%) below margin %g set to ignore (%d)\n",
+                (long long)r->ignored_voxels, (long long)r->total_voxels,
+                r->total_voxels ? 100.0 * (double)r->ignored_voxels / (double)r->total_voxels : 0.0,
+                o->min_confidence, K);
+    if (r->scored_cases > 0 && (rc = write_metrics(r, err))) return rc;
+    if (r->exp_staged && (rc = export_dataset(r, err))) return rc;
+
+    /* everything succeeded: move the outputs into place */
+    if ((rc = stage_publish(&r->out, err))) return rc;
+    r->out_staged = 0;
+    if (r->exp_staged) {
+        if ((rc = stage_publish(&r->exp, err))) return rc;
+        r->exp_staged = 0;
+    }
+    return RL_OK;
+}
+
+int cmd_pseudolabel(int argc, char **argv) {
+    pl_run r;
+    memset(&r, 0, sizeof r);
+    int prc = parse_options(argc, argv, &r.o);
+    if (prc) return prc < 0 ? 0 : prc;
+    rl_set_threads(r.o.threads);
+    rl_error err = {0, ""};
+    int rc = run(&r, &err);
+    if (r.out_staged) remove_tree(r.out.stage);
+    if (r.exp_staged) remove_tree(r.exp.stage);
+    if (r.have_agreement) {
+        rl_label_agreement_free(&r.all);
+        rl_label_agreement_free(&r.confident);
+    }
+    rl_pseudolabeler_free(r.pl);
+    free(r.refs);
+    free(r.keep);
+    if (r.have_refs_ds) rl_dataset_free(&r.refs_ds);
+    if (r.have_ds) rl_dataset_free(&r.ds);
+    if (r.have_meta) rl_safetensors_free(&r.meta);
+    rl_unet_free(r.net);
+    return rc ? cli_fail(&err) : 0;
+}

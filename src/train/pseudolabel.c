@@ -1,0 +1,389 @@
+/* Offline reference-guided pseudo-labels: a bank of labeled reference pixels
+ * in the network's feature space, matched by every pixel of unlabeled cases. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reflabel/pseudolabel.h"
+#include "reflabel/train.h"
+
+int rl_choose_labeled(const rl_dataset *ds, const char *spec, rl_select_mode mode,
+                      uint64_t seed, uint8_t *keep, rl_error *err) {
+    int n = ds->num_train, k = 0;
+    for (int i = 0; i < n; i++) keep[i] = ds->train[i].label_path != NULL;
+    if (!spec) return RL_OK;
+    const char **ids = malloc((size_t)(n > 0 ? n : 1) * sizeof *ids);
+    int *map = malloc((size_t)(n > 0 ? n : 1) * sizeof *map);
+    uint8_t *mask = malloc((size_t)(n > 0 ? n : 1));
+    int rc = RL_OK;
+    if (!ids || !map || !mask) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+    /* candidates: the cases with a label file, in the dataset's (sorted) order */
+    for (int i = 0; !rc && i < n; i++)
+        if (ds->train[i].label_path) {
+            ids[k] = ds->train[i].id;
+            map[k++] = i;
+        }
+    if (!rc && k == 0) rc = rl_error_set(err, RL_EINVAL, "%s: no labeled training case", ds->root);
+    if (!rc) rc = rl_select_labeled(spec, k, ids, mode, seed, mask, err);
+    if (!rc) {
+        for (int i = 0; i < n; i++) keep[i] = 0;
+        for (int j = 0; j < k; j++) keep[map[j]] = mask[j];
+    }
+    free(ids);
+    free(map);
+    free(mask);
+    return rc;
+}
+
+rl_pseudolabel_config rl_pseudolabel_default_config(void) {
+    rl_pseudolabel_config c;
+    memset(&c, 0, sizeof c);
+    c.features = RL_FEATURES_LAST;
+    c.similarity = RL_SIM_COSINE;
+    c.sampling = RL_SAMPLE_ALL;
+    c.per_class = 1024;
+    c.sample_count = 4096;
+    c.class_floor = 64;
+    c.top_k = 1;
+    c.per_image_vote = 0;
+    c.axis = 2;
+    c.ignore_label = -1;
+    c.seed = 0;
+    return c;
+}
+
+struct rl_pseudolabeler {
+    rl_unet *net;
+    rl_pseudolabel_config cfg;
+    int dim, num_classes, channels, depth;
+    rl_bank bank;
+    rl_matcher matcher;
+    rl_rng rng;
+    int reference_slices, slices_added;
+    /* per-slice scratch, grown to the largest slice seen */
+    size_t padded_cap, plane_cap;
+    float *x;           /* (C, ph, pw) network input */
+    float *feat_padded; /* (D, ph, pw) */
+    float *feat;        /* (D, h, w) cropped */
+    float *slice;       /* (h, w) */
+    int32_t *slice_labels;
+    float *slice_margin;
+};
+
+int rl_pseudolabeler_create(rl_pseudolabeler **out, rl_unet *net,
+                            const rl_pseudolabel_config *cfg, int reference_slices,
+                            int max_slice_pixels, rl_error *err) {
+    *out = NULL;
+    const rl_unet_config *nc = rl_unet_get_config(net);
+    if (reference_slices < 1)
+        return rl_error_set(err, RL_EINVAL, "pseudolabel: no reference slice");
+    if (max_slice_pixels < 1)
+        return rl_error_set(err, RL_EINVAL, "pseudolabel: bad reference slice size %d",
+                            max_slice_pixels);
+    if (cfg->axis < 0 || cfg->axis > 2)
+        return rl_error_set(err, RL_EINVAL, "pseudolabel: axis %d is not 0, 1 or 2", cfg->axis);
+    if (cfg->top_k < 1) return rl_error_set(err, RL_EINVAL, "pseudolabel: top_k must be >= 1");
+    int dim = rl_feature_dim(nc, cfg->features);
+    if (dim < 1) return rl_error_set(err, RL_EINVAL, "pseudolabel: unknown feature source");
+    rl_pseudolabeler *pl = calloc(1, sizeof *pl);
+    if (!pl) return rl_error_set(err, RL_ENOMEM, "out of memory");
+    pl->net = net;
+    pl->cfg = *cfg;
+    pl->dim = dim;
+    pl->num_classes = nc->num_classes;
+    pl->channels = nc->in_channels;
+    pl->depth = nc->depth;
+    pl->reference_slices = reference_slices;
+    rl_rng_seed(&pl->rng, cfg->seed, 0x7073u /* "ps": the bank sampling stream */);
+
+    rl_bank_config bc;
+    memset(&bc, 0, sizeof bc);
+    bc.dim = dim;
+    bc.num_labels = nc->num_classes;
+    bc.ignore_label = cfg->ignore_label;
+    bc.similarity = cfg->similarity;
+    bc.sampling = cfg->sampling;
+    bc.per_class_cap = cfg->per_class;
+    bc.sample_count = cfg->sample_count;
+    bc.class_floor = cfg->class_floor;
+    bc.max_images = 1; /* one reference slice per batch */
+    bc.max_image_pixels = max_slice_pixels;
+    bc.memory_batches = reference_slices; /* nothing is ever evicted */
+    rl_match_config mc;
+    memset(&mc, 0, sizeof mc);
+    mc.mode = cfg->per_image_vote ? RL_MATCH_PER_IMAGE : RL_MATCH_POOLED;
+    mc.top_k = cfg->top_k;
+    mc.threading = RL_THREAD_AUTO;
+    int rc = rl_bank_init(&pl->bank, &bc, err);
+    if (rc) {
+        free(pl);
+        return rc;
+    }
+    rc = rl_matcher_init(&pl->matcher, &mc, &bc, err);
+    if (rc) {
+        rl_bank_free(&pl->bank);
+        free(pl);
+        return rc;
+    }
+    *out = pl;
+    return RL_OK;
+}
+
+void rl_pseudolabeler_free(rl_pseudolabeler *pl) {
+    if (!pl) return;
+    rl_matcher_free(&pl->matcher);
+    rl_bank_free(&pl->bank);
+    free(pl->x);
+    free(pl->feat_padded);
+    free(pl->feat);
+    free(pl->slice);
+    free(pl->slice_labels);
+    free(pl->slice_margin);
+    free(pl);
+}
+
+int rl_pseudolabeler_references(const rl_pseudolabeler *pl) { return rl_bank_count(&pl->bank); }
+
+size_t rl_pseudolabeler_bank_bytes(const rl_pseudolabeler *pl) {
+    return (size_t)pl->bank.cfg.memory_batches * (size_t)pl->bank.slot_capacity *
+           (size_t)pl->dim * sizeof(float);
+}
+
+/* Grows the per-slice buffers to hold a (h, w) slice padded to (ph, pw). */
+static int ensure_scratch(rl_pseudolabeler *pl, size_t plane, size_t padded, rl_error *err) {
+    if (padded > pl->padded_cap) {
+        float *x = realloc(pl->x, padded * (size_t)pl->channels * sizeof *x);
+        if (x) pl->x = x;
+        float *f = x ? realloc(pl->feat_padded, padded * (size_t)pl->dim * sizeof *f) : NULL;
+        if (f) pl->feat_padded = f;
+        if (!x || !f) return rl_error_set(err, RL_ENOMEM, "out of memory for slice features");
+        pl->padded_cap = padded;
+    }
+    if (plane > pl->plane_cap) {
+        float *f = realloc(pl->feat, plane * (size_t)pl->dim * sizeof *f);
+        if (f) pl->feat = f;
+        float *s = f ? realloc(pl->slice, plane * sizeof *s) : NULL;
+        if (s) pl->slice = s;
+        int32_t *l = s ? realloc(pl->slice_labels, plane * sizeof *l) : NULL;
+        if (l) pl->slice_labels = l;
+        float *m = l ? realloc(pl->slice_margin, plane * sizeof *m) : NULL;
+        if (m) pl->slice_margin = m;
+        if (!f || !s || !l || !m) return rl_error_set(err, RL_ENOMEM, "out of memory for slice features");
+        pl->plane_cap = plane;
+    }
+    return RL_OK;
+}
+
+/* A case prepared for slicing: normalised copies of its channels and the
+ * slice geometry (the same as rl_predict_case). */
+typedef struct prepared_case {
+    rl_volume *norm; /* channels volumes */
+    int channels, axis, slices, h, w, ph, pw;
+} prepared_case;
+
+static void prepared_free(prepared_case *pc) {
+    for (int c = 0; pc->norm && c < pc->channels; c++) rl_volume_free(&pc->norm[c]);
+    free(pc->norm);
+    pc->norm = NULL;
+}
+
+static int prepare_case(rl_pseudolabeler *pl, const rl_volume *images, int channels,
+                        prepared_case *pc, rl_error *err) {
+    memset(pc, 0, sizeof *pc);
+    if (channels != pl->channels)
+        return rl_error_set(err, RL_EINVAL, "case has %d channels, the model expects %d",
+                            channels, pl->channels);
+    const rl_volume *v0 = &images[0];
+    for (int c = 1; c < channels; c++)
+        if (images[c].nx != v0->nx || images[c].ny != v0->ny || images[c].nz != v0->nz)
+            return rl_error_set(err, RL_EINVAL, "channel %d has another shape than channel 0", c);
+    int m = 1 << pl->depth;
+    pc->channels = channels;
+    pc->axis = v0->nz == 1 ? 2 : pl->cfg.axis;
+    rl_slice_shape(v0->nx, v0->ny, v0->nz, pc->axis, &pc->h, &pc->w);
+    pc->ph = (pc->h + m - 1) / m * m;
+    pc->pw = (pc->w + m - 1) / m * m;
+    pc->slices = rl_volume_num_slices(v0, pc->axis);
+    int rc = ensure_scratch(pl, (size_t)pc->h * pc->w, (size_t)pc->ph * pc->pw, err);
+    if (rc) return rc;
+    pc->norm = calloc((size_t)channels, sizeof *pc->norm);
+    if (!pc->norm) return rl_error_set(err, RL_ENOMEM, "out of memory");
+    for (int c = 0; c < channels && !rc; c++) {
+        rc = rl_volume_create_like(&pc->norm[c], &images[c], err);
+        if (!rc) {
+            memcpy(pc->norm[c].data, images[c].data, rl_volume_numel(v0) * sizeof(float));
+            rc = rl_normalize_volume(&pc->norm[c], err);
+        }
+    }
+    if (!rc) rc = rl_unet_plan(pl->net, 1, pc->ph, pc->pw, 0, err);
+    if (rc) prepared_free(pc);
+    return rc;
+}
+
+/* Features of slice s into pl->feat (D, h, w): the padded slice goes through
+ * the network and its (D, ph, pw) features are cropped to the slice. */
+static int slice_features(rl_pseudolabeler *pl, const prepared_case *pc, int s, rl_error *err) {
+    size_t pplane = (size_t)pc->ph * pc->pw, plane = (size_t)pc->h * pc->w;
+    memset(pl->x, 0, pplane * (size_t)pc->channels * sizeof *pl->x);
+    int h, w, rc = RL_OK;
+    for (int c = 0; c < pc->channels && !rc; c++) {
+        rc = rl_volume_get_slice(&pc->norm[c], pc->axis, s, pl->slice, &h, &w, NULL, err);
+        for (int y = 0; !rc && y < h; y++)
+            memcpy(pl->x + (size_t)c * pplane + (size_t)y * pc->pw, pl->slice + (size_t)y * w,
+                   (size_t)w * sizeof *pl->x);
+    }
+    if (!rc) rc = rl_unet_forward(pl->net, pl->x, 0, err);
+    if (!rc) rc = rl_unet_extract_features(pl->net, pl->cfg.features, pl->feat_padded, err);
+    if (rc) return rc;
+    for (int d = 0; d < pl->dim; d++)
+        for (int y = 0; y < pc->h; y++)
+            memcpy(pl->feat + (size_t)d * plane + (size_t)y * pc->w,
+                   pl->feat_padded + (size_t)d * pplane + (size_t)y * pc->pw,
+                   (size_t)pc->w * sizeof *pl->feat);
+    return RL_OK;
+}
+
+/* Slice s of an int32 label map (nx, ny, nz), with the axis conventions of
+ * rl_volume_get_slice. */
+static void labels_get_slice(const int32_t *labels, int nx, int ny, int nz, int axis, int s,
+                             int32_t *out) {
+    if (axis == 2) {
+        memcpy(out, labels + (size_t)s * nx * ny, (size_t)nx * ny * sizeof *out);
+    } else if (axis == 1) {
+        for (int z = 0; z < nz; z++)
+            memcpy(out + (size_t)z * nx, labels + ((size_t)z * ny + s) * nx,
+                   (size_t)nx * sizeof *out);
+    } else {
+        for (int z = 0; z < nz; z++)
+            for (int y = 0; y < ny; y++)
+                out[(size_t)z * ny + y] = labels[((size_t)z * ny + y) * nx + s];
+    }
+}
+
+int rl_pseudolabeler_add_reference(rl_pseudolabeler *pl, const rl_volume *images, int channels,
+                                   const int32_t *labels, rl_error *err) {
+    prepared_case pc;
+    int rc = prepare_case(pl, images, channels, &pc, err);
+    if (rc) return rc;
+    if (pl->slices_added + pc.slices > pl->reference_slices)
+        rc = rl_error_set(err, RL_ERANGE,
+                          "pseudolabel: %d reference slices exceed the %d the bank was made for",
+                          pl->slices_added + pc.slices, pl->reference_slices);
+    if (!rc && (int64_t)pc.h * pc.w > pl->bank.cfg.max_image_pixels)
+        rc = rl_error_set(err, RL_ERANGE,
+                          "pseudolabel: reference slice %dx%d exceeds the %d pixels the bank "
+                          "was made for",
+                          pc.h, pc.w, pl->bank.cfg.max_image_pixels);
+    const rl_volume *v0 = &images[0];
+    for (int s = 0; s < pc.slices && !rc; s++) {
+        rc = slice_features(pl, &pc, s, err);
+        if (rc) break;
+        labels_get_slice(labels, v0->nx, v0->ny, v0->nz, pc.axis, s, pl->slice_labels);
+        rc = rl_bank_add(&pl->bank, pl->feat, pl->slice_labels, NULL, 1, pc.h, pc.w, &pl->rng,
+                         err);
+        if (!rc) pl->slices_added++;
+    }
+    prepared_free(&pc);
+    return rc;
+}
+
+int rl_pseudolabeler_label_case(rl_pseudolabeler *pl, const rl_volume *images, int channels,
+                                int32_t *labels_out, float *margin_out, rl_error *err) {
+    if (rl_bank_count(&pl->bank) == 0)
+        return rl_error_set(err, RL_EINVAL,
+                            "pseudolabel: the bank holds no reference pixel (all ignored?)");
+    prepared_case pc;
+    int rc = prepare_case(pl, images, channels, &pc, err);
+    if (rc) return rc;
+    const rl_volume *v0 = &images[0];
+    /* margin_out seen as a volume, to write slices into it */
+    rl_volume margin_vol = {0};
+    margin_vol.nx = v0->nx;
+    margin_vol.ny = v0->ny;
+    margin_vol.nz = v0->nz;
+    margin_vol.data = margin_out;
+    rl_match_out mo;
+    memset(&mo, 0, sizeof mo);
+    mo.label = pl->slice_labels;
+    mo.margin = pl->slice_margin;
+    for (int s = 0; s < pc.slices && !rc; s++) {
+        rc = slice_features(pl, &pc, s, err);
+        if (!rc) rc = rl_match(&pl->matcher, &pl->bank, pl->feat, 1, pc.h, pc.w, &mo, err);
+        if (!rc)
+            rc = rl_labels_set_slice(labels_out, v0->nx, v0->ny, v0->nz, pc.axis, s,
+                                     pl->slice_labels, err);
+        if (!rc && margin_out) rc = rl_volume_set_slice(&margin_vol, pc.axis, s, pl->slice_margin, err);
+    }
+    prepared_free(&pc);
+    return rc;
+}
+
+int64_t rl_pseudolabel_apply_min_margin(int32_t *labels, const float *margin, int64_t n,
+                                        float min_margin, int32_t ignore_value) {
+    int64_t changed = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (margin[i] < min_margin) { /* NaN never occurs: the matcher rejects it */
+            labels[i] = ignore_value;
+            changed++;
+        }
+    return changed;
+}
+
+/* ---- agreement with hidden labels --------------------------------------- */
+
+int rl_label_agreement_init(rl_label_agreement *a, int num_classes, rl_error *err) {
+    memset(a, 0, sizeof *a);
+    if (num_classes < 1) return rl_error_set(err, RL_EINVAL, "agreement: no class");
+    a->num_classes = num_classes;
+    a->pred = calloc((size_t)num_classes, sizeof *a->pred);
+    a->truth = calloc((size_t)num_classes, sizeof *a->truth);
+    a->both = calloc((size_t)num_classes, sizeof *a->both);
+    if (!a->pred || !a->truth || !a->both) {
+        rl_label_agreement_free(a);
+        return rl_error_set(err, RL_ENOMEM, "out of memory");
+    }
+    return RL_OK;
+}
+
+void rl_label_agreement_free(rl_label_agreement *a) {
+    free(a->pred);
+    free(a->truth);
+    free(a->both);
+    memset(a, 0, sizeof *a);
+}
+
+int rl_label_agreement_add(rl_label_agreement *a, const int32_t *pred, const int32_t *truth,
+                           int64_t n, int32_t truth_ignore, int32_t pred_ignore, rl_error *err) {
+    int k = a->num_classes;
+    for (int64_t i = 0; i < n; i++) {
+        int32_t t = truth[i], p = pred[i];
+        if (truth_ignore >= 0 && t == truth_ignore) continue;
+        if (t < 0 || t >= k)
+            return rl_error_set(err, RL_ERANGE, "agreement: reference label %d at voxel %lld is "
+                                "outside [0, %d)", (int)t, (long long)i, k);
+        if (pred_ignore >= 0 && p == pred_ignore) {
+            a->abstained++;
+            continue;
+        }
+        if (p < 0 || p >= k)
+            return rl_error_set(err, RL_ERANGE, "agreement: predicted label %d at voxel %lld is "
+                                "outside [0, %d)", (int)p, (long long)i, k);
+        a->voxels++;
+        a->truth[t]++;
+        a->pred[p]++;
+        if (p == t) {
+            a->correct++;
+            a->both[t]++;
+        }
+    }
+    return RL_OK;
+}
+
+double rl_label_agreement_accuracy(const rl_label_agreement *a) {
+    return a->voxels ? (double)a->correct / (double)a->voxels : NAN;
+}
+
+double rl_label_agreement_dice(const rl_label_agreement *a, int c) {
+    int64_t denom = a->pred[c] + a->truth[c];
+    return denom ? 2.0 * (double)a->both[c] / (double)denom : 1.0;
+}
