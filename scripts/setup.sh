@@ -7,8 +7,9 @@ set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev zlib1g-dev libpng-dev
             libnifti2-dev libcjson-dev mricron-data)
-# Test oracles (PyTorch, SciPy, nibabel, FAISS) and the sanitizer runtime.
-test_pkgs=(python3 python3-numpy python3-torch python3-scipy python3-nibabel python3-faiss)
+# Test oracles: PyTorch, SciPy, nibabel, FAISS, and Pillow (reads PNG outputs
+# independently of our reader).
+test_pkgs=(python3 python3-numpy python3-torch python3-scipy python3-nibabel python3-faiss python3-pil)
 
 pkgs=("${build_pkgs[@]}")
 if [[ "${1:-}" != "--build" ]]; then
