@@ -17,6 +17,7 @@
  * brings its own allocator. */
 #if defined(__SANITIZE_ADDRESS__)
 #define COUNT_ALLOCATIONS 0
+static long allocations = 0;
 #else
 #define COUNT_ALLOCATIONS 1
 extern void *__libc_malloc(size_t);
@@ -106,10 +107,10 @@ static void run_steps(rl_sample_set *set, int steps, float *params_out, size_t *
     rl_train_step_info info;
     long before = 0;
     for (int s = 0; s < steps; s++) {
-        if (s == 2) before = COUNT_ALLOCATIONS ? allocations : 0;
+        if (s == 2) before = allocations;
         CHECK_OK(rl_trainer_step(tr, &info, &err));
     }
-    if (allocs_in_steady_steps) *allocs_in_steady_steps = (COUNT_ALLOCATIONS ? allocations : 0) - before;
+    if (allocs_in_steady_steps) *allocs_in_steady_steps = allocations - before;
     CHECK(info.step == steps && isfinite(info.loss) && info.lr > 0);
     *count = rl_unet_param_count(net);
     memcpy(params_out, rl_unet_params(net), *count * sizeof(float));
