@@ -175,7 +175,8 @@ int rl_gif_decode(const uint8_t *data, size_t size, rl_gif_image *img, rl_error 
     if (size < 13 || (memcmp(data, "GIF87a", 6) != 0 && memcmp(data, "GIF89a", 6) != 0))
         return gif_fail(img, err, RL_EFORMAT, "not a GIF file (no GIF87a/GIF89a signature)");
     r.pos = 6;
-    unsigned sw, sh, flags, background, aspect;
+    /* The 13-byte header was checked above, so these reads cannot fail. */
+    unsigned sw = 0, sh = 0, flags = 0, background = 0, aspect = 0;
     read_u16le(&r, &sw);
     read_u16le(&r, &sh);
     read_u8(&r, &flags);
