@@ -598,6 +598,31 @@ static void test_real_volumes(void) {
     }
 }
 
+/* fuzz/regressions/nifti: a 68-byte .nii.gz whose header claims 8 GiB of
+ * float32 data. It must be refused from the file size, before niftilib
+ * allocates. */
+static const unsigned char oom_header_gz[] = {
+  0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x03, 0x8b, 0x61,
+  0x64, 0x20, 0x0a, 0x30, 0x33, 0x30, 0x70, 0x30, 0xb0, 0x30, 0xb0, 0x30,
+  0x32, 0x40, 0x20, 0x2a, 0x10, 0x60, 0x50, 0x00, 0xd3, 0x0d, 0xf6, 0xf8,
+  0xf1, 0x06, 0x67, 0x08, 0x3d, 0x58, 0x00, 0x13, 0x1e, 0x39, 0x6c, 0xee,
+  0x24, 0x56, 0x8c, 0x81, 0x21, 0x4f, 0xdb, 0x90, 0x28, 0x17, 0x00, 0x00,
+  0x2a, 0x5d, 0x5b, 0x6b, 0x80, 0x01, 0x00, 0x00
+};
+
+static void test_gzip_header_larger_than_file(void) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/oom.nii.gz", g_dir);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(oom_header_gz, 1, sizeof oom_header_gz, f) == sizeof oom_header_gz);
+    if (f) fclose(f);
+    rl_volume vol;
+    rl_error err = {0, ""};
+    CHECK(rl_volume_read(path, &vol, &err) == RL_EFORMAT);
+    CHECK_MSG(strstr(err.msg, "more than") && strstr(err.msg, "oom.nii.gz"), "%s", err.msg);
+    CHECK(vol.data == NULL);
+}
+
 int main(void) {
     const char *dir = rl_test_tmpdir("nifti");
     if (!dir) return 1;
@@ -607,5 +632,6 @@ int main(void) {
     test_rejects();
     test_slicing();
     test_real_volumes();
+    test_gzip_header_larger_than_file();
     return rl_test_report("test_nifti");
 }

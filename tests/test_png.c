@@ -317,6 +317,30 @@ static void test_write_round_trips(void) {
     rl_volume_free(&like);
 }
 
+/* fuzz/regressions/png: a 69-byte file whose header claims 65535 x 32768
+ * pixels. It must be refused from its size, before a 10 GB allocation. */
+static const unsigned char oom_header_png[] = {
+  0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d,
+  0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0xff, 0xff, 0x00, 0x00, 0x80, 0x00,
+  0x08, 0x00, 0x00, 0x00, 0x00, 0x6d, 0x8a, 0x8d, 0x82, 0x00, 0x00, 0x00,
+  0x0c, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x60, 0xa0, 0x3d, 0x00,
+  0x00, 0x00, 0x64, 0x00, 0x01, 0x86, 0x64, 0x3c, 0x35, 0x00, 0x00, 0x00,
+  0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82
+};
+
+static void test_header_larger_than_file(void) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/oom.png", g_dir);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(oom_header_png, 1, sizeof oom_header_png, f) == sizeof oom_header_png);
+    if (f) fclose(f);
+    rl_volume vol;
+    rl_error err = {0, ""};
+    CHECK(rl_volume_read_labels(path, &vol, &err) == RL_EFORMAT);
+    CHECK_MSG(strstr(err.msg, "more than") && strstr(err.msg, "oom.png"), "%s", err.msg);
+    CHECK(vol.data == NULL);
+}
+
 int main(void) {
     const char *dir = rl_test_tmpdir("png");
     if (!dir) return 1;
@@ -328,5 +352,6 @@ int main(void) {
     test_interlaced();
     test_corrupt_files();
     test_write_round_trips();
+    test_header_larger_than_file();
     return rl_test_report("test_png");
 }

@@ -25,6 +25,10 @@ extern "C" {
 /* 2^31 voxels: 8 GiB as float32, more than any 2D-U-Net workflow needs, and
  * the bound that keeps every index computation within int64 with room left. */
 #define RL_VOLUME_MAX_VOXELS ((int64_t)1 << 31)
+/* deflate (PNG, gzip) cannot expand data more than about 1032:1: a header
+ * claiming more decoded bytes than this times the file size is refused
+ * before anything large is allocated. */
+#define RL_DEFLATE_MAX_RATIO 1032.0
 /* Largest edge of a PNG accepted (libpng's own default limit is 1,000,000). */
 #define RL_PNG_MAX_EDGE 65535
 

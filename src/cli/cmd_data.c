@@ -88,7 +88,8 @@ int cmd_data(int argc, char **argv) {
     const char *out = NULL;
     int n_train = 64, n_test = 16, h = 64, w = 64;
     double seed = 0;
-    for (int i = 2; i < argc; i++) {
+    /* Options come in pairs: every one takes a value. */
+    for (int i = 2; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
         char tail;
@@ -106,7 +107,6 @@ int cmd_data(int argc, char **argv) {
                 rc = cli_usage_error("data", "--size expects HxW between 16 and 4096");
         } else return cli_usage_error("data", "unknown option '%s'", a);
         if (rc) return rc;
-        i++;
     }
     if (!out) return cli_usage_error("data", "--out is required");
     rl_error err = {0, ""};

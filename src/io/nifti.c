@@ -184,15 +184,24 @@ static int validate_header(const char *path, const raw_header *h, rl_volume *vol
     return RL_OK;
 }
 
-/* A truncated uncompressed file is caught before niftilib allocates for it;
- * gzip files are checked by niftilib's read itself. */
+/* A truncated file is caught before niftilib allocates for it: an
+ * uncompressed file must hold every byte the header claims, a gzip file at
+ * least 1/RL_DEFLATE_MAX_RATIO of them (deflate cannot expand more). */
 static int check_data_size(const char *path, const raw_header *h, int64_t voxels,
                            rl_error *err) {
-    if (is_gz_path(path)) return RL_OK;
     int nbyper = 0, swapsize = 0;
     nifti_datatype_sizes(h->datatype, &nbyper, &swapsize);
     struct stat st;
     if (stat(path, &st) != 0) return rl_error_set(err, RL_EIO, "%s: cannot stat", path);
+    if (is_gz_path(path)) {
+        double claimed = (double)voxels * nbyper;
+        if (claimed > RL_DEFLATE_MAX_RATIO * (double)st.st_size)
+            return rl_error_set(err, RL_EFORMAT,
+                                "%s: header claims %.0f bytes of data, more than a %lld-byte "
+                                "gzip file can hold (truncated?)",
+                                path, claimed, (long long)st.st_size);
+        return RL_OK;
+    }
     double offset = h->vox_offset < (h->version == 2 ? 544 : 352) ? (h->version == 2 ? 544 : 352)
                                                                    : h->vox_offset;
     double need = floor(offset) + (double)voxels * nbyper;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef struct png_ctx {
     FILE *fp;
@@ -80,6 +81,16 @@ static int png_decode(png_ctx *ctx, const char *path, int as_labels, rl_volume *
     int depth16 = bit_depth == 16;
     if (rowbytes < (size_t)width * (size_t)channels * (depth16 ? 2u : 1u))
         return rl_error_set(err, RL_EFORMAT, "%s: unexpected PNG row size", path);
+    /* deflate expands at most about 1032:1, so a file cannot hold more than
+     * 1032 times its size of decoded rows: a header that claims more is a
+     * truncated or hostile file, refused before the large allocation. */
+    struct stat st;
+    if (fstat(fileno(ctx->fp), &st) == 0 &&
+        (double)height * ((double)rowbytes + 1.0) > RL_DEFLATE_MAX_RATIO * (double)st.st_size)
+        return rl_error_set(err, RL_EFORMAT,
+                            "%s: header claims %ux%u pixels, more than a %lld-byte file can hold "
+                            "(truncated?)",
+                            path, (unsigned)width, (unsigned)height, (long long)st.st_size);
     ctx->pixels = malloc(rowbytes * height);
     ctx->rows = malloc(sizeof *ctx->rows * height);
     vol->data = malloc(sizeof *vol->data * (size_t)width * height);
