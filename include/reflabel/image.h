@@ -116,7 +116,10 @@ int rl_volume_get_slice(const rl_volume *vol, int axis, int index, float *out, i
 /* The inverse: copies a (h, w) slice back into vol's data. */
 int rl_volume_set_slice(rl_volume *vol, int axis, int index, const float *slice,
                         rl_error *err);
-/* The same for an int32 label map of shape (nx, ny, nz), x fastest. */
+/* The same for an int32 label map of shape (nx, ny, nz), x fastest: read a
+ * slice out of it, and copy one back. */
+int rl_labels_get_slice(const int32_t *labels, int nx, int ny, int nz, int axis, int index,
+                        int32_t *slice, rl_error *err);
 int rl_labels_set_slice(int32_t *labels, int nx, int ny, int nz, int axis, int index,
                         const int32_t *slice, rl_error *err);
 

@@ -321,6 +321,18 @@ int rl_volume_set_slice(rl_volume *vol, int axis, int index, const float *slice,
     return RL_OK;
 }
 
+int rl_labels_get_slice(const int32_t *labels, int nx, int ny, int nz, int axis, int index,
+                        int32_t *slice, rl_error *err) {
+    int rc = check_slice(nx, ny, nz, axis, index, err);
+    if (rc) return rc;
+    int rows, cols;
+    rl_slice_shape(nx, ny, nz, axis, &rows, &cols);
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            slice[(size_t)r * cols + c] = labels[slice_voxel(nx, ny, axis, index, r, c)];
+    return RL_OK;
+}
+
 int rl_labels_set_slice(int32_t *labels, int nx, int ny, int nz, int axis, int index,
                         const int32_t *slice, rl_error *err) {
     int rc = check_slice(nx, ny, nz, axis, index, err);

@@ -146,15 +146,8 @@ int rl_sample_set_set_case_labels(rl_sample_set *set, int case_index, int nx, in
             if (!smp->labels) return rl_error_set(err, RL_ENOMEM, "out of memory");
             set->labeled_count++;
         }
-        int s = smp->slice_index;
-        for (int r = 0; r < h; r++)
-            for (int c = 0; c < w; c++) {
-                /* The slice layout of rl_volume_get_slice (image.h). */
-                size_t x = axis == 0 ? (size_t)s : (size_t)c;
-                size_t y = axis == 0 ? (size_t)c : axis == 1 ? (size_t)s : (size_t)r;
-                size_t z = axis == 2 ? (size_t)s : (size_t)r;
-                smp->labels[(size_t)r * w + c] = labels[(z * ny + y) * nx + x];
-            }
+        int rc = rl_labels_get_slice(labels, nx, ny, nz, axis, smp->slice_index, smp->labels, err);
+        if (rc) return rc;
     }
     return RL_OK;
 }
