@@ -21,20 +21,11 @@ import tempfile
 import faiss  # a missing oracle must fail the test, not skip it
 import numpy as np
 
+from oracle_checks import check, report
+
 BUILD = sys.argv[1]
 TOOL = os.path.join(BUILD, "tests", "tool_match")
 
-passed = 0
-failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, file=sys.stderr)
 
 
 def load(d, name):
@@ -140,8 +131,7 @@ def main():
         run_case("cosine k=5", k=5, tile="64x300", seed=4)
         run_case("dot k=3", k=3, dot=True, classes=3, seed=5)
         run_case("dot k=1, one class", classes=1, dot=True, seed=6)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return report()
 
 
 if __name__ == "__main__":

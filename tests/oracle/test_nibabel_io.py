@@ -15,21 +15,12 @@ import tempfile
 import nibabel as nib  # a missing oracle must fail the test, not skip it
 import numpy as np
 
+from oracle_checks import check, report
+
 BUILD = sys.argv[1]
 TOOL = os.path.join(BUILD, "tests", "tool_io")
 TEMPLATES = "/usr/share/mricron/templates"
 
-passed = 0
-failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, file=sys.stderr)
 
 
 def rel_l2(a, b):
@@ -245,8 +236,7 @@ def main():
             if name == "aal":  # the full round trip once: 7M voxels, 35 MB written
                 check_file(tmp, name, path, ".nii", 117, np.uint8)
 
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return report()
 
 
 if __name__ == "__main__":

@@ -24,21 +24,12 @@ import tempfile
 import nibabel as nib  # a missing oracle must fail the test, not skip it
 import numpy as np
 
+from oracle_checks import check, report
+
 BUILD = sys.argv[1]
 TOOL = os.path.join(BUILD, "tests", "tool_atlas")
 TEMPLATES = "/usr/share/mricron/templates/"
 
-passed = 0
-failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, file=sys.stderr)
 
 
 def lobe_table():
@@ -128,8 +119,7 @@ def main():
         # 1 mm coronal with a high threshold: few (25) slices, not all
         # adjacent, so "neighbour" means next in the list of qualifying ones.
         run_config(tmp, image, labels, 1, 1, 12000)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return report()
 
 
 if __name__ == "__main__":

@@ -25,20 +25,11 @@ import tempfile
 import numpy as np
 from scipy import ndimage
 
+from oracle_checks import check, report
+
 GT_EMPTY, PRED_EMPTY = 1, 2
 IGNORE = 255
 
-passed = 0
-failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
 
 
 # ---- reference ------------------------------------------------------------
@@ -262,8 +253,7 @@ def main():
         suite(tool, root, rng, "plain", [2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3], 4, None)
         suite(tool, root, rng, "ignore", [2, 2, 2, 3, 3, 3], 3, IGNORE)
         error_cases(tool, root)
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 and passed > 0 else 1
+    return report()
 
 
 if __name__ == "__main__":
