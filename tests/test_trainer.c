@@ -1,6 +1,8 @@
 /* The training step: reproducible from a seed, no allocation once running,
- * a non-finite loss reported with the step and the cases of the batch, and
- * slice-wise prediction that covers every pixel. */
+ * a non-finite loss reported with the step and the cases of the batch (or
+ * skipped without any state change), a saved state that resumes bit for bit
+ * and refuses to load into another setup, and slice-wise prediction that
+ * covers every pixel. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,16 +80,19 @@ static void make_set(rl_sample_set *set, uint64_t seed) {
     }
 }
 
-static rl_unet *make_net(void) {
+static rl_unet *make_net_with(rl_norm_kind norm) {
     rl_unet_config c = rl_unet_default_config();
     c.num_classes = RL_SHAPES_CLASSES;
     c.depth = 2;
     c.base_width = 4;
     c.groups = 2;
+    c.norm = norm;
     rl_unet *net = NULL;
     CHECK_OK(rl_unet_create(&net, &c, 7, NULL));
     return net;
 }
+
+static rl_unet *make_net(void) { return make_net_with(RL_NORM_GROUP); }
 
 static rl_train_config small_config(void) {
     rl_train_config cfg = rl_train_default_config(20, 3);
@@ -248,6 +253,253 @@ static void test_set_case_labels(void) {
     rl_volume_free(&vol);
 }
 
+
+/* ---- resumable state ---------------------------------------------------- */
+
+/* Hides the labels of the second half of the set (semi-supervised methods). */
+static void hide_half_of_the_labels(rl_sample_set *set) {
+    for (int i = CASES / 2; i < CASES; i++) {
+        set->samples[i].hidden_labels = set->samples[i].labels;
+        set->samples[i].labels = NULL;
+    }
+    set->labeled_count = CASES / 2;
+    set->hidden_count = CASES - CASES / 2;
+}
+
+/* Every float of the network (weights and batch-norm statistics) and its
+ * counters, in table order, into out (NULL: just count); returns bytes. */
+static size_t net_state(rl_unet *net, unsigned char *out) {
+    int count;
+    const rl_unet_tensor *t = rl_unet_tensors(net, &count);
+    size_t bytes = 0;
+    for (int i = 0; i < count; i++) {
+        size_t n = t[i].numel * (t[i].kind == RL_UNET_COUNTER ? sizeof(int64_t) : sizeof(float));
+        if (out) memcpy(out + bytes, rl_unet_tensor_data(net, &t[i]), n);
+        bytes += n;
+    }
+    return bytes;
+}
+
+typedef struct method_case {
+    const char *name;
+    rl_method method;
+    rl_norm_kind norm;
+    rl_optim_kind optimizer;
+} method_case;
+
+/* Trains 9 steps straight; trains 4, saves, and restores into a fresh
+ * network and trainer that do the other 5: the networks must end equal bit
+ * for bit, batch-norm statistics and counters included. */
+static void test_save_restore_resumes_bit_for_bit(void) {
+    const method_case cases[] = {
+        {"supervised", RL_METHOD_SUPERVISED, RL_NORM_BATCH, RL_OPTIM_SGD},
+        {"refpl", RL_METHOD_REFPL, RL_NORM_GROUP, RL_OPTIM_ADAMW},
+        {"meanteacher", RL_METHOD_MEANTEACHER, RL_NORM_BATCH, RL_OPTIM_ADAMW},
+    };
+    const char *dir = rl_test_tmpdir("trainer_state");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/state.safetensors", dir);
+    for (size_t m = 0; m < sizeof cases / sizeof *cases; m++) {
+        const method_case *mc = &cases[m];
+        rl_sample_set set;
+        make_set(&set, 4);
+        if (mc->method != RL_METHOD_SUPERVISED) hide_half_of_the_labels(&set);
+        rl_train_config cfg = small_config();
+        cfg.semi.method = mc->method;
+        cfg.semi.warmup_fraction = 0.1; /* the unlabeled loss acts from step 1 */
+        cfg.semi.memory_batches = 3;
+        cfg.semi.per_class_cap = 32;
+        cfg.optim = rl_optim_default_config(mc->optimizer);
+        rl_error err = {0, ""};
+
+        rl_unet *straight = make_net_with(mc->norm), *first = make_net_with(mc->norm),
+                *second = make_net_with(mc->norm);
+        rl_trainer *a = NULL, *b = NULL, *c = NULL;
+        CHECK_OK(rl_trainer_create(&a, straight, &cfg, &set, &err));
+        CHECK_OK(rl_trainer_create(&b, first, &cfg, &set, &err));
+        for (int s = 0; s < 9; s++) CHECK_OK(rl_trainer_step(a, NULL, &err));
+        for (int s = 0; s < 4; s++) CHECK_OK(rl_trainer_step(b, NULL, &err));
+        rl_kv note = {"test.note", "kept"};
+        CHECK_OK(rl_trainer_save(b, path, &note, 1, &err));
+
+        rl_safetensors st;
+        CHECK_OK(rl_safetensors_read(path, &st, &err));
+        CHECK(strcmp(rl_safetensors_metadata(&st, "test.note"), "kept") == 0);
+        CHECK_OK(rl_trainer_create(&c, second, &cfg, &set, &err));
+        CHECK_OK(rl_trainer_restore(c, &st, path, &err));
+        CHECK(rl_trainer_steps_done(c) == 4);
+        for (int s = 0; s < 5; s++) CHECK_OK(rl_trainer_step(c, NULL, &err));
+
+        size_t bytes = net_state(straight, NULL);
+        unsigned char *want = malloc(bytes), *got = malloc(bytes);
+        net_state(straight, want);
+        net_state(second, got);
+        CHECK_MSG(memcmp(want, got, bytes) == 0, "%s: resumed training differs", mc->name);
+        /* The restore is needed: the trainer that only did 4 steps and a fresh
+         * one that did 5 both differ from the straight run. */
+        net_state(first, got);
+        CHECK_MSG(memcmp(want, got, bytes) != 0, "%s: 4 steps equal 9 steps", mc->name);
+        free(want);
+        free(got);
+        rl_safetensors_free(&st);
+        rl_trainer_free(a);
+        rl_trainer_free(b);
+        rl_trainer_free(c);
+        rl_unet_free(straight);
+        rl_unet_free(first);
+        rl_unet_free(second);
+        rl_sample_set_free(&set);
+    }
+}
+
+/* A state only loads into the setup that saved it, and a damaged state is
+ * refused before anything changes. */
+static void test_restore_refuses_other_setups(void) {
+    const char *dir = rl_test_tmpdir("trainer_state_refused");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/state.safetensors", dir);
+    rl_sample_set set;
+    make_set(&set, 5);
+    hide_half_of_the_labels(&set);
+    rl_train_config cfg = small_config();
+    cfg.semi.method = RL_METHOD_REFPL;
+    cfg.semi.memory_batches = 2;
+    rl_error err = {0, ""};
+    rl_unet *net = make_net(), *other = make_net();
+    rl_trainer *tr = NULL, *fresh = NULL;
+    CHECK_OK(rl_trainer_create(&tr, net, &cfg, &set, &err));
+    for (int s = 0; s < 3; s++) CHECK_OK(rl_trainer_step(tr, NULL, &err));
+    CHECK_OK(rl_trainer_save(tr, path, NULL, 0, &err));
+    rl_safetensors st;
+    CHECK_OK(rl_safetensors_read(path, &st, &err));
+
+    size_t bytes = net_state(other, NULL);
+    unsigned char *before = malloc(bytes), *after = malloc(bytes);
+    net_state(other, before);
+    rl_train_config bigger = cfg;
+    bigger.batch = 4;
+    CHECK_OK(rl_trainer_create(&fresh, other, &bigger, &set, &err));
+    CHECK(rl_trainer_restore(fresh, &st, path, &err) == RL_EINVAL);
+    CHECK_MSG(strstr(err.msg, "different training setup") && strstr(err.msg, "batch=4"),
+              "message: %s", err.msg);
+    rl_trainer_free(fresh);
+
+    /* Same setup, but a reference label outside the classes: refused, and
+     * the network is left as it was (the check runs before any copy). */
+    CHECK_OK(rl_trainer_create(&fresh, other, &cfg, &set, &err));
+    rl_st_tensor *refs = NULL;
+    for (int i = 0; i < st.count; i++)
+        if (!strcmp(st.tensors[i].name, "bank.refs")) refs = &st.tensors[i];
+    CHECK(refs != NULL && refs->shape[0] > 0);
+    if (refs && refs->shape[0] > 0) {
+        ((int64_t *)refs->data)[3 * (refs->shape[0] - 1)] = RL_SHAPES_CLASSES;
+        CHECK(rl_trainer_restore(fresh, &st, path, &err) == RL_EFORMAT);
+        CHECK_MSG(strstr(err.msg, "bank.refs") != NULL, "message: %s", err.msg);
+        net_state(other, after);
+        CHECK(memcmp(before, after, bytes) == 0);
+        CHECK(rl_trainer_steps_done(fresh) == 0);
+    }
+    /* Not a training state at all. */
+    rl_kv *format = NULL;
+    for (int i = 0; i < st.metadata_count; i++)
+        if (!strcmp(st.metadata[i].key, "reflabel.format")) format = &st.metadata[i];
+    CHECK(format != NULL);
+    if (format) {
+        const char *saved = format->value; /* owned by st */
+        format->value = RL_UNET_FORMAT;
+        CHECK(rl_trainer_restore(fresh, &st, path, &err) == RL_EFORMAT);
+        format->value = saved;
+    }
+    free(before);
+    free(after);
+    rl_safetensors_free(&st);
+    rl_trainer_free(fresh);
+    rl_trainer_free(tr);
+    rl_unet_free(net);
+    rl_unet_free(other);
+    rl_sample_set_free(&set);
+}
+
+/* The tensors of two saved states that a skipped step must not change
+ * (everything but the step counters and the random streams) are equal. */
+static int same_except_counters(const char *path_a, const char *path_b) {
+    rl_safetensors a, b;
+    rl_error err = {0, ""};
+    if (rl_safetensors_read(path_a, &a, &err)) return 0;
+    if (rl_safetensors_read(path_b, &b, &err)) {
+        rl_safetensors_free(&a);
+        return 0;
+    }
+    int same = a.count == b.count;
+    for (int i = 0; same && i < a.count; i++) {
+        const rl_st_tensor *ta = &a.tensors[i], *tb = rl_safetensors_find(&b, ta->name);
+        if (!tb) {
+            same = 0;
+        } else if (!strcmp(ta->name, "trainer.counters")) {
+            same = ((int64_t *)ta->data)[2] == ((int64_t *)tb->data)[2]; /* optimizer steps */
+        } else if (strcmp(ta->name, "trainer.rng") != 0) {
+            size_t n = rl_dtype_size(ta->dtype);
+            for (int d = 0; d < ta->ndim; d++) n *= (size_t)ta->shape[d];
+            same = memcmp(ta->data, tb->data, n) == 0;
+        }
+    }
+    rl_safetensors_free(&a);
+    rl_safetensors_free(&b);
+    return same;
+}
+
+/* skip_nonfinite: a batch holding the poisoned case is skipped with the
+ * step and its cases named, and changes nothing: weights, batch-norm
+ * statistics, optimizer moments and step count stay; clean batches train. */
+static void test_skip_nonfinite_changes_nothing(void) {
+    const char *dir = rl_test_tmpdir("trainer_skip");
+    char paths[2][4096];
+    snprintf(paths[0], sizeof paths[0], "%s/state0.safetensors", dir);
+    snprintf(paths[1], sizeof paths[1], "%s/state1.safetensors", dir);
+    rl_sample_set set;
+    make_set(&set, 6);
+    set.samples[2].image[7] = INFINITY;
+    rl_unet *net = make_net_with(RL_NORM_BATCH);
+    rl_train_config cfg = small_config();
+    cfg.batch = 1; /* so that clean batches exist too */
+    cfg.skip_nonfinite = 1;
+    rl_trainer *tr = NULL;
+    rl_error err = {0, ""};
+    CHECK_OK(rl_trainer_create(&tr, net, &cfg, &set, &err));
+    int skipped = 0, trained = 0;
+    CHECK_OK(rl_trainer_save(tr, paths[0], NULL, 0, &err));
+    for (int s = 0; s < 12; s++) {
+        /* the state after one step is the state before the next */
+        const char *before = paths[s % 2], *after = paths[(s + 1) % 2];
+        rl_train_step_info info;
+        CHECK_OK(rl_trainer_step(tr, &info, &err));
+        CHECK(info.step == s + 1 && rl_trainer_steps_done(tr) == s + 1);
+        CHECK_OK(rl_trainer_save(tr, after, NULL, 0, &err));
+        if (info.skipped) {
+            skipped++;
+            CHECK_MSG(strstr(info.skip_reason, "case2/0") && strstr(info.skip_reason, "not finite"),
+                      "reason: %s", info.skip_reason);
+            CHECK_MSG(same_except_counters(before, after), "step %d: a skipped step changed state",
+                      s + 1);
+        } else {
+            trained++;
+            CHECK(!same_except_counters(before, after));
+        }
+        CHECK(info.skipped_total == skipped);
+    }
+    CHECK_MSG(skipped > 0 && trained > 0, "%d skipped, %d trained", skipped, trained);
+    /* Without the option the same poisoned batch is an error. */
+    rl_trainer_free(tr);
+    cfg.skip_nonfinite = 0;
+    CHECK_OK(rl_trainer_create(&tr, net, &cfg, &set, &err));
+    int rc = RL_OK;
+    for (int s = 0; s < 16 && rc == RL_OK; s++) rc = rl_trainer_step(tr, NULL, &err);
+    CHECK(rc == RL_ENONFINITE && strstr(err.msg, "case2/0") != NULL);
+    rl_trainer_free(tr);
+    rl_unet_free(net);
+    rl_sample_set_free(&set);
+}
+
 int main(void) {
     rl_set_threads(2);
     test_reproducible_and_allocation_free();
@@ -255,5 +507,11 @@ int main(void) {
     test_bad_configs();
     test_predict_case_shape();
     test_set_case_labels();
+    /* One thread from here: these tests are about what the state holds, and
+     * tests/cli/test_resume.py covers resuming with two threads. */
+    rl_set_threads(1);
+    test_save_restore_resumes_bit_for_bit();
+    test_restore_refuses_other_setups();
+    test_skip_nonfinite_changes_nothing();
     return rl_test_report("test_trainer");
 }

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "reflabel/augment.h"
+#include "reflabel/checkpoint.h"
 #include "reflabel/core.h"
 #include "reflabel/dataset.h"
 #include "reflabel/match.h"
@@ -130,6 +131,10 @@ typedef struct rl_train_config {
     rl_augment_config augment_config;
     uint64_t seed;
     rl_semi_config semi;
+    /* 0: a batch whose network output, loss or gradient is not finite stops
+     * training with RL_ENONFINITE. 1: that step is counted as done without
+     * an update (see rl_trainer_step) and training goes on. */
+    int skip_nonfinite;
 } rl_train_config;
 
 /* AdamW lr 1e-3, weight decay 1e-4, poly schedule with 5% warm-up, clip 12,
@@ -156,6 +161,12 @@ typedef struct rl_train_step_info {
     const double *pl_dice;       /* (K) Dice per class vs hidden labels; NaN if none */
     const double *pl_share;      /* (K) class shares of this step's pseudo-labels */
     const double *labeled_share; /* (K) class shares of the labeled images */
+    /* skip_nonfinite: this step's batch was skipped (no update), why (one
+     * line naming the step and the cases of the batch; valid until the next
+     * step), and the batches skipped so far, this one included. */
+    int skipped;
+    const char *skip_reason;
+    int64_t skipped_total;
 } rl_train_step_info;
 
 typedef struct rl_trainer rl_trainer;
@@ -166,13 +177,44 @@ typedef struct rl_trainer rl_trainer;
 int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg,
                       const rl_sample_set *set, rl_error *err);
 void rl_trainer_free(rl_trainer *tr);
-/* One supervised step: sample a labeled batch, augment, forward, loss,
- * backward, clip, update. A non-finite loss or gradient is an RL_ENONFINITE
- * error naming the step and the cases of the batch, detected before the
- * update, so the weights stay as they were (batch-norm running statistics
- * excepted). */
+/* One step: sample a batch, augment, forward, loss, backward, clip, update.
+ * A non-finite network output, loss or gradient is detected before the
+ * update and leaves the network, its batch-norm running statistics and the
+ * optimizer as they were. Without cfg.skip_nonfinite it is an RL_ENONFINITE
+ * error naming the step and the cases of the batch (the step is not
+ * counted). With it, the step counts as done without an update, info says
+ * so, and the next step draws the next batch; the random streams and, for
+ * refpl, the reference bank (which may already hold the skipped batch's
+ * finite references) move on as in any step. An update that makes a weight
+ * non-finite (a learning rate far too large) is always an error: the weights
+ * in memory are then unusable, and the caller should keep its last saved
+ * state. */
 int rl_trainer_step(rl_trainer *tr, rl_train_step_info *info, rl_error *err);
 int64_t rl_trainer_steps_done(const rl_trainer *tr);
+
+/* ---- resumable state ------------------------------------------------------ *
+ * Everything a step depends on besides the constant inputs (config, sample
+ * set, network architecture): the network's tensors (weights, batch-norm
+ * statistics and counters), the optimizer state and step count, the step
+ * counter (which is also the schedule position), every random stream, the
+ * skipped-batch count, the mean-teacher weights and the refpl reference
+ * bank. Restoring it into a trainer created with the same inputs makes every
+ * later step bit for bit the same as in the trainer that saved it (same
+ * thread count). The file layout is in docs/TRAINING.md, "Resuming and
+ * interruptions".
+ *
+ * rl_trainer_save writes one safetensors file atomically, with the caller's
+ * extra metadata (e.g. the command line). */
+#define RL_TRAIN_STATE_FORMAT "train-state-v1"
+int rl_trainer_save(const rl_trainer *tr, const char *path, const rl_kv *extra, int extra_count,
+                    rl_error *err);
+/* Restores a file read with rl_safetensors_read (path names it in errors).
+ * Everything is checked before anything is changed: the format, a trainer
+ * signature (method, batch sizes, patch, steps, optimizer, sample counts,
+ * bank size), and every tensor's name, dtype and shape; on failure the
+ * trainer and its network are untouched. */
+int rl_trainer_restore(rl_trainer *tr, const rl_safetensors *st, const char *path,
+                       rl_error *err);
 
 /* Segments a case slice by slice along axis: images are the case's channel
  * volumes (same shape; copied and normalised inside), labels_out receives

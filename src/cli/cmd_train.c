@@ -15,6 +15,7 @@
 
 static const char *train_usage =
     "usage: reflabel train --data DIR --out RUN_DIR [options]\n"
+    "       reflabel train --resume RUN_DIR [options]\n"
     "\n"
     "Trains a 2D U-Net on the labeled training cases of an nnU-Net v2 raw dataset\n"
     "and writes RUN_DIR/model.safetensors, RUN_DIR/log.csv, RUN_DIR/labeled.txt and,\n"
@@ -67,15 +68,23 @@ static const char *train_usage =
     "run:\n"
     "  --seed N              seed of every random choice (0)\n"
     "  --threads N           threads (all cores)\n"
-    "  --checkpoint-every N  save the model every N steps (500; 0 = only at the end)\n"
-    "  --quiet               no progress bar\n";
+    "  --checkpoint-every N  save the model and RUN_DIR/checkpoint.safetensors (the\n"
+    "                        resumable state) every N steps (500; 0 = only at the end)\n"
+    "  --resume RUN_DIR      continue RUN_DIR from its checkpoint with its saved options;\n"
+    "                        options given again must agree, except --threads,\n"
+    "                        --checkpoint-every, --quiet and --skip-nonfinite\n"
+    "  --skip-nonfinite      skip (and log) a batch whose output, loss or gradient is\n"
+    "                        not finite instead of stopping\n"
+    "  --quiet               no progress bar\n"
+    "Ctrl-C (or SIGTERM) saves the checkpoint and stops; a second Ctrl-C stops at once.\n";
 
 typedef struct train_options {
-    const char *data, *out, *labeled, *method;
+    const char *data, *out, *labeled, *method, *resume;
     rl_semi_config semi;
     rl_select_mode labeled_mode;
     int axis, batch, threads, depth, width, patch_h, patch_w, augment, quiet, warmup;
     int checkpoint_every;
+    int skip_nonfinite;
     int steps;
     int rounds;
     long seed;
@@ -85,11 +94,24 @@ typedef struct train_options {
     rl_schedule_kind schedule;
 } train_options;
 
+/* Set by the first SIGINT or SIGTERM: the training loop finishes its step,
+ * saves a resumable checkpoint and stops. A signal handler can only talk to
+ * the program through such a flag, hence the one piece of global state. */
 static volatile sig_atomic_t interrupted = 0;
-static void on_sigint(int sig) {
+static void on_interrupt(int sig) {
     (void)sig;
-    if (interrupted) _Exit(130); /* second Ctrl-C: stop at once */
+    if (interrupted) _Exit(130); /* second Ctrl-C: stop at once (files stay whole) */
     interrupted = 1;
+}
+
+static void catch_interrupts(int on) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on ? on_interrupt : SIG_DFL;
+    sa.sa_flags = SA_RESTART; /* writes in progress go on; the loop polls the flag */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }
 
 static int parse_patch(const char *s, int *h, int *w) {
@@ -128,6 +150,7 @@ static int parse_options(int argc, char **argv, train_options *o) {
             return -1;
         } else if (!strcmp(a, "--data")) o->data = v;
         else if (!strcmp(a, "--out")) o->out = v;
+        else if (!strcmp(a, "--resume")) o->resume = v;
         else if (!strcmp(a, "--labeled")) o->labeled = v;
         else if (!strcmp(a, "--method")) o->method = v;
         else if (!strcmp(a, "--labeled-mode")) {
@@ -209,6 +232,9 @@ static int parse_options(int argc, char **argv, train_options *o) {
         } else if (!strcmp(a, "--quiet")) {
             o->quiet = 1;
             used = 0;
+        } else if (!strcmp(a, "--skip-nonfinite")) {
+            o->skip_nonfinite = 1;
+            used = 0;
         } else return cli_usage_error("train", "unknown option '%s'", a);
         if (rc) return rc;
         if (used) {
@@ -216,7 +242,8 @@ static int parse_options(int argc, char **argv, train_options *o) {
             i++;
         }
     }
-    if (!o->data || !o->out) return cli_usage_error("train", "--data and --out are required");
+    if (!o->data || !o->out)
+        return cli_usage_error("train", "--data and --out (or --resume RUN_DIR) are required");
     int method = rl_method_from_name(o->method);
     if (method < 0)
         return cli_usage_error("train", "--method must be supervised, refpl, predpl or meanteacher");
@@ -356,7 +383,7 @@ static int csv_header(csv_log *log, const rl_dataset *ds) {
             snprintf(col, sizeof col, ",%s%s", prefix[pass], ds->class_names[c]);
             if (csv_append(log, col)) return -1;
         }
-    return csv_append(log, ",seconds\n");
+    return csv_append(log, ",skipped,seconds\n");
 }
 
 static int csv_row(csv_log *log, const rl_train_step_info *info, int k, double seconds) {
@@ -376,7 +403,7 @@ static int csv_row(csv_log *log, const rl_train_step_info *info, int k, double s
             snprintf(cell, sizeof cell, ",%.6g", arrays[a] ? arrays[a][c] : NAN);
             if (csv_append(log, cell)) return -1;
         }
-    snprintf(cell, sizeof cell, ",%.3f\n", seconds);
+    snprintf(cell, sizeof cell, ",%lld,%.3f\n", (long long)info->skipped_total, seconds);
     return csv_append(log, cell);
 }
 
@@ -388,7 +415,98 @@ typedef struct train_run {
     rl_sample_set set;
     rl_train_config cfg;
     rl_unet_config net_config;
+    /* The options of the run, as command-line words (stored in every
+     * checkpoint, so that --resume can rebuild them). */
+    const char **args;
+    int arg_count;
+    /* --resume: the checkpoint read at start-up, restored into round 1. */
+    rl_safetensors *resume_state;
 } train_run;
+
+#define CHECKPOINT_NAME "checkpoint.safetensors"
+
+static char *args_json(const char **args, int count) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; a && i < count; i++) cJSON_AddItemToArray(a, cJSON_CreateString(args[i]));
+    char *s = a ? cJSON_PrintUnformatted(a) : NULL;
+    cJSON_Delete(a);
+    return s;
+}
+
+/* One checkpoint: log.csv, then the resumable state, then the plain model,
+ * each written atomically. The log goes first so that it always holds at
+ * least the rows of the state on disk (a resume drops rows beyond it); the
+ * state is one file, so it can never be half old, half new. */
+static int save_checkpoint(const train_run *r, const rl_trainer *tr, const rl_unet *net,
+                           int round, const csv_log *log, const char *log_path, rl_error *err) {
+    const train_options *o = &r->o;
+    char path[4096];
+    int rc = rl_write_file_atomic(log_path, log->text, log->len, err);
+    char *args = args_json(r->args, r->arg_count);
+    char round_text[16];
+    snprintf(round_text, sizeof round_text, "%d", round);
+    rl_kv extra[] = {{"reflabel.args", args}, {"reflabel.round", round_text}};
+    if (!rc && !args) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+    snprintf(path, sizeof path, "%s/%s", o->out, CHECKPOINT_NAME);
+    if (!rc) rc = rl_trainer_save(tr, path, extra, 2, err);
+    free(args);
+    snprintf(path, sizeof path, "%s/model.safetensors", o->out);
+    if (!rc) rc = save_model(net, path, &r->ds, o, &r->cfg, rl_trainer_steps_done(tr), err);
+    return rc;
+}
+
+/* The step number of a log row ("12,0.53,..."); -1 if it has none. */
+static long log_row_step(const char *row) {
+    char *end;
+    long step = strtol(row, &end, 10);
+    return end != row && *end == ',' ? step : -1;
+}
+
+/* --resume: the log written so far, cut back to the rows of steps 1..done
+ * (a kill after the log was written but before the state was leaves rows
+ * beyond it). Refuses a log that lacks any of those rows or has another
+ * header, since the resumed log would then not be the run's log. Returns
+ * the seconds column of the last kept row in *seconds. */
+static int resume_log(csv_log *log, const char *log_path, int64_t done, double *seconds,
+                      rl_error *err) {
+    char *text = NULL;
+    size_t size = 0;
+    int rc = rl_read_file(log_path, (size_t)1 << 30, &text, &size, err);
+    if (rc) return rl_error_prefix(err, "--resume");
+    char *header_end = strchr(text, '\n');
+    if (!header_end || (size_t)(header_end - text + 1) != log->len ||
+        memcmp(text, log->text, log->len) != 0)
+        rc = rl_error_set(err, RL_EFORMAT,
+                          "%s: its header differs from this run's (another dataset or version?)",
+                          log_path);
+    char *row = header_end ? header_end + 1 : text;
+    int64_t expect = 1;
+    *seconds = 0;
+    while (!rc && expect <= done) {
+        char *end = strchr(row, '\n');
+        if (!end || log_row_step(row) != expect) break;
+        const char *last_comma = end;
+        while (last_comma > row && *last_comma != ',') last_comma--;
+        *seconds = strtod(last_comma + 1, NULL);
+        row = end + 1;
+        expect++;
+    }
+    if (!rc && expect <= done)
+        rc = rl_error_set(err, RL_EFORMAT,
+                          "%s: has rows only up to step %lld but the checkpoint is at step %lld",
+                          log_path, (long long)expect - 1, (long long)done);
+    if (!rc) {
+        log->len = 0;
+        *row = '\0';
+        if (csv_append(log, text)) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+    }
+    free(text);
+    return rc;
+}
+
+/* Skipped batches are reported one line each up to this many; the total is
+ * in the log and in the final message. */
+#define SKIP_REPORTS 10
 
 /* Trains net for the configured steps, with the progress bar, the CSV log
  * (log.csv, or log_round<R>.csv for rounds after the first), checkpoints
@@ -397,29 +515,49 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
     const train_options *o = &r->o;
     rl_trainer *tr = NULL;
     csv_log log = {0};
-    char path[4096], log_path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", o->out);
+    char log_path[4096];
     if (round == 1) snprintf(log_path, sizeof log_path, "%s/log.csv", o->out);
     else snprintf(log_path, sizeof log_path, "%s/log_round%d.csv", o->out, round);
     int rc = rl_trainer_create(&tr, net, &r->cfg, &r->set, err);
+    if (!rc && csv_header(&log, &r->ds)) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+    double seconds_before = 0;
+    if (!rc && r->resume_state && round == 1) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", o->out, CHECKPOINT_NAME);
+        rc = rl_trainer_restore(tr, r->resume_state, path, err);
+        if (!rc) rc = resume_log(&log, log_path, rl_trainer_steps_done(tr), &seconds_before, err);
+    }
+    int64_t start = tr ? rl_trainer_steps_done(tr) : 0;
+    /* From here on, Ctrl-C saves before stopping (the line below tells a
+     * watching test that it does). */
+    catch_interrupts(1);
     if (!rc && !o->quiet)
         fprintf(stderr,
                 "reflabel train: %s%s, %d slices (%d labeled) of %d cases, patch %dx%d, "
-                "batch %d, %d steps, %zu parameters\n",
+                "batch %d, %d steps, %zu parameters%s\n",
                 rl_method_name(r->cfg.semi.method), round > 1 ? " (pseudo-label round)" : "",
                 r->set.count, r->set.labeled_count, r->ds.num_train, r->cfg.patch_h,
-                r->cfg.patch_w, r->cfg.batch, o->steps, rl_unet_param_count(net));
-    if (!rc && csv_header(&log, &r->ds)) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
-    int64_t last_warning = -1;
-    signal(SIGINT, on_sigint);
+                r->cfg.patch_w, r->cfg.batch, o->steps, rl_unet_param_count(net),
+                start > 0 ? ", resumed" : "");
+    if (!rc && start > 0 && !o->quiet)
+        fprintf(stderr, "reflabel train: resuming %s at step %lld of %d\n", o->out,
+                (long long)start, o->steps);
+    int64_t last_warning = -1, skipped = 0;
     rl_progress bar;
     rl_progress_start(&bar, "train", o->steps, o->quiet);
-    double t0 = rl_now_seconds(), ema = NAN;
+    double t0 = rl_now_seconds() - seconds_before, ema = NAN;
     while (!rc && rl_trainer_steps_done(tr) < o->steps && !interrupted) {
         rl_train_step_info info;
         rc = rl_trainer_step(tr, &info, err);
         if (rc) break;
-        ema = isnan(ema) ? info.loss : 0.95 * ema + 0.05 * info.loss;
+        skipped = info.skipped_total;
+        if (info.skipped && info.skipped_total <= SKIP_REPORTS) {
+            rl_progress_finish(&bar);
+            fprintf(stderr, "reflabel train: warning: %s; batch skipped (--skip-nonfinite)%s\n",
+                    info.skip_reason,
+                    info.skipped_total == SKIP_REPORTS ? "; further skips only in the log" : "");
+        }
+        if (!info.skipped) ema = isnan(ema) ? info.loss : 0.95 * ema + 0.05 * info.loss;
         if (csv_row(&log, &info, r->ds.num_classes, rl_now_seconds() - t0))
             rc = rl_error_set(err, RL_ENOMEM, "out of memory");
         /* Pseudo-labels whose class shares drift far from the labeled
@@ -440,24 +578,46 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
             snprintf(line, sizeof line, "loss %.4f", ema);
         rl_progress_update(&bar, (long)info.step, line);
         int last = info.step == o->steps;
-        if (!rc && (last || (o->checkpoint_every && info.step % o->checkpoint_every == 0))) {
-            rc = save_model(net, path, &r->ds, o, &r->cfg, info.step, err);
-            if (!rc) rc = rl_write_file_atomic(log_path, log.text, log.len, err);
-        }
+        if (!rc && (last || (o->checkpoint_every && info.step % o->checkpoint_every == 0)))
+            rc = save_checkpoint(r, tr, net, round, &log, log_path, err);
     }
     rl_progress_finish(&bar);
-    signal(SIGINT, SIG_DFL);
-    if (!rc && interrupted) {
-        /* Ctrl-C: keep what was learned so far, then stop. */
-        rc = save_model(net, path, &r->ds, o, &r->cfg, rl_trainer_steps_done(tr), err);
-        if (!rc) rc = rl_write_file_atomic(log_path, log.text, log.len, err);
-        if (!rc)
-            rc = rl_error_set(err, RL_EINTERRUPTED, "interrupted at step %lld; model saved to %s",
-                              (long long)rl_trainer_steps_done(tr), path);
+    if (rc == RL_ENONFINITE) {
+        /* The log up to the failing step helps to find the cause; the state
+         * on disk stays at the last checkpoint, from which --resume (with
+         * --skip-nonfinite, or other options in a new run) can go on. */
+        rl_error ignored;
+        rl_write_file_atomic(log_path, log.text, log.len, &ignored);
+        int64_t done = rl_trainer_steps_done(tr);
+        int64_t saved = o->checkpoint_every ? done / o->checkpoint_every * o->checkpoint_every : 0;
+        if (saved < start) saved = start;
+        size_t len = strlen(err->msg);
+        if (saved > 0)
+            snprintf(err->msg + len, sizeof err->msg - len,
+                     "; %s/%s (step %lld) is kept; --skip-nonfinite skips such batches", o->out,
+                     CHECKPOINT_NAME, (long long)saved);
+        else
+            snprintf(err->msg + len, sizeof err->msg - len,
+                     "; no checkpoint was saved yet; --skip-nonfinite skips such batches");
     }
+    if (!rc && interrupted) {
+        /* Ctrl-C: save a state to resume from, then stop. */
+        rc = save_checkpoint(r, tr, net, round, &log, log_path, err);
+        if (!rc)
+            rc = rl_error_set(err, RL_EINTERRUPTED,
+                              "interrupted at step %lld; continue with: reflabel train --resume %s",
+                              (long long)rl_trainer_steps_done(tr), o->out);
+    }
+    catch_interrupts(0);
+    if (!rc && skipped > 0)
+        fprintf(stderr, "reflabel train: warning: %lld of %d batches skipped as not finite (see "
+                        "the skipped column of %s)\n",
+                (long long)skipped, o->steps, log_path);
     if (!rc && !o->quiet)
-        fprintf(stderr, "reflabel train: %d steps in %.1f s, final loss %.4f, model %s\n",
-                o->steps, rl_now_seconds() - t0, ema, path);
+        fprintf(stderr,
+                "reflabel train: %lld steps in %.1f s, final loss %.4f, model "
+                "%s/model.safetensors\n",
+                (long long)(o->steps - start), rl_now_seconds() - t0 - seconds_before, ema, o->out);
     free(log.text);
     rl_trainer_free(tr);
     return rc;
@@ -567,6 +727,7 @@ static void build_configs(train_run *r) {
     cfg->augment = o->augment;
     cfg->seed = (uint64_t)o->seed;
     cfg->semi = o->semi;
+    cfg->skip_nonfinite = o->skip_nonfinite;
     if (o->patch_h) {
         cfg->patch_h = o->patch_h;
         cfg->patch_w = o->patch_w;
@@ -594,15 +755,199 @@ static int score_test_cases(const train_run *r, rl_unet *net, rl_error *err) {
     return rc;
 }
 
+/* ---- --resume ------------------------------------------------------------------ */
+
+/* Setting i of the options that decide what a run computes, as the option
+ * that sets it (returned; NULL past the last) and its value in words (buf).
+ * Two option sets train the same run exactly when all of these agree; the
+ * options left out (--out, --threads, --checkpoint-every, --quiet,
+ * --skip-nonfinite) change how a run is carried out, not what it computes
+ * (--threads only in the last bits of float sums; see docs/TRAINING.md).
+ * A new option that changes the computation belongs in this list. */
+static const char *run_setting(const train_options *o, int i, char *buf, size_t size) {
+    const rl_semi_config *sc = &o->semi;
+    static const char *sampling[] = {"all", "per-class", "proportional"};
+    static const char *schedules[] = {"constant", "poly", "cosine"};
+#define TEXT(opt, value) return snprintf(buf, size, "%s", value), opt
+#define INT(opt, value) return snprintf(buf, size, "%d", value), opt
+#define REAL(opt, value) return snprintf(buf, size, "%.17g", (double)(value)), opt
+    switch (i) {
+    case 0: TEXT("--data", o->data);
+    case 1: TEXT("--labeled", o->labeled ? o->labeled : "all");
+    case 2: TEXT("--labeled-mode", o->labeled_mode == RL_SELECT_EVEN ? "even" : "random");
+    case 3: INT("--axis", o->axis);
+    case 4: TEXT("--method", o->method);
+    case 5: INT("--steps", o->steps);
+    case 6: INT("--batch", o->batch);
+    case 7: REAL("--lr", o->lr);
+    case 8: TEXT("--optimizer", rl_optim_name(o->optimizer));
+    case 9: REAL("--weight-decay", o->weight_decay); /* -1: the optimizer's default */
+    case 10: TEXT("--schedule", schedules[o->schedule]);
+    case 11: INT("--warmup", o->warmup); /* -1: 5% of the steps */
+    case 12: REAL("--clip", o->clip);
+    case 13: REAL("--dice-weight", o->dice_weight);
+    case 14: return snprintf(buf, size, "%dx%d", o->patch_h, o->patch_w), "--patch";
+    case 15: TEXT("--no-augment", o->augment ? "no" : "yes");
+    case 16: INT("--unlabeled-batch", sc->unlabeled_batch);
+    case 17: REAL("--lambda", sc->lambda);
+    case 18: REAL("--pl-warmup", sc->warmup_fraction);
+    case 19: REAL("--pl-ramp", sc->ramp_fraction);
+    case 20: REAL("--pl-dice", sc->pl_dice_weight);
+    case 21: TEXT("--sampling", sampling[sc->sampling]);
+    case 22: INT("--refs-per-class", sc->per_class_cap);
+    case 23: INT("--ref-count", sc->sample_count);
+    case 24: INT("--class-floor", sc->class_floor);
+    case 25: INT("--memory", sc->memory_batches);
+    case 26: INT("--topk", sc->top_k);
+    case 27: TEXT("--per-image-vote", sc->match_mode == RL_MATCH_PER_IMAGE ? "yes" : "no");
+    case 28: TEXT("--similarity", sc->similarity == RL_SIM_COSINE ? "cosine" : "dot");
+    case 29: REAL("--min-margin", sc->min_margin);
+    case 30: REAL("--min-confidence", sc->min_confidence);
+    case 31: REAL("--ema", sc->ema_decay);
+    case 32: INT("--rounds", o->rounds);
+    case 33: INT("--depth", o->depth);
+    case 34: INT("--width", o->width);
+    case 35: TEXT("--norm", rl_norm_name(o->norm));
+    case 36: return snprintf(buf, size, "%ld", o->seed), "--seed";
+    default: return NULL;
+    }
+#undef TEXT
+#undef INT
+#undef REAL
+}
+
+/* The state read by --resume and the words its options are rebuilt from. */
+typedef struct resume_input {
+    rl_safetensors state;
+    int have_state;
+    char **saved;      /* the run's option words, from the checkpoint */
+    int saved_count;
+    const char **args; /* "train", the saved words, then the words given now */
+    int arg_count;
+} resume_input;
+
+static void resume_input_free(resume_input *in) {
+    if (in->have_state) rl_safetensors_free(&in->state);
+    for (int i = 0; i < in->saved_count; i++) free(in->saved[i]);
+    free(in->saved);
+    free(in->args);
+    memset(in, 0, sizeof *in);
+}
+
+/* Reads RUN_DIR/checkpoint.safetensors and its saved option words. */
+static int read_resume_state(const char *dir, resume_input *in, rl_error *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, CHECKPOINT_NAME);
+    int rc = rl_safetensors_read(path, &in->state, err);
+    if (rc) return rl_error_prefix(err, "--resume %s", dir);
+    in->have_state = 1;
+    const char *words = rl_safetensors_metadata(&in->state, "reflabel.args");
+    const char *round = rl_safetensors_metadata(&in->state, "reflabel.round");
+    cJSON *list = words ? cJSON_Parse(words) : NULL;
+    int count = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : -1;
+    in->saved = calloc((size_t)(count > 0 ? count : 0) + 1, sizeof *in->saved);
+    if (count < 0 || !round)
+        rc = rl_error_set(err, RL_EFORMAT, "%s: the run's options are missing or damaged", path);
+    else if (!in->saved)
+        rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+    for (int i = 0; !rc && i < count; i++) {
+        const cJSON *w = cJSON_GetArrayItem(list, i);
+        if (!cJSON_IsString(w))
+            rc = rl_error_set(err, RL_EFORMAT, "%s: the run's options are damaged", path);
+        else if (!(in->saved[in->saved_count++] = strdup(w->valuestring)))
+            rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+    }
+    cJSON_Delete(list);
+    /* Later rounds train on pseudo-labels made by the previous round's final
+     * network, which no checkpoint keeps. */
+    if (!rc && strcmp(round, "1") != 0)
+        rc = rl_error_set(err, RL_EUNSUPPORTED,
+                          "%s: saved in pseudo-label round %s; only the first round of --rounds "
+                          "can be resumed (start the run again)",
+                          path, round);
+    return rc;
+}
+
+/* --resume RUN_DIR: rebuilds the options from the checkpoint followed by
+ * the words given now (later words win, as on any command line), and
+ * refuses words that would change what the run computes. Returns 0, an
+ * exit status for a usage error, or -1 after --help. */
+static int resume_options(int argc, char **argv, const char *dir, train_run *r, resume_input *in,
+                          rl_error *err) {
+    int rc = read_resume_state(dir, in, err);
+    if (rc) return cli_fail(err);
+    in->args = calloc((size_t)(in->saved_count + argc) + 1, sizeof *in->args);
+    if (!in->args) return cli_fail(&(rl_error){RL_ENOMEM, "out of memory"});
+    in->args[in->arg_count++] = "train";
+    for (int i = 0; i < in->saved_count; i++) in->args[in->arg_count++] = in->saved[i];
+    const char *out_given = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--resume") && i + 1 < argc) {
+            i++;
+            continue;
+        }
+        if (!strcmp(argv[i], "--out") && i + 1 < argc) out_given = argv[i + 1];
+        in->args[in->arg_count++] = argv[i];
+    }
+    train_options saved;
+    if (parse_options(in->saved_count + 1, (char **)in->args, &saved))
+        return cli_fail(&(rl_error){RL_EFORMAT, "--resume: the options saved in the checkpoint "
+                                                "are not valid for this version"});
+    int prc = parse_options(in->arg_count, (char **)in->args, &r->o);
+    if (prc) return prc;
+    if (out_given && strcmp(out_given, dir) != 0)
+        return cli_usage_error("train", "--out %s differs from --resume %s", out_given, dir);
+    r->o.out = dir;
+    r->o.resume = dir;
+    char was[1024], now[1024];
+    const char *option;
+    for (int i = 0; (option = run_setting(&saved, i, was, sizeof was)) != NULL; i++) {
+        run_setting(&r->o, i, now, sizeof now);
+        if (strcmp(was, now) != 0) {
+            rl_error_set(err, RL_EINVAL,
+                         "--resume %s: %s %s conflicts with the run's %s %s (a resumed run keeps "
+                         "the options it was started with)",
+                         dir, option, now, option, was);
+            return cli_fail(err);
+        }
+    }
+    r->args = in->args + 1;
+    r->arg_count = in->arg_count - 1;
+    r->resume_state = &in->state;
+    return 0;
+}
+
+/* The directory after --resume, or NULL. */
+static const char *resume_dir(int argc, char **argv) {
+    const char *dir = NULL;
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--resume")) dir = argv[++i];
+    return dir;
+}
+
 int cmd_train(int argc, char **argv) {
     train_run r;
     memset(&r, 0, sizeof r);
-    int prc = parse_options(argc, argv, &r.o);
-    if (prc) return prc < 0 ? 0 : prc;
+    resume_input resume;
+    memset(&resume, 0, sizeof resume);
+    const char *dir = resume_dir(argc, argv);
+    rl_error err = {0, ""};
+    int prc = dir ? resume_options(argc, argv, dir, &r, &resume, &err)
+                  : parse_options(argc, argv, &r.o);
+    if (prc) {
+        resume_input_free(&resume);
+        return prc < 0 ? 0 : prc;
+    }
+    if (!dir) {
+        r.args = (const char **)argv + 1;
+        r.arg_count = argc - 1;
+    }
     const train_options *o = &r.o;
     rl_set_threads(o->threads);
-    rl_error err = {0, ""};
-    if (rl_dataset_open(o->data, &r.ds, &err)) return cli_fail(&err);
+    if (rl_dataset_open(o->data, &r.ds, &err)) {
+        resume_input_free(&resume);
+        return cli_fail(&err);
+    }
     rl_unet *net = NULL;
     csv_log rounds_log = {0};
     r.keep = calloc((size_t)r.ds.num_train + 1, 1);
@@ -652,5 +997,10 @@ int cmd_train(int argc, char **argv) {
     rl_sample_set_free(&r.set);
     free(r.keep);
     rl_dataset_free(&r.ds);
+    resume_input_free(&resume);
+    if (rc == RL_EINTERRUPTED) {
+        cli_fail(&err);
+        return 130; /* the shell's status for a command stopped by SIGINT */
+    }
     return rc ? cli_fail(&err) : 0;
 }

@@ -51,6 +51,12 @@ struct rl_trainer {
     int has_bank;
     double *labeled_share, *pl_share, *pl_dice; /* (K) each */
     int64_t *confusion; /* (K, K) pseudo-label vs hidden label, per step */
+    /* Batch-norm running statistics and counters as they were before this
+     * step's forward pass, to undo it when the batch turns out non-finite. */
+    float *norm_stats_before;
+    int64_t *counters_before;
+    int64_t skipped;    /* batches skipped as non-finite (skip_nonfinite) */
+    char skip_reason[RL_ERROR_MSG_MAX];
 };
 
 const char *rl_method_name(rl_method method) {
@@ -147,6 +153,8 @@ void rl_trainer_free(rl_trainer *tr) {
     free(tr->pl_share);
     free(tr->pl_dice);
     free(tr->confusion);
+    free(tr->norm_stats_before);
+    free(tr->counters_before);
     free(tr);
 }
 
@@ -241,6 +249,35 @@ static int create_semi(rl_trainer *tr, rl_error *err) {
     return RL_OK;
 }
 
+/* Floats of batch-norm running statistics and int64 counters in net. */
+static void count_norm_state(rl_unet *net, size_t *stats, size_t *counters) {
+    int count;
+    const rl_unet_tensor *t = rl_unet_tensors(net, &count);
+    for (int i = 0; i < count; i++) {
+        if (t[i].kind == RL_UNET_BUFFER) *stats += t[i].numel;
+        if (t[i].kind == RL_UNET_COUNTER) *counters += t[i].numel;
+    }
+}
+
+/* Copies the batch-norm state out of the network (save != 0) or back in. */
+static void copy_norm_state(rl_trainer *tr, int save) {
+    int count;
+    const rl_unet_tensor *t = rl_unet_tensors(tr->net, &count);
+    size_t stats = 0, counters = 0;
+    for (int i = 0; i < count; i++) {
+        if (t[i].kind == RL_UNET_PARAM) continue;
+        int is_counter = t[i].kind == RL_UNET_COUNTER;
+        void *kept = is_counter ? (void *)(tr->counters_before + counters)
+                                : (void *)(tr->norm_stats_before + stats);
+        size_t bytes = t[i].numel * (is_counter ? sizeof(int64_t) : sizeof(float));
+        void *live = rl_unet_tensor_data(tr->net, &t[i]);
+        if (save) memcpy(kept, live, bytes);
+        else memcpy(live, kept, bytes);
+        if (is_counter) counters += t[i].numel;
+        else stats += t[i].numel;
+    }
+}
+
 int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg,
                       const rl_sample_set *set, rl_error *err) {
     *out = NULL;
@@ -282,8 +319,12 @@ int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg
     tr->y = malloc(n * hw * sizeof *tr->y);
     tr->dlogits = malloc(n * (size_t)set->num_classes * hw * sizeof *tr->dlogits);
     tr->augment_scratch = malloc(rl_augment_scratch_bytes(cfg->patch_h, cfg->patch_w));
+    size_t stats = 0, counters = 0;
+    count_norm_state(net, &stats, &counters);
+    tr->norm_stats_before = malloc((stats + 1) * sizeof *tr->norm_stats_before);
+    tr->counters_before = malloc((counters + 1) * sizeof *tr->counters_before);
     if (!tr->labeled || !tr->unlabeled || !tr->batch_samples || !tr->x || !tr->y ||
-        !tr->dlogits || !tr->augment_scratch) {
+        !tr->dlogits || !tr->augment_scratch || !tr->norm_stats_before || !tr->counters_before) {
         rl_trainer_free(tr);
         return rl_error_set(err, RL_ENOMEM, "out of memory for the training buffers");
     }
@@ -344,6 +385,8 @@ static void place_in_patch(const rl_sample *s, int channels, int ph, int pw, rl_
     }
 }
 
+/* "step N: <what> not finite (batch: case/slice ...)"; what ends in "is" or
+ * "are". */
 static int nonfinite_error(const rl_trainer *tr, const char *what, rl_error *err) {
     char cases[RL_ERROR_MSG_MAX / 2];
     size_t len = 0;
@@ -355,7 +398,7 @@ static int nonfinite_error(const rl_trainer *tr, const char *what, rl_error *err
         if (n < 0) break;
         len += (size_t)n;
     }
-    return rl_error_set(err, RL_ENONFINITE, "step %lld: %s is not finite (batch: %s)",
+    return rl_error_set(err, RL_ENONFINITE, "step %lld: %s not finite (batch: %s)",
                         (long long)tr->steps_done + 1, what, cases);
 }
 
@@ -542,17 +585,58 @@ static void update_teacher(rl_trainer *tr) {
     }
 }
 
+static int all_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+/* A batch whose output, loss or gradient is not finite: undoes what its
+ * forward pass did to the batch-norm statistics, then either fails, or with
+ * skip_nonfinite counts the step as done without an update. */
+static int nonfinite_batch(rl_trainer *tr, const char *what, rl_train_step_info *info,
+                           rl_train_step_info *info_out, rl_error *err) {
+    copy_norm_state(tr, 0);
+    rl_error why = {0, ""};
+    nonfinite_error(tr, what, &why);
+    if (!tr->cfg.skip_nonfinite) {
+        if (err) *err = why;
+        return RL_ENONFINITE;
+    }
+    memcpy(tr->skip_reason, why.msg, sizeof tr->skip_reason);
+    info->lr = rl_lr_at(&tr->cfg.schedule, tr->steps_done);
+    tr->steps_done++;
+    tr->skipped++;
+    info->step = tr->steps_done;
+    info->skipped = 1;
+    info->skip_reason = tr->skip_reason;
+    info->skipped_total = tr->skipped;
+    if (info_out) *info_out = *info;
+    return RL_OK;
+}
+
 int rl_trainer_step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err) {
     const rl_train_config *cfg = &tr->cfg;
     int k = tr->set->num_classes, nl = tr->nl;
     int hw = cfg->patch_h * cfg->patch_w;
     rl_train_step_info info;
     memset(&info, 0, sizeof info);
+    /* NaN until computed, so that a skipped step logs none of them as 0. */
+    info.loss = info.ce = info.grad_norm = NAN;
+    info.dice = cfg->dice_weight > 0 ? NAN : 0.0;
     info.pl_accuracy = info.pl_drift = NAN;
+    info.skipped_total = tr->skipped;
     int rc = fill_batch(tr, err);
-    if (!rc) rc = rl_unet_forward(tr->net, tr->x, 1, err);
+    if (rc) return rc;
+    copy_norm_state(tr, 1);
+    rc = rl_unet_forward(tr->net, tr->x, 1, err);
     if (rc) return rc;
     const float *logits = rl_unet_logits(tr->net).data;
+    /* Checked first, for the clearest message, and because a finite output
+     * implies finite decoder features (a NaN or infinity there reaches every
+     * logit through the 1x1 head), which the refpl bank would refuse. */
+    if (!all_finite(logits, (size_t)tr->n * k * hw))
+        return nonfinite_batch(tr, "the network output is", &info, info_out, err);
     memset(tr->dlogits, 0, (size_t)tr->n * k * hw * sizeof *tr->dlogits);
     info.ce = rl_softmax_ce_loss(tr->dlogits, logits, tr->y, NULL, nl, k, hw, RL_IGNORE, 1.0f);
     if (cfg->dice_weight > 0)
@@ -565,7 +649,7 @@ int rl_trainer_step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err)
         if (rc) return rc;
         info.loss += info.lambda * info.unsup_loss;
     }
-    if (!isfinite(info.loss)) return nonfinite_error(tr, "the loss", err);
+    if (!isfinite(info.loss)) return nonfinite_batch(tr, "the loss is", &info, info_out, err);
 
     rl_unet_zero_grad(tr->net);
     rc = rl_unet_backward(tr->net, tr->dlogits, err);
@@ -574,12 +658,384 @@ int rl_trainer_step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err)
     float *grads = rl_unet_grads(tr->net);
     size_t count = rl_unet_param_count(tr->net);
     info.grad_norm = rl_clip_grad_norm(grads, count, cfg->clip_norm > 0 ? cfg->clip_norm : INFINITY);
-    if (!isfinite(info.grad_norm)) return nonfinite_error(tr, "the gradient", err);
+    if (!isfinite(info.grad_norm))
+        return nonfinite_batch(tr, "the gradient is", &info, info_out, err);
     info.lr = rl_lr_at(&cfg->schedule, tr->steps_done);
     rl_optim_step(tr->opt, params, grads, (float)info.lr);
+    /* Finite gradients can still carry weights past the float range when the
+     * learning rate is absurd; nothing can be skipped once they have moved. */
+    if (!all_finite(params, count)) {
+        char what[96];
+        snprintf(what, sizeof what, "the weights after the update (learning rate %g) are",
+                 info.lr);
+        return nonfinite_error(tr, what, err);
+    }
     if (tr->teacher) update_teacher(tr);
     tr->steps_done++;
     info.step = tr->steps_done;
     if (info_out) *info_out = info;
     return RL_OK;
+}
+
+/* ---- resumable state ------------------------------------------------------ *
+ * One safetensors file (layout in docs/TRAINING.md). Integer state goes
+ * into I64 tensors, the only integer dtype of the format; random streams are
+ * stored as the bit patterns of their uint64 state and increment. */
+
+#define STATE_NAME_MAX (RL_UNET_NAME_MAX + 16)
+
+/* The tensors of a state file being written; names and converted data
+ * belong to the list. */
+typedef struct state_list {
+    rl_st_tensor *tensors;
+    char (*names)[STATE_NAME_MAX];
+    void **owned; /* per tensor: data allocated for it, or NULL */
+    int count, cap;
+} state_list;
+
+static void state_add(state_list *l, const char *prefix, const char *name, rl_dtype dtype,
+                      int ndim, const int64_t *shape, void *data, void *owned) {
+    rl_st_tensor *t = &l->tensors[l->count];
+    snprintf(l->names[l->count], STATE_NAME_MAX, "%s%s", prefix, name);
+    t->name = l->names[l->count];
+    t->dtype = dtype;
+    t->ndim = ndim;
+    for (int d = 0; d < ndim; d++) t->shape[d] = shape[d];
+    t->data = data;
+    l->owned[l->count] = owned;
+    l->count++;
+}
+
+static void state_add_unet(state_list *l, const char *prefix, rl_unet *net) {
+    int count;
+    const rl_unet_tensor *t = rl_unet_tensors(net, &count);
+    for (int i = 0; i < count; i++) {
+        int64_t shape[4];
+        for (int d = 0; d < t[i].ndim; d++) shape[d] = t[i].shape[d];
+        state_add(l, prefix, t[i].name, t[i].kind == RL_UNET_COUNTER ? RL_DTYPE_I64 : RL_DTYPE_F32,
+                  t[i].ndim, shape, rl_unet_tensor_data(net, &t[i]), NULL);
+    }
+}
+
+static uint64_t bits_of(int64_t v) {
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    return u;
+}
+
+static int64_t int64_of(uint64_t u) {
+    int64_t v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+/* What must be equal between the trainer that saved a state and the one
+ * that restores it, beyond the tensor shapes: written as metadata, compared
+ * as a string so that a mismatch can be shown whole. */
+static void trainer_signature(const rl_trainer *tr, char *buf, size_t size) {
+    const rl_train_config *c = &tr->cfg;
+    snprintf(buf, size,
+             "method=%s batch=%d unlabeled_batch=%d patch=%dx%d steps=%lld optimizer=%s "
+             "optimizer_arrays=%d samples=%d labeled=%d channels=%d classes=%d bank=%dx%dx%d",
+             rl_method_name(c->semi.method), tr->nl, tr->nu, c->patch_h, c->patch_w,
+             (long long)c->steps, rl_optim_name(c->optim.kind), rl_optim_state_count(tr->opt),
+             tr->set->count, tr->num_labeled, tr->set->channels, tr->set->num_classes,
+             tr->has_bank ? tr->bank.cfg.memory_batches : 0,
+             tr->has_bank ? tr->bank.slot_capacity : 0, tr->has_bank ? tr->bank.cfg.dim : 0);
+}
+
+/* The reference bank's filled part, slot by slot in physical order, so that
+ * the restored ring is the same memory layout, not just the same contents. */
+static int state_add_bank(state_list *l, const rl_bank *b) {
+    int slots = b->cfg.memory_batches, dim = b->cfg.dim;
+    int64_t rows = 0, runs = 0;
+    for (int s = 0; s < slots; s++) {
+        rows += b->slot_count[s];
+        runs += b->slot_runs[s];
+    }
+    int64_t *ring = malloc(3 * sizeof *ring);
+    int64_t *slot_info = malloc((size_t)slots * 4 * sizeof *slot_info);
+    int64_t *refs = malloc(((size_t)rows * 3 + 1) * sizeof *refs);
+    int64_t *run_info = malloc(((size_t)runs * 3 + 1) * sizeof *run_info);
+    float *vectors = malloc(((size_t)rows * dim + 1) * sizeof *vectors);
+    if (!ring || !slot_info || !refs || !run_info || !vectors) {
+        free(ring);
+        free(slot_info);
+        free(refs);
+        free(run_info);
+        free(vectors);
+        return -1;
+    }
+    ring[0] = b->oldest;
+    ring[1] = b->filled;
+    ring[2] = b->batches_added;
+    int64_t row = 0, run = 0;
+    for (int s = 0; s < slots; s++) {
+        slot_info[4 * s + 0] = b->slot_count[s];
+        slot_info[4 * s + 1] = b->slot_images[s];
+        slot_info[4 * s + 2] = b->slot_batch[s];
+        slot_info[4 * s + 3] = b->slot_runs[s];
+        size_t base = (size_t)s * (size_t)b->slot_capacity;
+        for (int i = 0; i < b->slot_count[s]; i++, row++) {
+            refs[3 * row + 0] = b->labels[base + i];
+            refs[3 * row + 1] = b->pixels[base + i];
+            refs[3 * row + 2] = b->images[base + i];
+            memcpy(vectors + (size_t)row * dim, b->vectors + (base + i) * dim, dim * sizeof(float));
+        }
+        size_t run_base = (size_t)s * (size_t)b->max_runs;
+        for (int i = 0; i < b->slot_runs[s]; i++, run++) {
+            run_info[3 * run + 0] = b->run_start[run_base + i];
+            run_info[3 * run + 1] = b->run_label[run_base + i];
+            run_info[3 * run + 2] = b->run_image[run_base + i];
+        }
+    }
+    state_add(l, "", "bank.ring", RL_DTYPE_I64, 1, (int64_t[]){3}, ring, ring);
+    state_add(l, "", "bank.slots", RL_DTYPE_I64, 2, (int64_t[]){slots, 4}, slot_info, slot_info);
+    state_add(l, "", "bank.vectors", RL_DTYPE_F32, 2, (int64_t[]){rows, dim}, vectors, vectors);
+    state_add(l, "", "bank.refs", RL_DTYPE_I64, 2, (int64_t[]){rows, 3}, refs, refs);
+    state_add(l, "", "bank.runs", RL_DTYPE_I64, 2, (int64_t[]){runs, 3}, run_info, run_info);
+    return 0;
+}
+
+int rl_trainer_save(const rl_trainer *tr, const char *path, const rl_kv *extra, int extra_count,
+                    rl_error *err) {
+    if (extra_count < 0 || (extra_count > 0 && !extra))
+        return rl_error_set(err, RL_EINVAL, "%s: invalid metadata list", path);
+    int net_tensors;
+    rl_unet_tensors(tr->net, &net_tensors);
+    state_list l;
+    memset(&l, 0, sizeof l);
+    l.cap = 2 * net_tensors + 16;
+    l.tensors = calloc((size_t)l.cap, sizeof *l.tensors);
+    l.names = calloc((size_t)l.cap, sizeof *l.names);
+    l.owned = calloc((size_t)l.cap, sizeof *l.owned);
+    int64_t *counters = malloc(3 * sizeof *counters);
+    int64_t *streams = malloc(6 * sizeof *streams);
+    rl_kv *meta = calloc((size_t)extra_count + 3, sizeof *meta);
+    char *config = rl_unet_config_to_json(rl_unet_get_config(tr->net));
+    char signature[512];
+    trainer_signature(tr, signature, sizeof signature);
+    int rc = RL_OK;
+    if (!l.tensors || !l.names || !l.owned || !counters || !streams || !meta || !config) {
+        free(counters);
+        free(streams);
+        rc = rl_error_set(err, RL_ENOMEM, "%s: out of memory", path);
+    } else {
+        /* The writer only reads; the accessors take mutable pointers. */
+        rl_trainer *mtr = (rl_trainer *)tr;
+        state_add_unet(&l, "model.", mtr->net);
+        if (tr->teacher) state_add_unet(&l, "teacher.", mtr->teacher);
+        for (int i = 0; i < rl_optim_state_count(tr->opt); i++) {
+            const char *name;
+            float *data = rl_optim_state(mtr->opt, i, &name);
+            state_add(&l, "optim.", name, RL_DTYPE_F32, 1,
+                      (int64_t[]){(int64_t)rl_unet_param_count(tr->net)}, data, NULL);
+        }
+        counters[0] = tr->steps_done;
+        counters[1] = tr->skipped;
+        counters[2] = rl_optim_steps(tr->opt);
+        state_add(&l, "", "trainer.counters", RL_DTYPE_I64, 1, (int64_t[]){3}, counters, counters);
+        const rl_rng *rngs[3] = {&tr->sampling_rng, &tr->augment_rng, &tr->bank_rng};
+        for (int i = 0; i < 3; i++) {
+            streams[2 * i] = int64_of(rngs[i]->state);
+            streams[2 * i + 1] = int64_of(rngs[i]->inc);
+        }
+        state_add(&l, "", "trainer.rng", RL_DTYPE_I64, 2, (int64_t[]){3, 2}, streams, streams);
+        if (tr->has_bank && state_add_bank(&l, &tr->bank))
+            rc = rl_error_set(err, RL_ENOMEM, "%s: out of memory for the reference bank", path);
+        meta[0] = (rl_kv){"reflabel.format", RL_TRAIN_STATE_FORMAT};
+        meta[1] = (rl_kv){"reflabel.config", config};
+        meta[2] = (rl_kv){"reflabel.trainer", signature};
+        for (int i = 0; i < extra_count; i++) meta[3 + i] = extra[i];
+        if (!rc) rc = rl_safetensors_write(path, l.tensors, l.count, meta, extra_count + 3, err);
+    }
+    for (int i = 0; l.owned && i < l.count; i++) free(l.owned[i]);
+    free(l.tensors);
+    free(l.names);
+    free(l.owned);
+    free(meta);
+    free(config);
+    return rc;
+}
+
+/* The tensor `name` of st, which must have this dtype and shape (a negative
+ * entry of shape: any length); NULL with err filled otherwise. */
+static const rl_st_tensor *state_tensor(const rl_safetensors *st, const char *path,
+                                        const char *name, rl_dtype dtype, int ndim,
+                                        const int64_t *shape, rl_error *err) {
+    const rl_st_tensor *t = rl_safetensors_find(st, name);
+    if (!t) {
+        rl_error_set(err, RL_EFORMAT, "%s: tensor '%s' is missing", path, name);
+        return NULL;
+    }
+    int same = t->dtype == dtype && t->ndim == ndim;
+    for (int d = 0; same && d < ndim; d++) same = shape[d] < 0 || t->shape[d] == shape[d];
+    if (!same) {
+        rl_error_set(err, RL_EFORMAT, "%s: tensor '%s' has another dtype or shape than this run's",
+                     path, name);
+        return NULL;
+    }
+    return t;
+}
+
+static int restore_unet(rl_unet *net, const char *prefix, const rl_safetensors *st,
+                        const char *path, int apply, rl_error *err) {
+    int count;
+    const rl_unet_tensor *t = rl_unet_tensors(net, &count);
+    for (int i = 0; i < count; i++) {
+        char name[STATE_NAME_MAX];
+        int64_t shape[4];
+        snprintf(name, sizeof name, "%s%s", prefix, t[i].name);
+        for (int d = 0; d < t[i].ndim; d++) shape[d] = t[i].shape[d];
+        int counter = t[i].kind == RL_UNET_COUNTER;
+        const rl_st_tensor *s = state_tensor(st, path, name, counter ? RL_DTYPE_I64 : RL_DTYPE_F32,
+                                             t[i].ndim, shape, err);
+        if (!s) return RL_EFORMAT;
+        if (apply)
+            memcpy(rl_unet_tensor_data(net, &t[i]), s->data,
+                   t[i].numel * (counter ? sizeof(int64_t) : sizeof(float)));
+    }
+    return RL_OK;
+}
+
+static int in_range(int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi; }
+
+/* Checks every index the bank's readers follow, so that a damaged file is an
+ * error here rather than an out-of-bounds access in a later step. */
+static int restore_bank(rl_bank *b, const rl_safetensors *st, const char *path, int apply,
+                        rl_error *err) {
+    int slots = b->cfg.memory_batches, dim = b->cfg.dim;
+    const rl_st_tensor *ring_t = state_tensor(st, path, "bank.ring", RL_DTYPE_I64, 1,
+                                              (int64_t[]){3}, err);
+    const rl_st_tensor *slots_t = ring_t ? state_tensor(st, path, "bank.slots", RL_DTYPE_I64, 2,
+                                                        (int64_t[]){slots, 4}, err)
+                                         : NULL;
+    if (!slots_t) return RL_EFORMAT;
+    const int64_t *ring = ring_t->data, *slot_info = slots_t->data;
+    if (!in_range(ring[0], 0, slots - 1) || !in_range(ring[1], 0, slots) ||
+        !in_range(ring[2], ring[1], INT32_MAX))
+        return rl_error_set(err, RL_EFORMAT, "%s: bank.ring is inconsistent", path);
+    int64_t rows = 0, runs = 0;
+    for (int s = 0; s < slots; s++) {
+        const int64_t *si = slot_info + 4 * s;
+        if (!in_range(si[0], 0, b->slot_capacity) || !in_range(si[1], 0, b->cfg.max_images) ||
+            !in_range(si[2], 0, ring[2]) || !in_range(si[3], 0, b->max_runs))
+            return rl_error_set(err, RL_EFORMAT, "%s: bank.slots row %d is out of range", path, s);
+        rows += si[0];
+        runs += si[3];
+    }
+    const rl_st_tensor *vec_t = state_tensor(st, path, "bank.vectors", RL_DTYPE_F32, 2,
+                                             (int64_t[]){rows, dim}, err);
+    const rl_st_tensor *refs_t = vec_t ? state_tensor(st, path, "bank.refs", RL_DTYPE_I64, 2,
+                                                      (int64_t[]){rows, 3}, err)
+                                       : NULL;
+    const rl_st_tensor *runs_t = refs_t ? state_tensor(st, path, "bank.runs", RL_DTYPE_I64, 2,
+                                                       (int64_t[]){runs, 3}, err)
+                                        : NULL;
+    if (!runs_t) return RL_EFORMAT;
+    const float *vectors = vec_t->data;
+    const int64_t *refs = refs_t->data, *run_info = runs_t->data;
+    if (!all_finite(vectors, (size_t)rows * dim))
+        return rl_error_set(err, RL_EFORMAT, "%s: bank.vectors holds non-finite values", path);
+    int64_t row = 0, run = 0;
+    for (int s = 0; s < slots; s++) {
+        const int64_t *si = slot_info + 4 * s;
+        size_t base = (size_t)s * (size_t)b->slot_capacity;
+        for (int i = 0; i < si[0]; i++, row++) {
+            const int64_t *r = refs + 3 * row;
+            if (!in_range(r[0], 0, b->cfg.num_labels - 1) ||
+                !in_range(r[1], 0, b->cfg.max_image_pixels - 1) || !in_range(r[2], 0, si[1] - 1))
+                return rl_error_set(err, RL_EFORMAT, "%s: bank.refs row %lld is out of range",
+                                    path, (long long)row);
+            if (!apply) continue;
+            b->labels[base + i] = (int32_t)r[0];
+            b->pixels[base + i] = (int32_t)r[1];
+            b->images[base + i] = (int32_t)r[2];
+            memcpy(b->vectors + (base + i) * dim, vectors + (size_t)row * dim, dim * sizeof(float));
+        }
+        size_t run_base = (size_t)s * (size_t)b->max_runs;
+        for (int i = 0; i < si[3]; i++, run++) {
+            const int64_t *r = run_info + 3 * run;
+            if (!in_range(r[0], 0, si[0] - 1) || !in_range(r[1], 0, b->cfg.num_labels - 1) ||
+                !in_range(r[2], 0, si[1] - 1))
+                return rl_error_set(err, RL_EFORMAT, "%s: bank.runs row %lld is out of range",
+                                    path, (long long)run);
+            if (!apply) continue;
+            b->run_start[run_base + i] = (int)r[0];
+            b->run_label[run_base + i] = (int)r[1];
+            b->run_image[run_base + i] = (int)r[2];
+        }
+        if (!apply) continue;
+        b->slot_count[s] = (int)si[0];
+        b->slot_images[s] = (int)si[1];
+        b->slot_batch[s] = (long)si[2];
+        b->slot_runs[s] = (int)si[3];
+    }
+    if (apply) {
+        b->oldest = (int)ring[0];
+        b->filled = (int)ring[1];
+        b->batches_added = (long)ring[2];
+    }
+    return RL_OK;
+}
+
+/* Run twice by rl_trainer_restore: apply == 0 only checks, apply == 1 copies
+ * what the first pass checked. */
+static int restore_pass(rl_trainer *tr, const rl_safetensors *st, const char *path, int apply,
+                        rl_error *err) {
+    int rc = restore_unet(tr->net, "model.", st, path, apply, err);
+    if (!rc && tr->teacher) rc = restore_unet(tr->teacher, "teacher.", st, path, apply, err);
+    for (int i = 0; !rc && i < rl_optim_state_count(tr->opt); i++) {
+        const char *name;
+        float *data = rl_optim_state(tr->opt, i, &name);
+        char full[STATE_NAME_MAX];
+        snprintf(full, sizeof full, "optim.%s", name);
+        size_t n = rl_unet_param_count(tr->net);
+        const rl_st_tensor *t = state_tensor(st, path, full, RL_DTYPE_F32, 1,
+                                             (int64_t[]){(int64_t)n}, err);
+        if (!t) rc = RL_EFORMAT;
+        else if (apply) memcpy(data, t->data, n * sizeof(float));
+    }
+    const rl_st_tensor *counters_t =
+        rc ? NULL
+           : state_tensor(st, path, "trainer.counters", RL_DTYPE_I64, 1, (int64_t[]){3}, err);
+    const rl_st_tensor *rng_t =
+        counters_t ? state_tensor(st, path, "trainer.rng", RL_DTYPE_I64, 2, (int64_t[]){3, 2}, err)
+                   : NULL;
+    if (!rng_t) return rc ? rc : RL_EFORMAT;
+    const int64_t *counters = counters_t->data, *streams = rng_t->data;
+    if (!in_range(counters[0], 0, tr->cfg.steps) || !in_range(counters[1], 0, counters[0]) ||
+        !in_range(counters[2], 0, counters[0]))
+        return rl_error_set(err, RL_EFORMAT,
+                            "%s: step counters %lld, %lld, %lld do not fit a run of %lld steps",
+                            path, (long long)counters[0], (long long)counters[1],
+                            (long long)counters[2], (long long)tr->cfg.steps);
+    if (tr->has_bank) rc = restore_bank(&tr->bank, st, path, apply, err);
+    if (rc || !apply) return rc;
+    tr->steps_done = counters[0];
+    tr->skipped = counters[1];
+    rl_optim_set_steps(tr->opt, counters[2]);
+    rl_rng *rngs[3] = {&tr->sampling_rng, &tr->augment_rng, &tr->bank_rng};
+    for (int i = 0; i < 3; i++) {
+        rngs[i]->state = bits_of(streams[2 * i]);
+        rngs[i]->inc = bits_of(streams[2 * i + 1]);
+    }
+    return RL_OK;
+}
+
+int rl_trainer_restore(rl_trainer *tr, const rl_safetensors *st, const char *path,
+                       rl_error *err) {
+    const char *format = rl_safetensors_metadata(st, "reflabel.format");
+    if (!format || strcmp(format, RL_TRAIN_STATE_FORMAT))
+        return rl_error_set(err, RL_EFORMAT, "%s: not a reflabel training state (format '%s')",
+                            path, format ? format : "missing");
+    char mine[512];
+    trainer_signature(tr, mine, sizeof mine);
+    const char *saved = rl_safetensors_metadata(st, "reflabel.trainer");
+    if (!saved || strcmp(saved, mine))
+        return rl_error_set(err, RL_EINVAL,
+                            "%s: saved by a different training setup (%s; this one: %s)", path,
+                            saved ? saved : "no signature", mine);
+    int rc = restore_pass(tr, st, path, 0, err);
+    return rc ? rc : restore_pass(tr, st, path, 1, err);
 }
