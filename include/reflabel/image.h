@@ -22,9 +22,12 @@
 extern "C" {
 #endif
 
-/* 2^31 voxels: 8 GiB as float32, more than any 2D-U-Net workflow needs, and
- * the bound that keeps every index computation within int64 with room left. */
-#define RL_VOLUME_MAX_VOXELS ((int64_t)1 << 31)
+/* 2^31 - 1 voxels: 8 GiB as float32, more than any 2D-U-Net workflow needs.
+ * It is INT32_MAX so that every single dimension also fits the int fields of
+ * rl_volume (a NIfTI dim[1] of exactly 2^31 once wrapped to a negative nx and
+ * slipped past the file-size check: found by fuzzing), and every index
+ * computation stays within int64 with room left. */
+#define RL_VOLUME_MAX_VOXELS ((int64_t)INT32_MAX)
 /* deflate (PNG, gzip) cannot expand data more than about 1032:1: a header
  * claiming more decoded bytes than this times the file size is refused
  * before anything large is allocated. */

@@ -302,7 +302,7 @@ int rl_metaimage_read(const char *path, rl_volume *vol, rl_error *err) {
     int64_t voxels = 1;
     for (int i = 0; i < h.ndims; i++) {
         if (h.dims[i] > RL_VOLUME_MAX_VOXELS / voxels)
-            return rl_error_set(err, RL_ERANGE, "%s: more than 2^31 voxels", path);
+            return rl_error_set(err, RL_ERANGE, "%s: more than 2^31 - 1 voxels", path);
         voxels *= h.dims[i];
     }
     const element_type *t = &element_types[h.element_type];
