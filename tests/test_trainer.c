@@ -1,8 +1,9 @@
 /* The training step: reproducible from a seed, no allocation once running,
  * a non-finite loss reported with the step and the cases of the batch (or
  * skipped without any state change), a saved state that resumes bit for bit
- * and refuses to load into another setup, and slice-wise prediction that
- * covers every pixel. */
+ * and refuses to load into another setup, slice-wise prediction that
+ * covers every pixel, and refpl pseudo-labels from either feature source
+ * that equal a brute-force match. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,7 +255,7 @@ static void test_set_case_labels(void) {
 }
 
 
-/* ---- resumable state ---------------------------------------------------- */
+/* ---- refpl feature sources ---------------------------------------------- */
 
 /* Hides the labels of the second half of the set (semi-supervised methods). */
 static void hide_half_of_the_labels(rl_sample_set *set) {
@@ -265,6 +266,181 @@ static void hide_half_of_the_labels(rl_sample_set *set) {
     set->labeled_count = CASES / 2;
     set->hidden_count = CASES - CASES / 2;
 }
+
+/* Image i's pixel p of feats (images, D, H, W) as a unit row of D doubles
+ * (a zero vector stays zero, as the matcher's cosine treats it). */
+static void unit_row(const float *feats, int i, size_t p, int dim, double *row) {
+    size_t hw = (size_t)H * W;
+    double norm = 0;
+    for (int d = 0; d < dim; d++) {
+        row[d] = feats[((size_t)i * dim + d) * hw + p];
+        norm += row[d] * row[d];
+    }
+    for (int d = 0; d < dim; d++) row[d] = norm > 0 ? row[d] / sqrt(norm) : 0.0;
+}
+
+/* The paper's rule computed the slow way: every unlabeled pixel of the
+ * batch takes the label of its most cosine-similar labeled pixel. feats is
+ * (labeled + unlabeled, D, H, W). Writes the best label per query and the
+ * gap between the best and the second-best class (a near tie may go either
+ * way in float). */
+static void brute_force_match(const float *feats, const int32_t *labels, int nl, int nu, int dim,
+                              int32_t *best_label, double *gap) {
+    size_t hw = (size_t)H * W, refs = (size_t)nl * hw;
+    double *ref_rows = malloc(refs * dim * sizeof *ref_rows);
+    double *query = malloc((size_t)dim * sizeof *query);
+    for (size_t r = 0; r < refs; r++)
+        unit_row(feats, (int)(r / hw), r % hw, dim, ref_rows + r * dim);
+    for (int u = 0; u < nu; u++)
+        for (size_t q = 0; q < hw; q++) {
+            unit_row(feats, nl + u, q, dim, query);
+            double best[RL_SHAPES_CLASSES];
+            for (int c = 0; c < RL_SHAPES_CLASSES; c++) best[c] = -INFINITY;
+            for (size_t r = 0; r < refs; r++) {
+                int32_t c = labels[r];
+                if (c < 0) continue;
+                double sim = 0;
+                for (int d = 0; d < dim; d++) sim += query[d] * ref_rows[r * dim + d];
+                if (sim > best[c]) best[c] = sim;
+            }
+            int top = 0;
+            for (int c = 1; c < RL_SHAPES_CLASSES; c++)
+                if (best[c] > best[top]) top = c;
+            double second = -INFINITY;
+            for (int c = 0; c < RL_SHAPES_CLASSES; c++)
+                if (c != top && best[c] > second) second = best[c];
+            best_label[(size_t)u * hw + q] = top;
+            gap[(size_t)u * hw + q] = best[top] - second;
+        }
+    free(ref_rows);
+    free(query);
+}
+
+/* One refpl step with each feature source: its pseudo-labels are the
+ * brute-force top-1 cosine match of the unlabeled half's features against
+ * every labeled pixel, with the features recomputed by a twin network (same
+ * weights as before the step) on the batch the trainer used. */
+static void test_refpl_pseudo_labels_match_brute_force(void) {
+    for (int source = RL_FEATURES_LAST; source <= RL_FEATURES_HYPERCOLUMN; source++) {
+        const char *name = rl_feature_source_name((rl_feature_source)source);
+        rl_sample_set set;
+        make_set(&set, 8);
+        hide_half_of_the_labels(&set);
+        rl_train_config cfg = small_config();
+        cfg.augment = 0;
+        cfg.semi.method = RL_METHOD_REFPL;
+        cfg.semi.features = (rl_feature_source)source;
+        cfg.semi.sampling = RL_SAMPLE_ALL; /* every labeled pixel is a reference */
+        cfg.semi.min_margin = -1.0f;       /* keep every pixel */
+        rl_unet *net = make_net(), *twin = make_net();
+        rl_trainer *tr = NULL;
+        rl_error err = {0, ""};
+        CHECK_OK(rl_trainer_create(&tr, net, &cfg, &set, &err));
+        CHECK_OK(rl_trainer_step(tr, NULL, &err));
+        rl_trainer_batch b;
+        rl_trainer_last_batch(tr, &b);
+        CHECK(b.labeled == 3 && b.unlabeled == 3 && b.h == H && b.w == W && b.pseudo != NULL);
+
+        int dim = rl_feature_dim(rl_unet_get_config(twin), (rl_feature_source)source);
+        CHECK(dim == (source == RL_FEATURES_LAST ? 4 : 4 + 8));
+        size_t hw = (size_t)H * W, queries = (size_t)b.unlabeled * hw;
+        float *feats = malloc((size_t)(b.labeled + b.unlabeled) * dim * hw * sizeof *feats);
+        int32_t *want = malloc(queries * sizeof *want);
+        double *gap = malloc(queries * sizeof *gap);
+        CHECK_OK(rl_unet_plan(twin, b.labeled + b.unlabeled, H, W, 1, &err));
+        CHECK_OK(rl_unet_forward(twin, b.x, 1, &err));
+        CHECK_OK(rl_unet_extract_features(twin, (rl_feature_source)source, feats, &err));
+        if (source == RL_FEATURES_HYPERCOLUMN) {
+            /* Its first block is the last decoder map, L2-normalised per pixel. */
+            rl_tensor last = rl_unet_features(twin);
+            double worst = 0;
+            for (size_t p = 0; p < hw; p++) {
+                double norm = 0;
+                for (int c = 0; c < last.c; c++) norm += pow(last.data[c * hw + p], 2);
+                for (int c = 0; c < last.c; c++) {
+                    double want_c = norm > 0 ? last.data[c * hw + p] / sqrt(norm) : 0.0;
+                    worst = fmax(worst, fabs(feats[c * hw + p] - want_c));
+                }
+            }
+            CHECK_MSG(worst < 1e-5, "hypercolumn level 0 differs from the normalised map by %g",
+                      worst);
+        }
+        brute_force_match(feats, b.labels, b.labeled, b.unlabeled, dim, want, gap);
+        /* Near ties (tiny class margins; common in the 4-dimensional last
+         * map) may go either way in float; anything else must agree. */
+        size_t same = 0, differ_clearly = 0, classes_seen = 0;
+        int seen[RL_SHAPES_CLASSES] = {0};
+        for (size_t i = 0; i < queries; i++) {
+            same += b.pseudo[i] == want[i];
+            differ_clearly += b.pseudo[i] != want[i] && gap[i] > 1e-4;
+            if (b.pseudo[i] >= 0 && b.pseudo[i] < RL_SHAPES_CLASSES && !seen[b.pseudo[i]]++)
+                classes_seen++;
+        }
+        CHECK_MSG(differ_clearly == 0, "%s: %zu pseudo-labels differ from the brute-force match",
+                  name, differ_clearly);
+        CHECK_MSG(same >= queries - queries / 100, "%s: only %zu of %zu pseudo-labels agree", name,
+                  same, queries);
+        CHECK_MSG(classes_seen >= 2, "%s: the pseudo-labels hold %zu class", name, classes_seen);
+        free(feats);
+        free(want);
+        free(gap);
+        rl_trainer_free(tr);
+        rl_unet_free(net);
+        rl_unet_free(twin);
+        rl_sample_set_free(&set);
+    }
+}
+
+/* Hypercolumn refpl: steady steps call no allocator, and a saved state
+ * does not load into a trainer that matches the last decoder map. */
+static void test_refpl_hypercolumn_steady_and_signed(void) {
+    const char *dir = rl_test_tmpdir("trainer_hypercolumn");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/state.safetensors", dir);
+    rl_sample_set set;
+    make_set(&set, 9);
+    hide_half_of_the_labels(&set);
+    rl_train_config cfg = small_config();
+    cfg.semi.method = RL_METHOD_REFPL;
+    cfg.semi.features = RL_FEATURES_HYPERCOLUMN;
+    cfg.semi.warmup_fraction = 0.0; /* the unlabeled loss acts from step 1 */
+    cfg.semi.memory_batches = 2;
+    cfg.semi.per_class_cap = 32;
+    rl_unet *net = make_net(), *other = make_net();
+    rl_trainer *tr = NULL, *last = NULL;
+    rl_error err = {0, ""};
+    CHECK_OK(rl_trainer_create(&tr, net, &cfg, &set, &err));
+    rl_train_step_info info;
+    long before = 0;
+    for (int s = 0; s < 5; s++) {
+        if (s == 2) before = allocations;
+        CHECK_OK(rl_trainer_step(tr, &info, &err));
+    }
+    long allocs = allocations - before;
+    if (COUNT_ALLOCATIONS)
+        CHECK_MSG(allocs == 0, "%ld allocations in 3 hypercolumn refpl steps", allocs);
+    CHECK(isfinite(info.loss) && info.lambda > 0 && info.pl_kept > 0.5 && !isnan(info.pl_accuracy));
+
+    CHECK_OK(rl_trainer_save(tr, path, NULL, 0, &err));
+    rl_safetensors st;
+    CHECK_OK(rl_safetensors_read(path, &st, &err));
+    const rl_st_tensor *vectors = rl_safetensors_find(&st, "bank.vectors");
+    CHECK(vectors != NULL && vectors->shape[1] == 4 + 8);
+    rl_train_config last_cfg = cfg;
+    last_cfg.semi.features = RL_FEATURES_LAST;
+    CHECK_OK(rl_trainer_create(&last, other, &last_cfg, &set, &err));
+    CHECK(rl_trainer_restore(last, &st, path, &err) == RL_EINVAL);
+    CHECK_MSG(strstr(err.msg, "features=hypercolumn") && strstr(err.msg, "features=last"),
+              "message: %s", err.msg);
+    rl_safetensors_free(&st);
+    rl_trainer_free(last);
+    rl_trainer_free(tr);
+    rl_unet_free(net);
+    rl_unet_free(other);
+    rl_sample_set_free(&set);
+}
+
+/* ---- resumable state ---------------------------------------------------- */
 
 /* Every float of the network (weights and batch-norm statistics) and its
  * counters, in table order, into out (NULL: just count); returns bytes. */
@@ -285,6 +461,7 @@ typedef struct method_case {
     rl_method method;
     rl_norm_kind norm;
     rl_optim_kind optimizer;
+    rl_feature_source features; /* refpl */
 } method_case;
 
 /* Trains 9 steps straight; trains 4, saves, and restores into a fresh
@@ -292,9 +469,11 @@ typedef struct method_case {
  * for bit, batch-norm statistics and counters included. */
 static void test_save_restore_resumes_bit_for_bit(void) {
     const method_case cases[] = {
-        {"supervised", RL_METHOD_SUPERVISED, RL_NORM_BATCH, RL_OPTIM_SGD},
-        {"refpl", RL_METHOD_REFPL, RL_NORM_GROUP, RL_OPTIM_ADAMW},
-        {"meanteacher", RL_METHOD_MEANTEACHER, RL_NORM_BATCH, RL_OPTIM_ADAMW},
+        {"supervised", RL_METHOD_SUPERVISED, RL_NORM_BATCH, RL_OPTIM_SGD, RL_FEATURES_LAST},
+        {"refpl", RL_METHOD_REFPL, RL_NORM_GROUP, RL_OPTIM_ADAMW, RL_FEATURES_LAST},
+        {"meanteacher", RL_METHOD_MEANTEACHER, RL_NORM_BATCH, RL_OPTIM_ADAMW, RL_FEATURES_LAST},
+        {"refpl hypercolumn", RL_METHOD_REFPL, RL_NORM_BATCH, RL_OPTIM_ADAMW,
+         RL_FEATURES_HYPERCOLUMN},
     };
     const char *dir = rl_test_tmpdir("trainer_state");
     char path[4096];
@@ -306,6 +485,7 @@ static void test_save_restore_resumes_bit_for_bit(void) {
         if (mc->method != RL_METHOD_SUPERVISED) hide_half_of_the_labels(&set);
         rl_train_config cfg = small_config();
         cfg.semi.method = mc->method;
+        cfg.semi.features = mc->features;
         cfg.semi.warmup_fraction = 0.1; /* the unlabeled loss acts from step 1 */
         cfg.semi.memory_batches = 3;
         cfg.semi.per_class_cap = 32;
@@ -507,6 +687,8 @@ int main(void) {
     test_bad_configs();
     test_predict_case_shape();
     test_set_case_labels();
+    test_refpl_pseudo_labels_match_brute_force();
+    test_refpl_hypercolumn_steady_and_signed();
     /* One thread from here: these tests are about what the state holds, and
      * tests/cli/test_resume.py covers resuming with two threads. */
     rl_set_threads(1);

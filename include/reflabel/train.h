@@ -22,6 +22,7 @@
 #include "reflabel/checkpoint.h"
 #include "reflabel/core.h"
 #include "reflabel/dataset.h"
+#include "reflabel/features.h"
 #include "reflabel/match.h"
 #include "reflabel/optim.h"
 #include "reflabel/unet.h"
@@ -105,7 +106,9 @@ typedef struct rl_semi_config {
     double ramp_fraction;   /* share of the steps over which lambda ramps up */
     float lambda;           /* weight of the unlabeled loss after the ramp */
     float pl_dice_weight;   /* pseudo-label loss = CE + pl_dice_weight * Dice */
-    /* refpl: references are the labeled batch's decoder features */
+    /* refpl: references are the labeled batch's per-pixel features, taken
+     * after the forward pass (no gradient flows through them) */
+    rl_feature_source features; /* last decoder map (default) or hypercolumn */
     rl_bank_sampling sampling; /* which labeled pixels become references */
     int per_class_cap;         /* K, RL_SAMPLE_PER_CLASS */
     int sample_count;          /* N, RL_SAMPLE_PROPORTIONAL */
@@ -211,10 +214,24 @@ int rl_trainer_save(const rl_trainer *tr, const char *path, const rl_kv *extra, 
 /* Restores a file read with rl_safetensors_read (path names it in errors).
  * Everything is checked before anything is changed: the format, a trainer
  * signature (method, batch sizes, patch, steps, optimizer, sample counts,
- * bank size), and every tensor's name, dtype and shape; on failure the
- * trainer and its network are untouched. */
+ * refpl feature source, bank size), and every tensor's name, dtype and
+ * shape; on failure the trainer and its network are untouched. */
 int rl_trainer_restore(rl_trainer *tr, const rl_safetensors *st, const char *path,
                        rl_error *err);
+
+/* The last step's batch as the network saw it, for inspection and tests;
+ * the pointers stay valid until the next step or rl_trainer_free. */
+typedef struct rl_trainer_batch {
+    int labeled, unlabeled; /* images of each half; the labeled ones come first */
+    int channels, h, w;     /* (h, w): the training patch */
+    const float *x;         /* (labeled + unlabeled, channels, h, w) network input */
+    const int32_t *labels;  /* (labeled, h, w) in [0, K) or RL_IGNORE */
+    /* (unlabeled, h, w) this step's pseudo-labels (for meanteacher, the
+     * teacher's argmax) in [0, K) or RL_IGNORE; NULL for supervised */
+    const int32_t *pseudo;
+} rl_trainer_batch;
+
+void rl_trainer_last_batch(const rl_trainer *tr, rl_trainer_batch *out);
 
 /* Segments a case slice by slice along axis: images are the case's channel
  * volumes (same shape; copied and normalised inside), labels_out receives

@@ -48,20 +48,33 @@ static const char *train_usage =
     "  --pl-warmup F         supervised-only share of the steps (0.3)\n"
     "  --pl-ramp F           share of the steps over which lambda ramps up (0.2)\n"
     "  --pl-dice X           pseudo-label loss = CE + X * Dice (0)\n"
-    "  --sampling S          refpl references: per-class (default), proportional, all\n"
-    "  --refs-per-class K    per-class cap of references (256)\n"
-    "  --ref-count N         proportional draw: references per batch (4096)\n"
-    "  --class-floor N       proportional draw: at least N per class (32)\n"
-    "  --memory M            refpl: also match against the last M-1 labeled batches (1)\n"
-    "  --topk K              refpl: similarity-weighted vote of the K best (1)\n"
-    "  --per-image-vote      refpl: best match per reference image, then a vote\n"
-    "  --similarity S        refpl: cosine (default) or dot\n"
-    "  --min-margin X        refpl: ignore pixels whose match margin is below X (0)\n"
     "  --min-confidence X    predpl: ignore pixels whose softmax maximum is below X (0.9)\n"
     "  --ema X               meanteacher: teacher EMA decay (0.99)\n"
-    "  --rounds N            offline rounds: train, pseudo-label every unlabeled case from\n"
-    "                        all pixels of the labeled ones (top-1 cosine, last decoder\n"
-    "                        map), retrain a fresh network on both; N trainings (1)\n"
+    "reference matching: online for refpl (references: the labeled half of each\n"
+    "batch) and, with --rounds, offline between rounds (references: every slice of\n"
+    "the labeled cases) unless marked \"refpl only\":\n"
+    "  --features F          matched features: last (last decoder map, default) or\n"
+    "                        hypercolumn (every decoder level upsampled to full\n"
+    "                        resolution, each L2-normalised, concatenated)\n"
+    "  --sampling S          which labeled pixels become references: per-class,\n"
+    "                        proportional or all (default: per-class online, all\n"
+    "                        between rounds)\n"
+    "  --refs-per-class K    per-class cap, per labeled batch online, per reference\n"
+    "                        slice between rounds (256)\n"
+    "  --ref-count N         proportional: references per batch / slice (4096)\n"
+    "  --class-floor N       proportional: at least N per class (32)\n"
+    "  --topk K              similarity-weighted vote of the K best (1)\n"
+    "  --per-image-vote      best match per reference image (labeled image of the batch\n"
+    "                        online, reference slice between rounds), then a vote\n"
+    "  --similarity S        cosine (default) or dot\n"
+    "  --min-margin X        pixels whose match margin is below X get no label: no loss\n"
+    "                        online, ignored in the next round's labels offline (0)\n"
+    "  --memory M            refpl only: also keep the last M-1 labeled batches (1)\n"
+    "  --rounds N            offline rounds: train, pseudo-label every unlabeled case with\n"
+    "                        the options above (defaults: every labeled pixel, top-1\n"
+    "                        cosine on the last decoder map, the paper's rule), retrain a\n"
+    "                        fresh network on both; N trainings (1); pseudo-label quality\n"
+    "                        per round in RUN_DIR/rounds.csv\n"
     "network:\n"
     "  --depth N             poolings (4)      --width N   base channels (16)\n"
     "  --norm N              group (default), batch or none\n"
@@ -87,6 +100,8 @@ typedef struct train_options {
     int skip_nonfinite;
     int steps;
     int rounds;
+    /* --sampling was given: rounds then use it, else every labeled pixel */
+    int sampling_given;
     long seed;
     double lr, weight_decay, clip, dice_weight;
     rl_norm_kind norm;
@@ -208,7 +223,12 @@ static int parse_options(int argc, char **argv, train_options *o) {
                 else if (!strcmp(a, "--min-confidence")) sc->min_confidence = (float)d;
                 else sc->ema_decay = (float)d;
             }
+        } else if (!strcmp(a, "--features")) {
+            int f = rl_feature_source_from_name(v);
+            if (f < 0) rc = cli_usage_error("train", "--features must be last or hypercolumn");
+            else sc->features = (rl_feature_source)f;
         } else if (!strcmp(a, "--sampling")) {
+            o->sampling_given = 1;
             if (v && !strcmp(v, "per-class")) sc->sampling = RL_SAMPLE_PER_CLASS;
             else if (v && !strcmp(v, "proportional")) sc->sampling = RL_SAMPLE_PROPORTIONAL;
             else if (v && !strcmp(v, "all")) sc->sampling = RL_SAMPLE_ALL;
@@ -297,6 +317,7 @@ static char *training_json(const train_options *o, const rl_train_config *cfg, i
         cJSON_AddNumberToObject(s, "warmup_fraction", sc->warmup_fraction);
         cJSON_AddNumberToObject(s, "ramp_fraction", sc->ramp_fraction);
         cJSON_AddNumberToObject(s, "pl_dice_weight", sc->pl_dice_weight);
+        cJSON_AddStringToObject(s, "features", rl_feature_source_name(sc->features));
         cJSON_AddStringToObject(s, "sampling", sc->sampling == RL_SAMPLE_ALL ? "all"
                                                : sc->sampling == RL_SAMPLE_PER_CLASS ? "per-class"
                                                                                       : "proportional");
@@ -310,6 +331,25 @@ static char *training_json(const train_options *o, const rl_train_config *cfg, i
         cJSON_AddNumberToObject(s, "min_margin", sc->min_margin);
         cJSON_AddNumberToObject(s, "min_confidence", sc->min_confidence);
         cJSON_AddNumberToObject(s, "ema_decay", sc->ema_decay);
+    }
+    if (o->rounds > 1) {
+        /* The matching between rounds (see rounds_pseudolabel_config). */
+        const rl_semi_config *sc = &o->semi;
+        rl_bank_sampling sampling = o->sampling_given ? sc->sampling : RL_SAMPLE_ALL;
+        cJSON *rj = cJSON_AddObjectToObject(j, "rounds");
+        cJSON_AddNumberToObject(rj, "count", o->rounds);
+        cJSON_AddStringToObject(rj, "features", rl_feature_source_name(sc->features));
+        cJSON_AddStringToObject(rj, "sampling", sampling == RL_SAMPLE_ALL ? "all"
+                                                : sampling == RL_SAMPLE_PER_CLASS ? "per-class"
+                                                                                  : "proportional");
+        cJSON_AddNumberToObject(rj, "per_class_cap", sc->per_class_cap);
+        cJSON_AddNumberToObject(rj, "sample_count", sc->sample_count);
+        cJSON_AddNumberToObject(rj, "class_floor", sc->class_floor);
+        cJSON_AddNumberToObject(rj, "top_k", sc->top_k);
+        cJSON_AddStringToObject(rj, "match_mode",
+                                sc->match_mode == RL_MATCH_POOLED ? "pooled" : "per-image");
+        cJSON_AddStringToObject(rj, "similarity", sc->similarity == RL_SIM_COSINE ? "cosine" : "dot");
+        cJSON_AddNumberToObject(rj, "min_margin", sc->min_margin);
     }
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
@@ -623,11 +663,106 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
     return rc;
 }
 
+/* The offline pseudo-labelling between rounds, set by the matching options
+ * given to train (docs/TRAINING.md): references are every slice of the
+ * labeled cases, each one bank batch, so the sampling caps apply per
+ * reference slice. Without --sampling every labeled pixel is a reference
+ * (the paper's offline rule), not the online default. */
+static rl_pseudolabel_config rounds_pseudolabel_config(const train_run *r) {
+    const rl_semi_config *sc = &r->cfg.semi;
+    rl_pseudolabel_config pc = rl_pseudolabel_default_config();
+    pc.features = sc->features;
+    pc.similarity = sc->similarity;
+    pc.sampling = r->o.sampling_given ? sc->sampling : RL_SAMPLE_ALL;
+    pc.per_class = sc->per_class_cap;
+    pc.sample_count = sc->sample_count;
+    pc.class_floor = sc->class_floor;
+    pc.top_k = sc->top_k;
+    pc.per_image_vote = sc->match_mode == RL_MATCH_PER_IMAGE;
+    pc.axis = r->o.axis;
+    pc.ignore_label = r->ds.ignore_label;
+    pc.seed = r->cfg.seed;
+    return pc;
+}
+
+/* Pixel counts of one round's pseudo-labels. */
+typedef struct round_counts {
+    int queries;       /* cases pseudo-labelled */
+    int64_t voxels;    /* their voxels */
+    int64_t abstained; /* voxels whose margin fell below --min-margin */
+} round_counts;
+
+/* Pseudo-labels one query case (its images and, when it has one, its hidden
+ * label `truth`) and hands them to its samples for the next round. Voxels
+ * below --min-margin become RL_IGNORE there; the agreement with the hidden
+ * label counts only the voxels that got a label. */
+static int pseudo_label_case(train_run *r, rl_pseudolabeler *pl, int case_index,
+                             const rl_volume *images, const int32_t *truth,
+                             rl_label_agreement *agree, round_counts *counts, rl_error *err) {
+    const rl_dataset *ds = &r->ds;
+    size_t n = rl_volume_numel(&images[0]);
+    int32_t *pseudo = malloc(n * sizeof *pseudo);
+    float *margin = malloc(n * sizeof *margin);
+    int rc = pseudo && margin ? RL_OK : rl_error_set(err, RL_ENOMEM, "out of memory");
+    if (!rc) rc = rl_pseudolabeler_label_case(pl, images, ds->num_channels, pseudo, margin, err);
+    if (!rc) {
+        /* num_classes marks abstentions first: the agreement only skips a
+         * non-negative predicted value; they become RL_IGNORE afterwards. */
+        int32_t abstain = ds->num_classes;
+        counts->abstained += rl_pseudolabel_apply_min_margin(pseudo, margin, (int64_t)n,
+                                                             r->cfg.semi.min_margin, abstain);
+        counts->voxels += (int64_t)n;
+        counts->queries++;
+        if (truth)
+            rc = rl_label_agreement_add(agree, pseudo, truth, (int64_t)n, ds->ignore_label,
+                                        abstain, err);
+        for (size_t i = 0; i < n; i++)
+            if (pseudo[i] == abstain) pseudo[i] = RL_IGNORE;
+    }
+    if (!rc)
+        rc = rl_sample_set_set_case_labels(&r->set, case_index, images[0].nx, images[0].ny,
+                                           images[0].nz, pseudo, err);
+    free(pseudo);
+    free(margin);
+    return rc;
+}
+
+/* Appends the round's row to rounds.csv (in memory) and reports it. */
+static int log_round(train_run *r, int round, int references, const round_counts *counts,
+                     const rl_label_agreement *agree, csv_log *rounds_log, rl_error *err) {
+    const rl_dataset *ds = &r->ds;
+    double acc = rl_label_agreement_accuracy(agree), mean = 0;
+    double kept = counts->voxels ? 1.0 - (double)counts->abstained / (double)counts->voxels : NAN;
+    char cell[96];
+    snprintf(cell, sizeof cell, "%d,%d,%d,%.6g,%.6g", round, references, counts->queries, acc,
+             kept);
+    int failed = csv_append(rounds_log, cell);
+    for (int c = 0; c < ds->num_classes && !failed; c++) {
+        double d = agree->voxels ? rl_label_agreement_dice(agree, c) : NAN;
+        if (c > 0) mean += d / (ds->num_classes - 1);
+        snprintf(cell, sizeof cell, ",%.6g", d);
+        failed = csv_append(rounds_log, cell);
+    }
+    if (!failed) failed = csv_append(rounds_log, "\n");
+    if (failed) return rl_error_set(err, RL_ENOMEM, "out of memory");
+    if (r->o.quiet) return RL_OK;
+    fprintf(stderr,
+            "reflabel train: round %d pseudo-labels of %d cases from %d reference slices: "
+            "%.4f of the voxels labeled",
+            round, counts->queries, references, kept);
+    if (agree->voxels)
+        fprintf(stderr, "; pixel accuracy %.4f, mean foreground Dice %.4f (against the hidden "
+                        "labels)", acc, mean);
+    fputc('\n', stderr);
+    return RL_OK;
+}
+
 /* Offline reference pseudo-labels between rounds: every case whose label is
- * not used gets the labels of its best-matching pixels among all pixels of
- * the cases whose label is used (the paper's rule, with net's features); its
- * samples then train as labeled in the next round. Quality against hidden
- * labels goes to rounds.csv. */
+ * not used gets the labels of its best-matching reference pixels among the
+ * cases whose label is used, in net's features, with the matching options
+ * of the run (rounds_pseudolabel_config); its samples then train as labeled
+ * in the next round. Quality against hidden labels and the share of voxels
+ * kept above --min-margin go to rounds.csv. */
 static int pseudo_label_round(train_run *r, rl_unet *net, int round, csv_log *rounds_log,
                               rl_error *err) {
     const rl_dataset *ds = &r->ds;
@@ -637,18 +772,15 @@ static int pseudo_label_round(train_run *r, rl_unet *net, int round, csv_log *ro
         references += r->keep[s->case_index] && ds->train[s->case_index].label_path;
         if (s->h * s->w > max_pixels) max_pixels = s->h * s->w;
     }
-    rl_pseudolabel_config pc = rl_pseudolabel_default_config();
-    pc.axis = r->o.axis;
-    pc.ignore_label = ds->ignore_label;
-    pc.seed = r->cfg.seed;
+    rl_pseudolabel_config pc = rounds_pseudolabel_config(r);
     rl_pseudolabeler *pl = NULL;
     rl_label_agreement agree;
+    round_counts counts = {0, 0, 0};
     int rc = rl_label_agreement_init(&agree, ds->num_classes, err);
     if (rc) return rc;
     rc = rl_pseudolabeler_create(&pl, net, &pc, references, max_pixels, err);
     rl_volume *images = calloc((size_t)ds->num_channels, sizeof *images);
     if (!rc && !images) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
-    int queries = 0;
     for (int pass = 0; pass < 2 && !rc; pass++) {
         /* pass 0 fills the bank with the references, pass 1 labels the rest */
         for (int i = 0; i < ds->num_train && !rc; i++) {
@@ -660,45 +792,17 @@ static int pseudo_label_round(train_run *r, rl_unet *net, int round, csv_log *ro
             if (rc) break;
             size_t n = rl_volume_numel(&images[0]);
             int32_t *truth = c->label_path ? malloc(n * sizeof *truth) : NULL;
-            int32_t *pseudo = pass ? malloc(n * sizeof *pseudo) : NULL;
-            if ((c->label_path && !truth) || (pass && !pseudo))
-                rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+            if (c->label_path && !truth) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
             if (!rc && truth) rc = rl_labels_from_volume(&label, truth, err);
             if (!rc && pass == 0)
                 rc = rl_pseudolabeler_add_reference(pl, images, ds->num_channels, truth, err);
-            if (!rc && pass == 1) {
-                rc = rl_pseudolabeler_label_case(pl, images, ds->num_channels, pseudo, NULL, err);
-                if (!rc)
-                    rc = rl_sample_set_set_case_labels(&r->set, i, images[0].nx, images[0].ny,
-                                                       images[0].nz, pseudo, err);
-                if (!rc && truth)
-                    rc = rl_label_agreement_add(&agree, pseudo, truth, (int64_t)n,
-                                                ds->ignore_label, -1, err);
-                queries++;
-            }
+            if (!rc && pass == 1)
+                rc = pseudo_label_case(r, pl, i, images, truth, &agree, &counts, err);
             free(truth);
-            free(pseudo);
             rl_dataset_free_case(ds, images, c->label_path ? &label : NULL);
         }
     }
-    if (!rc) {
-        double acc = rl_label_agreement_accuracy(&agree), mean = 0;
-        char cell[64];
-        snprintf(cell, sizeof cell, "%d,%d,%d,%.6g", round, references, queries, acc);
-        rc = csv_append(rounds_log, cell) ? rl_error_set(err, RL_ENOMEM, "out of memory") : 0;
-        for (int c = 0; c < ds->num_classes && !rc; c++) {
-            double d = agree.voxels ? rl_label_agreement_dice(&agree, c) : NAN;
-            if (c > 0) mean += d / (ds->num_classes - 1);
-            snprintf(cell, sizeof cell, ",%.6g", d);
-            if (csv_append(rounds_log, cell)) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
-        }
-        if (!rc && csv_append(rounds_log, "\n")) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
-        if (!rc && !r->o.quiet && agree.voxels)
-            fprintf(stderr,
-                    "reflabel train: round %d pseudo-labels of %d cases from %d reference slices: "
-                    "pixel accuracy %.4f, mean foreground Dice %.4f (against the hidden labels)\n",
-                    round, queries, references, acc, mean);
-    }
+    if (!rc) rc = log_round(r, round, references, &counts, &agree, rounds_log, err);
     free(images);
     rl_pseudolabeler_free(pl);
     rl_label_agreement_free(&agree);
@@ -793,7 +897,10 @@ static const char *run_setting(const train_options *o, int i, char *buf, size_t 
     case 18: REAL("--pl-warmup", sc->warmup_fraction);
     case 19: REAL("--pl-ramp", sc->ramp_fraction);
     case 20: REAL("--pl-dice", sc->pl_dice_weight);
-    case 21: TEXT("--sampling", sampling[sc->sampling]);
+    case 21:
+        /* not given: the rounds use every labeled pixel, not the online default */
+        if (!o->sampling_given) TEXT("--sampling", "per-class online, all between rounds");
+        TEXT("--sampling", sampling[sc->sampling]);
     case 22: INT("--refs-per-class", sc->per_class_cap);
     case 23: INT("--ref-count", sc->sample_count);
     case 24: INT("--class-floor", sc->class_floor);
@@ -809,6 +916,7 @@ static const char *run_setting(const train_options *o, int i, char *buf, size_t 
     case 34: INT("--width", o->width);
     case 35: TEXT("--norm", rl_norm_name(o->norm));
     case 36: return snprintf(buf, size, "%ld", o->seed), "--seed";
+    case 37: TEXT("--features", rl_feature_source_name(sc->features));
     default: return NULL;
     }
 #undef TEXT
@@ -966,7 +1074,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (!rc && o->rounds > 1) {
         char cell[512];
-        rc = csv_append(&rounds_log, "round,references,cases,pl_accuracy");
+        rc = csv_append(&rounds_log, "round,references,cases,pl_accuracy,kept");
         for (int c = 0; c < r.ds.num_classes && !rc; c++) {
             snprintf(cell, sizeof cell, ",pl_dice_%s", r.ds.class_names[c]);
             rc = csv_append(&rounds_log, cell);

@@ -49,6 +49,10 @@ struct rl_trainer {
     rl_bank bank;
     rl_matcher matcher;
     int has_bank;
+    /* refpl with hypercolumn features: (n, D, P_h, P_w), written after each
+     * forward pass. NULL for the last decoder map, which the bank and the
+     * matcher read in place from the network's activations. */
+    float *hypercolumn;
     double *labeled_share, *pl_share, *pl_dice; /* (K) each */
     int64_t *confusion; /* (K, K) pseudo-label vs hidden label, per step */
     /* Batch-norm running statistics and counters as they were before this
@@ -144,6 +148,7 @@ void rl_trainer_free(rl_trainer *tr) {
     free(tr->confidence);
     free(tr->valid);
     free(tr->teacher_probs);
+    free(tr->hypercolumn);
     rl_unet_free(tr->teacher);
     if (tr->has_bank) {
         rl_matcher_free(&tr->matcher);
@@ -201,10 +206,18 @@ static int create_semi(rl_trainer *tr, rl_error *err) {
         return rl_error_set(err, RL_ENOMEM, "out of memory for the unlabeled batch");
     compute_labeled_share(set, tr->labeled_share);
     if (sc->method == RL_METHOD_REFPL) {
+        int dim = rl_feature_dim(rl_unet_get_config(tr->net), sc->features);
+        if (dim < 1)
+            return rl_error_set(err, RL_EINVAL, "unknown refpl feature source %d",
+                                (int)sc->features);
+        if (sc->features == RL_FEATURES_HYPERCOLUMN) {
+            tr->hypercolumn = malloc((size_t)tr->n * (size_t)dim * hw * sizeof *tr->hypercolumn);
+            if (!tr->hypercolumn)
+                return rl_error_set(err, RL_ENOMEM, "out of memory for the hypercolumn features");
+        }
         rl_bank_config bc;
         memset(&bc, 0, sizeof bc);
-        bc.dim = rl_unet_features(tr->net).c;
-        if (bc.dim <= 0) bc.dim = rl_unet_width(rl_unet_get_config(tr->net), 0);
+        bc.dim = dim;
         bc.num_labels = set->num_classes;
         bc.ignore_label = RL_IGNORE;
         bc.similarity = sc->similarity;
@@ -353,6 +366,17 @@ int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg
 
 int64_t rl_trainer_steps_done(const rl_trainer *tr) { return tr->steps_done; }
 
+void rl_trainer_last_batch(const rl_trainer *tr, rl_trainer_batch *out) {
+    out->labeled = tr->nl;
+    out->unlabeled = tr->nu;
+    out->channels = tr->set->channels;
+    out->h = tr->cfg.patch_h;
+    out->w = tr->cfg.patch_w;
+    out->x = tr->x;
+    out->labels = tr->y;
+    out->pseudo = tr->pseudo;
+}
+
 /* Copies a sample into a (C, ph, pw) patch at a random placement: a larger
  * sample is cropped at a random offset, a smaller one lands at a random
  * offset inside the patch, whose rest is image 0 (the normalised mean) and
@@ -446,20 +470,20 @@ static void decode_unlabeled(rl_trainer *tr, size_t count) {
     }
 }
 
-/* refpl: the labeled half's decoder features and labels become the
+/* refpl: the labeled half's features (n, D, P_h, P_w) and labels become the
  * references, every unlabeled pixel takes its best match's label; pixels
  * whose margin is below the threshold are ignored. */
 static int refpl_labels(rl_trainer *tr, size_t count, rl_error *err) {
-    rl_tensor f = rl_unet_features(tr->net);
-    size_t hw = (size_t)f.h * f.w;
-    int rc = rl_bank_add(&tr->bank, f.data, tr->y, NULL, tr->nl, f.h, f.w, &tr->bank_rng, err);
+    int h = tr->cfg.patch_h, w = tr->cfg.patch_w, dim = tr->bank.cfg.dim;
+    const float *features = tr->hypercolumn ? tr->hypercolumn : rl_unet_features(tr->net).data;
+    int rc = rl_bank_add(&tr->bank, features, tr->y, NULL, tr->nl, h, w, &tr->bank_rng, err);
     if (rc) return rc;
     rl_match_out out;
     memset(&out, 0, sizeof out);
     out.label = tr->pseudo;
     out.margin = tr->confidence;
-    rc = rl_match(&tr->matcher, &tr->bank, f.data + (size_t)tr->nl * f.c * hw, tr->nu, f.h, f.w,
-                  &out, err);
+    const float *queries = features + (size_t)tr->nl * dim * h * w;
+    rc = rl_match(&tr->matcher, &tr->bank, queries, tr->nu, h, w, &out, err);
     if (rc) return rc;
     for (size_t i = 0; i < count; i++)
         if (!tr->valid[i] || tr->confidence[i] < tr->cfg.semi.min_margin) tr->pseudo[i] = RL_IGNORE;
@@ -637,6 +661,16 @@ int rl_trainer_step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err)
      * logit through the 1x1 head), which the refpl bank would refuse. */
     if (!all_finite(logits, (size_t)tr->n * k * hw))
         return nonfinite_batch(tr, "the network output is", &info, info_out, err);
+    if (tr->hypercolumn) {
+        /* A non-finite value in a deeper decoder level need not reach the
+         * output (a ReLU computed with fmaxf turns NaN into 0), so the
+         * hypercolumn is checked itself, before the bank refuses it. */
+        size_t numel = (size_t)tr->n * tr->bank.cfg.dim * hw;
+        rc = rl_unet_extract_features(tr->net, RL_FEATURES_HYPERCOLUMN, tr->hypercolumn, err);
+        if (rc) return rc;
+        if (!all_finite(tr->hypercolumn, numel))
+            return nonfinite_batch(tr, "the hypercolumn features are", &info, info_out, err);
+    }
     memset(tr->dlogits, 0, (size_t)tr->n * k * hw * sizeof *tr->dlogits);
     info.ce = rl_softmax_ce_loss(tr->dlogits, logits, tr->y, NULL, nl, k, hw, RL_IGNORE, 1.0f);
     if (cfg->dice_weight > 0)
@@ -736,10 +770,12 @@ static void trainer_signature(const rl_trainer *tr, char *buf, size_t size) {
     const rl_train_config *c = &tr->cfg;
     snprintf(buf, size,
              "method=%s batch=%d unlabeled_batch=%d patch=%dx%d steps=%lld optimizer=%s "
-             "optimizer_arrays=%d samples=%d labeled=%d channels=%d classes=%d bank=%dx%dx%d",
+             "optimizer_arrays=%d samples=%d labeled=%d channels=%d classes=%d features=%s "
+             "bank=%dx%dx%d",
              rl_method_name(c->semi.method), tr->nl, tr->nu, c->patch_h, c->patch_w,
              (long long)c->steps, rl_optim_name(c->optim.kind), rl_optim_state_count(tr->opt),
              tr->set->count, tr->num_labeled, tr->set->channels, tr->set->num_classes,
+             tr->has_bank ? rl_feature_source_name(c->semi.features) : "none",
              tr->has_bank ? tr->bank.cfg.memory_batches : 0,
              tr->has_bank ? tr->bank.slot_capacity : 0, tr->has_bank ? tr->bank.cfg.dim : 0);
 }

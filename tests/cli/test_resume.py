@@ -2,9 +2,10 @@
 resumed from its last checkpoint ends with the same model file, byte for
 byte, and the same log.csv (apart from the seconds column) as the same run
 never interrupted; for supervised training (batch norm, SGD momentum),
-refpl with a 3-batch memory bank (AdamW) and the mean teacher. A write
-that fails (file size limit, as a full disk would) leaves the previous
-checkpoint whole and resumable. Options that would change the run are
+refpl with a 3-batch memory bank (AdamW), matching the last decoder map
+and the hypercolumn, and the mean teacher. A write that fails (file size
+limit, as a full disk would) leaves the previous checkpoint whole and
+resumable. Options that would change the run are
 refused with one line. The random kill points are printed with their seed
 (RL_TEST_SEED reruns one)."""
 import json
@@ -38,6 +39,8 @@ METHODS = {
                    "--lr", "0.01"],
     "refpl": ["--method", "refpl", "--memory", 3, "--pl-warmup", 0.1, "--pl-ramp", 0.1,
               "--refs-per-class", 16],
+    "refpl-hypercolumn": ["--method", "refpl", "--features", "hypercolumn", "--memory", 3,
+                          "--pl-warmup", 0.1, "--pl-ramp", 0.1, "--refs-per-class", 16],
     "meanteacher": ["--method", "meanteacher", "--norm", "batch", "--pl-warmup", 0.1],
 }
 seed = int(os.environ.get("RL_TEST_SEED", time.time_ns() % 1000000))

@@ -1,0 +1,166 @@
+"""`reflabel train` feature-source and rounds options, end to end on the
+synthetic shapes data:
+
+- online refpl with --features hypercolumn: the first step's pseudo-labels
+  (pl_accuracy in log.csv) differ from those of the last decoder map while
+  the supervised part of that step is the same, the model's metadata names
+  the source, and --resume refuses another source;
+- --rounds 2: rounds.csv gains `kept`, the share of query voxels that got a
+  pseudo-label; --min-margin X leaves part of them unlabeled (0 < kept < 1,
+  and the kept ones are more often right), a margin no match can reach leaves
+  none and round 2 still trains; --features, --sampling with
+  --refs-per-class, --topk, --per-image-vote and --similarity each change the
+  round's pseudo-labels while round 1 (supervised) stays the same.
+
+Every run uses one thread, so the runs are reproducible bit for bit."""
+import json
+import os
+import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from clitest import Checks, main_args, run, scratch  # noqa: E402
+
+EXE = main_args()
+os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # a loaded machine: idle threads sleep
+T = Checks("cli_test_train_options")
+ROOT = scratch("cli-train-options")
+DATA = os.path.join(ROOT, "data")
+COMMON = ["--data", DATA, "--steps", 6, "--batch", 2, "--depth", 2, "--width", 4,
+          "--patch", "32x32", "--labeled", 4, "--seed", 3, "--threads", 1,
+          "--checkpoint-every", 0, "--quiet"]
+
+
+def train(name, *extra):
+    """Runs `reflabel train` into ROOT/name; returns the run directory."""
+    out = os.path.join(ROOT, name)
+    rc, _, err = run(EXE, "train", *COMMON, *extra, "--out", out)
+    T.check(rc == 0, f"{name}: exit {rc}: {err.strip()}")
+    return out
+
+
+def csv_rows(path):
+    """The rows of a CSV file as dicts of strings (an empty list if absent)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = f.read().splitlines()
+    header = lines[0].split(",")
+    return [dict(zip(header, line.split(","))) for line in lines[1:]]
+
+
+def round_row(out):
+    """rounds.csv's row of round 1 (the pseudo-labels made for round 2)."""
+    rows = csv_rows(os.path.join(out, "rounds.csv"))
+    T.check(len(rows) == 1 and rows[0].get("round") == "1", f"{out}: rounds.csv rows {rows}")
+    return rows[0] if rows else {}
+
+
+def log_without_seconds(out, name="log.csv"):
+    with open(os.path.join(out, name)) as f:
+        return [line.rsplit(",", 1)[0] for line in f.read().splitlines()]
+
+
+def training_metadata(path):
+    """The reflabel.training JSON of a safetensors model, read from its header."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    return json.loads(header["__metadata__"]["reflabel.training"])
+
+
+rc, _, err = run(EXE, "data", "shapes", "--out", DATA, "--train", 12, "--test", 0, "--size",
+                 "32x32", "--seed", 1)
+T.check(rc == 0, f"data shapes: {err}")
+
+# ---- the options are documented and checked ----------------------------------
+rc, out, _ = run(EXE, "train", "--help")
+T.check(rc == 0 and "--features" in out and "hypercolumn" in out and "between rounds" in out
+        and "refpl only" in out, "train --help documents --features and the rounds options")
+rc, _, err = run(EXE, "train", *COMMON, "--features", "deepest", "--out", os.path.join(ROOT, "bad"))
+T.check(rc == 2 and "--features must be last or hypercolumn" in err
+        and len(err.strip().splitlines()) == 1, f"--features deepest: exit {rc}, {err!r}")
+
+# ---- online refpl ---------------------------------------------------------------
+REFPL = ["--method", "refpl", "--refs-per-class", 16]
+online = {f: train(f"online-{f}", *REFPL, "--features", f) for f in ("last", "hypercolumn")}
+steps = {f: csv_rows(os.path.join(d, "log.csv")) for f, d in online.items()}
+T.check(all(len(rows) == 6 for rows in steps.values()), "online runs log 6 steps each")
+if all(len(rows) == 6 for rows in steps.values()):
+    first = {f: rows[0] for f, rows in steps.items()}
+    # The warm-up keeps lambda at 0: step 1's supervised loss is the same, and
+    # only the features the pseudo-labels were matched in differ.
+    T.check(first["last"]["lambda"] == "0" and first["last"]["ce"] == first["hypercolumn"]["ce"],
+            f"online step 1: lambda {first['last']['lambda']}, ce {first['last']['ce']} vs "
+            f"{first['hypercolumn']['ce']}")
+    T.check(first["last"]["pl_accuracy"] != first["hypercolumn"]["pl_accuracy"],
+            f"online step 1: hypercolumn pseudo-labels equal the last map's "
+            f"(pl_accuracy {first['last']['pl_accuracy']})")
+    T.check(all(float(r["pl_kept"]) == 1.0 for r in steps["hypercolumn"]),
+            "online hypercolumn: every unlabeled pixel labeled at --min-margin 0")
+for f, d in online.items():
+    meta = training_metadata(os.path.join(d, "model.safetensors"))
+    T.check(meta.get("semi", {}).get("features") == f, f"model metadata of {f}: {meta.get('semi')}")
+
+# A state saved with one source does not resume with another; the sampling
+# default (per-class online, all between rounds) is not the same as
+# --sampling per-class given explicitly.
+resumable = train("online-resumable", *REFPL, "--features", "hypercolumn",
+                  "--checkpoint-every", 3)
+for words, word in ((["--features", "last"], "--features"),
+                    (["--sampling", "per-class"], "--sampling")):
+    rc, _, err = run(EXE, "train", "--resume", resumable, *words)
+    T.check(rc != 0 and word in err and "conflicts" in err and len(err.strip().splitlines()) == 1,
+            f"--resume with {words}: exit {rc}, {err!r}")
+rc, _, err = run(EXE, "train", "--resume", resumable, "--quiet")
+T.check(rc == 0, f"--resume of a complete hypercolumn run: {err}")
+
+# ---- pseudo-label rounds ----------------------------------------------------------
+base = train("rounds", "--rounds", 2)
+base_row = round_row(base)
+T.check(float(base_row.get("kept", "nan")) == 1.0,
+        f"--rounds 2 at --min-margin 0: kept {base_row.get('kept')} (top-1 margins are >= 0)")
+
+margin = train("rounds-margin", "--rounds", 2, "--min-margin", 0.003)
+row = round_row(margin)
+kept = float(row.get("kept", "nan"))
+T.check(0.02 < kept < 0.98, f"--min-margin 0.003: kept {kept} (expected part of the voxels)")
+T.check(float(row.get("pl_accuracy", "nan")) > float(base_row.get("pl_accuracy", "nan")),
+        f"--min-margin 0.003: the kept voxels are right {row.get('pl_accuracy')} of the time, "
+        f"all voxels {base_row.get('pl_accuracy')}")
+T.check(log_without_seconds(margin) == log_without_seconds(base),
+        "--min-margin changed round 1 of --rounds (supervised)")
+T.check(log_without_seconds(margin, "log_round2.csv")
+        != log_without_seconds(base, "log_round2.csv"),
+        "--min-margin did not change what round 2 trained on")
+
+none_kept = train("rounds-margin-max", "--rounds", 2, "--min-margin", 2)
+row = round_row(none_kept)
+T.check(row.get("kept") == "0" and row.get("pl_accuracy") == "nan",
+        f"--min-margin 2: kept {row.get('kept')}, pl_accuracy {row.get('pl_accuracy')}")
+T.check(len(csv_rows(os.path.join(none_kept, "log_round2.csv"))) == 6,
+        "round 2 trains on the labeled cases alone when no voxel was kept")
+
+meta = training_metadata(os.path.join(margin, "model.safetensors")).get("rounds", {})
+T.check(meta.get("count") == 2 and meta.get("sampling") == "all" and meta.get("features") == "last"
+        and abs(meta.get("min_margin", 0) - 0.003) < 1e-9, f"rounds metadata: {meta}")
+
+# Each matching option reaches the offline pseudo-labelling: same round 1,
+# other pseudo-labels (pl_accuracy or the per-class Dice of the round).
+VARIANTS = {
+    "features": ["--features", "hypercolumn"],
+    "sampling": ["--sampling", "per-class", "--refs-per-class", 2],
+    "topk": ["--topk", 9],
+    "per-image-vote": ["--per-image-vote"],
+    "similarity": ["--similarity", "dot"],
+}
+quality = [k for k in base_row if k == "pl_accuracy" or k.startswith("pl_dice_")]
+for name, words in VARIANTS.items():
+    out = train(f"rounds-{name}", "--rounds", 2, *words)
+    row = round_row(out)
+    T.check(log_without_seconds(out) == log_without_seconds(base),
+            f"{words}: round 1 of --rounds differs (it is supervised)")
+    T.check(any(row.get(k) != base_row.get(k) for k in quality),
+            f"{words}: the round's pseudo-labels are those of the defaults ({row})")
+
+sys.exit(T.report())
