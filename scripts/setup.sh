@@ -10,6 +10,11 @@ build_pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev zlib1g-dev l
 # Test oracles: PyTorch, SciPy, nibabel, FAISS, and Pillow (reads PNG outputs
 # independently of our reader).
 test_pkgs=(python3 python3-numpy python3-torch python3-scipy python3-nibabel python3-faiss python3-pil)
+# The fuzzing smoke run (scripts/fuzz_smoke.sh): clang, its libFuzzer and
+# sanitizer runtimes (libclang_rt.fuzzer*.a are in libclang-rt-14-dev on
+# bookworm), and LLVM's OpenMP for clang's -fopenmp. time:
+# bench/pseudolabel_10k.sh (peak RSS with /usr/bin/time -v).
+test_pkgs+=(clang libclang-rt-dev libomp-dev time)
 
 pkgs=("${build_pkgs[@]}")
 if [[ "${1:-}" != "--build" ]]; then

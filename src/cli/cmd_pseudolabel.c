@@ -232,6 +232,21 @@ static int merge_into(const char *from, const char *to, rl_error *err) {
     return rc;
 }
 
+/* Errors of writes into the staging folder name the file as the user will
+ * know it: the staging prefix of the message becomes the target folder. */
+static void stage_name_in_error(const staged_dir *sd, rl_error *err) {
+    if (!err) return;
+    char *at = strstr(err->msg, sd->stage);
+    if (!at) return;
+    char msg[2 * RL_ERROR_MSG_MAX + sizeof sd->target];
+    snprintf(msg, sizeof msg, "%.*s%s%s", (int)(at - err->msg), err->msg, sd->target,
+             at + strlen(sd->stage));
+    size_t len = strlen(msg);
+    if (len >= sizeof err->msg) len = sizeof err->msg - 1; /* cut, as rl_error_set would */
+    memcpy(err->msg, msg, len);
+    err->msg[len] = '\0';
+}
+
 static int stage_publish(staged_dir *sd, rl_error *err) {
     /* an absent or empty target is replaced in one rename */
     rmdir(sd->target);
@@ -685,6 +700,8 @@ int cmd_pseudolabel(int argc, char **argv) {
     rl_set_threads(r.o.threads);
     rl_error err = {0, ""};
     int rc = run(&r, &err);
+    if (rc && r.out.stage[0]) stage_name_in_error(&r.out, &err);
+    if (rc && r.exp.stage[0]) stage_name_in_error(&r.exp, &err);
     if (r.out_staged) remove_tree(r.out.stage);
     if (r.exp_staged) remove_tree(r.exp.stage);
     if (r.have_agreement) {

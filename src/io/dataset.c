@@ -145,7 +145,18 @@ static int parse_dataset_json(const char *path, rl_dataset *ds, rl_error *err) {
         cJSON_Delete(json);
         return rl_error_set(err, RL_EFORMAT, "%s: top level is not a JSON object", path);
     }
-    rc = parse_channels(path, cJSON_GetObjectItemCaseSensitive(json, "channel_names"), ds, err);
+    /* nnU-Net v2 lets "dataset" list each case's files explicitly, relative
+     * to the dataset folder or absolute. reflabel only scans imagesTr and
+     * labelsTr, so it refuses such a file rather than silently reading other
+     * files than the ones listed, and never turns a listed name into a path. */
+    if (cJSON_GetObjectItemCaseSensitive(json, "dataset"))
+        rc = rl_error_set(err, RL_EUNSUPPORTED,
+                          "%s: \"dataset\" (explicit file lists) is not supported: cases must "
+                          "be files in imagesTr/labelsTr",
+                          path);
+    if (!rc)
+        rc = parse_channels(path, cJSON_GetObjectItemCaseSensitive(json, "channel_names"), ds,
+                            err);
     if (!rc) rc = parse_labels(path, cJSON_GetObjectItemCaseSensitive(json, "labels"), ds, err);
     if (!rc) {
         const cJSON *ending = cJSON_GetObjectItemCaseSensitive(json, "file_ending");
@@ -177,8 +188,11 @@ static int parse_dataset_json(const char *path, rl_dataset *ds, rl_error *err) {
 
 /* ---- folder scanning ------------------------------------------------------ */
 
+/* One file of a scan. The id is allocated to its length rather than held
+ * in an RL_CASE_ID_MAX array: a folder of 10,000 cases then lists in 3 MB
+ * less (bench/pseudolabel_10k.sh). */
 typedef struct image_entry {
-    char id[RL_CASE_ID_MAX];
+    char *id;
     int channel;
     char *path;
 } image_entry;
@@ -203,9 +217,12 @@ static int check_file(const char *path, const char *real_root, rl_error *err) {
         return rl_error_set(err, RL_EIO, "%s: cannot resolve (broken link?): %s", path,
                             strerror(errno));
     size_t n = strlen(real_root);
-    if (strncmp(resolved, real_root, n) != 0 || resolved[n] != '/')
+    int inside = strncmp(resolved, real_root, n) == 0 &&
+                 (resolved[n] == '/' || (n == 1 && real_root[0] == '/'));
+    if (!inside)
         return rl_error_set(err, RL_EINVAL,
-                            "%s: symbolic link points outside the dataset folder (%s); refused",
+                            "%s: resolves outside the dataset folder, to %s (symbolic link); "
+                            "refused",
                             path, resolved);
     struct stat st;
     if (stat(resolved, &st) != 0)
@@ -231,7 +248,10 @@ typedef struct entry_list {
 } entry_list;
 
 static void entry_list_free(entry_list *list) {
-    for (int i = 0; i < list->count; i++) free(list->items[i].path);
+    for (int i = 0; i < list->count; i++) {
+        free(list->items[i].id);
+        free(list->items[i].path);
+    }
     free(list->items);
     memset(list, 0, sizeof *list);
 }
@@ -244,8 +264,10 @@ static int entry_list_push(entry_list *list, const char *id, int channel, char *
         list->items = grown;
         list->capacity = cap;
     }
+    char *id_copy = copy_string(id);
+    if (!id_copy) return -1;
     image_entry *e = &list->items[list->count++];
-    snprintf(e->id, sizeof e->id, "%s", id);
+    e->id = id_copy;
     e->channel = channel;
     e->path = path;
     return 0;
@@ -403,6 +425,10 @@ static int scan_split(const rl_dataset *ds, const char *real_root, const char *i
         rc = rl_error_set(err, RL_EIO, "%s: folder missing", images_dir);
     if (!rc) rc = group_cases(images_dir, &list, ds->num_channels, ds->file_ending, cases, count,
                               err);
+    /* The cases own the paths now; the list goes before the labels are
+     * scanned, so that a folder of many cases does not hold both lists at
+     * once (about 4 MB at 10,000 cases). */
+    entry_list_free(&list);
     if (!rc) {
         rc = attach_labels(labels_dir, ds->file_ending, real_root, *cases, *count, labeled, err);
         if (rc) {
@@ -411,7 +437,6 @@ static int scan_split(const rl_dataset *ds, const char *real_root, const char *i
             *count = 0;
         }
     }
-    entry_list_free(&list);
     free(images_dir);
     free(labels_dir);
     return rc;

@@ -1,7 +1,10 @@
 /* Listing plain folders of images and label maps by their nnU-Net names. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "reflabel/folder.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +52,25 @@ static int is_regular_file(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* A listed file must resolve inside the folder that was listed (real_dir,
+ * already resolved): a symbolic link to a file elsewhere, or to a folder
+ * holding one, would make reflabel read files the caller never pointed it
+ * at (the same rule as dataset folders, src/io/dataset.c). */
+static int check_inside(const char *path, const char *real_dir, rl_error *err) {
+    char resolved[PATH_MAX];
+    if (!realpath(path, resolved))
+        return rl_error_set(err, RL_EIO, "%s: cannot resolve (broken link?): %s", path,
+                            strerror(errno));
+    size_t n = strlen(real_dir);
+    int inside = strncmp(resolved, real_dir, n) == 0 &&
+                 (resolved[n] == '/' || (n == 1 && real_dir[0] == '/'));
+    if (!inside)
+        return rl_error_set(err, RL_EINVAL,
+                            "%s: resolves outside its folder, to %s (symbolic link); refused", path,
+                            resolved);
+    return RL_OK;
+}
+
 /* Collects (id, ending) of the files that look like cases; for images the id
  * drops the "_0000" channel suffix and only channel-0 files start a case. */
 static int collect(const char *dir, int images, rl_folder *out, rl_error *err) {
@@ -92,6 +114,9 @@ static int collect(const char *dir, int images, rl_folder *out, rl_error *err) {
 }
 
 static int fill_paths(const char *dir, int images, rl_folder *out, rl_error *err) {
+    char real_dir[PATH_MAX];
+    if (!realpath(dir, real_dir))
+        return rl_error_set(err, RL_EIO, "%s: cannot resolve folder: %s", dir, strerror(errno));
     for (int i = 0; i < out->count; i++) {
         rl_folder_entry *e = &out->entries[i];
         e->paths = calloc((size_t)out->channels, sizeof *e->paths);
@@ -105,6 +130,8 @@ static int fill_paths(const char *dir, int images, rl_folder *out, rl_error *err
             if (!is_regular_file(e->paths[c]))
                 return rl_error_set(err, RL_EIO, "%s: missing (case %s has %d channels)",
                                     e->paths[c], e->id, out->channels);
+            int rc = check_inside(e->paths[c], real_dir, err);
+            if (rc) return rc;
         }
     }
     return RL_OK;

@@ -16,6 +16,7 @@
  * appears under its final name only when complete. */
 #include "reflabel/image.h"
 
+#include <errno.h>
 #include <math.h>
 #include <nifti2_io.h>
 #include <stdlib.h>
@@ -398,8 +399,10 @@ static int write_nifti_file(const char *path, nifti_image *nim, const void *data
         memcpy(n1.magic, "n+1\0", 4);
         header = &n1;
     }
+    errno = 0;
     znzFile fp = znzopen(path, "wb", is_gz_path(path));
-    if (znz_isnull(fp)) return rl_error_set(err, RL_EIO, "cannot create %s", path);
+    if (znz_isnull(fp))
+        return rl_error_set(err, RL_EIO, "cannot write: %s", strerror(errno ? errno : EIO));
     int ok = znzwrite(header, 1, header_size, fp) == header_size;
     const unsigned char extender[4] = {nim->num_ext > 0 ? 1 : 0, 0, 0, 0};
     ok = ok && znzwrite(extender, 1, 4, fp) == 4;
@@ -415,8 +418,13 @@ static int write_nifti_file(const char *path, nifti_image *nim, const void *data
     ok = ok && (pad == 0 || znzwrite(zeros, 1, pad, fp) == pad);
     size_t bytes = (size_t)nim->nvox * (size_t)nim->nbyper;
     ok = ok && znzwrite(data, 1, bytes, fp) == bytes;
-    int close_rc = znzclose(fp);
-    if (!ok || close_rc != 0) return rl_error_set(err, RL_EIO, "write failed");
+    int write_errno = ok ? 0 : errno;
+    errno = 0;
+    int close_rc = znzclose(fp); /* gzip: flushes the last block, so it can fail too */
+    if (!ok || close_rc != 0) {
+        int e = write_errno ? write_errno : errno;
+        return rl_error_set(err, RL_EIO, "write failed: %s", strerror(e ? e : EIO));
+    }
     return RL_OK;
 }
 
