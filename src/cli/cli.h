@@ -14,6 +14,9 @@ int cli_fail(const rl_error *err);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Option parsing helpers: return 0 and set *out, or print an error. */
+/* Usage error for an option given last without its value: "needs a value"
+ * when usage lists opt, else "unknown option". Returns 2. */
+int cli_missing_value(const char *cmd, const char *opt, const char *usage);
 int cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, int *out);
 int cli_parse_float(const char *cmd, const char *opt, const char *s, double lo, double hi,
                     double *out);
@@ -34,6 +37,8 @@ int cmd_convert(int argc, char **argv);
 int cmd_bench_match(int argc, char **argv);
 int cmd_bench_train(int argc, char **argv);
 int cmd_pseudolabel(int argc, char **argv);
+/* Runs data atlas, train, pseudolabel and evaluate in turn and writes a report. */
+int cmd_demo(int argc, char **argv);
 
 
 /* Segments every case of a folder of images (CASE_0000<ending>, ...) into

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -21,6 +22,22 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
     va_end(ap);
     fprintf(stderr, " (see 'reflabel %s --help')\n", cmd);
     return 2;
+}
+
+/* An option at the end of the command line: "needs a value" if usage lists
+ * it (as a whole word), else "unknown option", so that a misspelt or
+ * foreign flag (say --force where the command has none) is named as such
+ * rather than as a known option missing its value. */
+int cli_missing_value(const char *cmd, const char *opt, const char *usage) {
+    size_t n = strlen(opt);
+    for (const char *p = usage ? strstr(usage, opt) : NULL; p && n; p = strstr(p + 1, opt)) {
+        int starts = p == usage || p[-1] == ' ' || p[-1] == '\n' || p[-1] == '[';
+        char after = p[n];
+        int ends = after == ' ' || after == '\n' || after == '=' || after == ']' || after == ',' ||
+                   after == '\0';
+        if (starts && ends) return cli_usage_error(cmd, "%s needs a value", opt);
+    }
+    return cli_usage_error(cmd, "unknown option '%s'", opt);
 }
 
 int cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, int *out) {

@@ -45,7 +45,7 @@ int cmd_convert(int argc, char **argv) {
             force = 1;
             continue;
         }
-        if (!v) return cli_usage_error("convert", "%s needs a value", a);
+        if (!v) return cli_missing_value("convert", a, convert_usage);
         int rc = 0;
         if (!strcmp(a, "--out")) out = v;
         else if (is_jsrt && !strcmp(a, "--images")) images = v;

@@ -97,7 +97,7 @@ int cmd_data(int argc, char **argv) {
             fputs(data_usage, stdout);
             return 0;
         }
-        if (!v) return cli_usage_error("data", "%s needs a value", a);
+        if (!v) return cli_missing_value("data", a, data_usage);
         if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--train")) rc = cli_parse_int("data", a, v, 1, 1000000, &n_train);
         else if (!strcmp(a, "--test")) rc = cli_parse_int("data", a, v, 0, 1000000, &n_test);

@@ -42,7 +42,7 @@ int cli_data_atlas(int argc, char **argv) {
             continue;
         }
         int rc = 0;
-        if (!v) return cli_usage_error("data atlas", "%s needs a value", a);
+        if (!v) return cli_missing_value("data atlas", a, atlas_usage);
         if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--axis")) rc = cli_parse_int("data atlas", a, v, 0, 2, &opt.axis);
         else if (!strcmp(a, "--downsample"))

@@ -106,7 +106,7 @@ int cmd_evaluate(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(evaluate_usage, stdout);
             return 0;
-        } else if (!v) return cli_usage_error("evaluate", "%s needs a value", a);
+        } else if (!v) return cli_missing_value("evaluate", a, evaluate_usage);
         else if (!strcmp(a, "--pred")) pred = argv[++i];
         else if (!strcmp(a, "--gt")) gt = argv[++i];
         else if (!strcmp(a, "--labels")) labels = argv[++i];

@@ -92,7 +92,7 @@ int cmd_predict(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--quiet")) quiet = 1;
         else if (!strcmp(a, "--confidence")) confidence = 1;
-        else if (!v) return cli_usage_error("predict", "%s needs a value", a);
+        else if (!v) return cli_missing_value("predict", a, predict_usage);
         else if (!strcmp(a, "--model")) model = argv[++i];
         else if (!strcmp(a, "--in")) in = argv[++i];
         else if (!strcmp(a, "--out")) out = argv[++i];

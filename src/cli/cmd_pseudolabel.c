@@ -78,7 +78,7 @@ static int parse_options(int argc, char **argv, pl_options *o) {
         } else if (!strcmp(a, "--per-image-vote")) {
             o->cfg.per_image_vote = 1;
             used = 0;
-        } else if (!v) return cli_usage_error(cmd, "%s needs a value", a);
+        } else if (!v) return cli_missing_value(cmd, a, pseudolabel_usage);
         else if (!strcmp(a, "--model")) o->model = v;
         else if (!strcmp(a, "--data")) o->data = v;
         else if (!strcmp(a, "--out")) o->out = v;

@@ -258,7 +258,7 @@ static int parse_options(int argc, char **argv, train_options *o) {
         } else return cli_usage_error("train", "unknown option '%s'", a);
         if (rc) return rc;
         if (used) {
-            if (!v) return cli_usage_error("train", "%s needs a value", a);
+            if (!v) return cli_missing_value("train", a, train_usage);
             i++;
         }
     }

@@ -170,6 +170,20 @@ expect_failure("train/unknown-option", ["train", "--data", "x", "--out", "y", "-
                "--frobnicate", rc_expected=2)
 expect_failure("train/bad-number", ["train", "--data", "x", "--out", "y", "--steps", "ten"], "--steps",
                rc_expected=2)
+# An unknown flag given last is named as unknown, not as a known option
+# missing its value; a known value option given last still says so.
+for cmd in (["train", "--data", "x", "--out", "y"], ["predict", "--model", "m", "--in", "i"],
+            ["evaluate", "--pred", "p", "--gt", "g"], ["pseudolabel", "--model", "m"],
+            ["data", "shapes"], ["data", "atlas"], ["convert", "jsrt"]):
+    name = "/".join(cmd[:2] if cmd[0] in ("data", "convert") else cmd[:1])
+    err = expect_failure(f"{name}/unknown-last", [*cmd, "--frobnicate"], "unknown option '--frobnicate'",
+                         rc_expected=2)
+expect_failure("predict/missing-value", ["predict", "--model", "m", "--in", "i", "--out"],
+               "--out needs a value", rc_expected=2)
+expect_failure("evaluate/missing-value", ["evaluate", "--pred", "p", "--json"],
+               "--json needs a value", rc_expected=2)
+expect_failure("train/missing-value", ["train", "--data", "x", "--method"], "--method needs a value",
+               rc_expected=2)
 for cmd in (["train"], ["predict"], ["evaluate"], ["pseudolabel"], ["convert"], ["data"], ["data", "atlas"],
             ["bench", "train"], ["bench", "match"]):
     rc, out, err = run(EXE, *cmd, "--help")
