@@ -8,6 +8,7 @@ static const char *usage =
     "usage: reflabel <command> [options]\n"
     "\n"
     "commands:\n"
+    "  demo          the first command to run: a brain MRI example end to end, with a report\n"
     "  train         train a U-Net on an nnU-Net raw dataset\n"
     "  predict       segment a folder of images with a trained model\n"
     "  pseudolabel   reference-guided pseudo-labels for the unlabeled cases of a dataset\n"
@@ -25,6 +26,7 @@ int main(int argc, char **argv) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (!strcmp(argv[1], "demo")) return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(argv[1], "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(argv[1], "predict")) return cmd_predict(argc - 1, argv + 1);
     if (!strcmp(argv[1], "evaluate")) return cmd_evaluate(argc - 1, argv + 1);
