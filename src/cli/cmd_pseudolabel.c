@@ -301,6 +301,12 @@ static int check_names(const rl_safetensors *meta, const char *key, const char *
 static int check_dataset(const rl_unet *net, const rl_safetensors *meta, const char *model,
                          const rl_dataset *ds, rl_error *err) {
     const rl_unet_config *nc = rl_unet_get_config(net);
+    /* Offline pseudo-labels copy class indices; bit sets are not wired in. */
+    if (ds->multilabel || cli_model_is_multilabel(meta))
+        return rl_error_set(err, RL_EUNSUPPORTED,
+                            "%s: pseudolabel does not support multi-label data or models (train "
+                            "with --method refpl instead)",
+                            ds->multilabel ? ds->root : model);
     if (ds->num_channels != nc->in_channels)
         return rl_error_set(err, RL_EINVAL, "%s: the model has %d input channels, %s has %d",
                             model, nc->in_channels, ds->root, ds->num_channels);
