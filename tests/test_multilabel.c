@@ -389,7 +389,8 @@ static void test_evaluate_structures(void) {
         CHECK_MSG(fabs(r.metrics[0].dice - 0.8) < 1e-12, "background Dice %g", r.metrics[0].dice);
         CHECK(r.metrics[1].dice == 1.0 && r.metrics[1].hd95 == 0.0);
         /* structure 2: gt 32, pred 16, shared 16 -> 32 / 48; IoU 16 / 32 */
-        CHECK_MSG(fabs(r.metrics[2].dice - 2.0 / 3.0) < 1e-12 && fabs(r.metrics[2].iou - 0.5) < 1e-12,
+        CHECK_MSG(fabs(r.metrics[2].dice - 2.0 / 3.0) < 1e-12 &&
+                      fabs(r.metrics[2].iou - 0.5) < 1e-12,
                   "bar Dice %g IoU %g", r.metrics[2].dice, r.metrics[2].iou);
         CHECK(r.metrics[2].gt_voxels == 32 && r.metrics[2].pred_voxels == 16);
         CHECK(fabs(r.foreground.dice.mean - (1.0 + 2.0 / 3.0) / 2) < 1e-12);

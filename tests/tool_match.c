@@ -91,10 +91,11 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < (size_t)R * D; i++) ref_feat[i] = rl_rng_normal(&rng);
     for (int i = 0; i < R; i++) ref_lab[i] = (int32_t)rl_rng_below(&rng, (uint32_t)L);
     for (size_t i = 0; i < (size_t)Q * D; i++) qfeat[i] = rl_rng_normal(&rng);
-    /* Multi-label: label l stands for the random mask palette[l] (distinct,
-     * nonzero except possibly none; 0 is a valid "background" mask). */
+    /* Multi-label: label l stands for palette[l], distinct random masks of
+     * up to 62 bits (0 may occur: it is an ordinary "no structure" mask). */
     uint64_t *palette = malloc((size_t)L * sizeof *palette);
-    uint64_t *ref_mask = malloc((size_t)R * sizeof *ref_mask), *mask = malloc((size_t)Q * sizeof *mask);
+    uint64_t *ref_mask = malloc((size_t)R * sizeof *ref_mask);
+    uint64_t *mask = malloc((size_t)Q * sizeof *mask);
     for (int l = 0; l < L; l++) {
         int fresh;
         do {

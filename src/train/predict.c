@@ -49,7 +49,8 @@ static void bitset_window(const float *logits, int structures, int ph, int pw, i
                 if (fabsf(v) < least) least = fabsf(v);
             }
             labels[(size_t)y * w + x] = bits;
-            if (confidence) confidence[(size_t)y * w + x] = (float)(1.0 / (1.0 + exp(-(double)least)));
+            if (confidence)
+                confidence[(size_t)y * w + x] = (float)(1.0 / (1.0 + exp(-(double)least)));
         }
 }
 

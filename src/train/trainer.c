@@ -627,9 +627,10 @@ static void bits_to_targets(const int32_t *bits, int images, int structures, siz
     for (int b = 0; b < images; b++)
         for (size_t p = 0; p < hw; p++) {
             int32_t v = bits[(size_t)b * hw + p];
+            float *t = targets + (size_t)b * structures * hw + p;
             valid[(size_t)b * hw + p] = v >= 0;
             for (int c = 0; c < structures; c++)
-                targets[((size_t)b * structures + c) * hw + p] = v >= 0 ? (float)((v >> c) & 1) : 0.0f;
+                t[(size_t)c * hw] = v >= 0 ? (float)((v >> c) & 1) : 0.0f;
         }
 }
 
@@ -719,7 +720,9 @@ static void pseudo_mask_stats(rl_trainer *tr, size_t count, rl_train_step_info *
         tr->pl_share[c] = kept ? tr->pl_share[c] / (double)kept : 0;
         drift += fabs(tr->pl_share[c] - tr->labeled_share[c]);
         int64_t both = counts[3 * c + 1] + counts[3 * c + 2];
-        tr->pl_dice[c] = known == 0 ? NAN : both == 0 ? 1.0 : 2.0 * (double)counts[3 * c] / (double)both;
+        tr->pl_dice[c] = known == 0  ? NAN
+                         : both == 0 ? 1.0
+                                     : 2.0 * (double)counts[3 * c] / (double)both;
     }
     info->pl_kept = valid ? (double)kept / (double)valid : 0;
     info->pl_accuracy = known ? (double)correct / (double)known : NAN;
@@ -749,7 +752,8 @@ static int unlabeled_mask_loss(rl_trainer *tr, double lambda, rl_train_step_info
         predpl_masks(tr, count);
     }
     bits_to_targets(tr->pseudo, nu, s, (size_t)hw, targets, valid);
-    info->unsup_loss = rl_sigmoid_bce_loss(dlogits, logits, targets, valid, nu, s, hw, (float)lambda);
+    info->unsup_loss =
+        rl_sigmoid_bce_loss(dlogits, logits, targets, valid, nu, s, hw, (float)lambda);
     if (sc->pl_dice_weight > 0)
         info->unsup_loss += sc->pl_dice_weight *
                             rl_sigmoid_dice_loss(dlogits, logits, targets, valid, nu, s, hw, 1e-5f,

@@ -164,7 +164,8 @@ rc, _, err = run(EXE, "train", "--data", DATA, "--out", os.path.join(ROOT, "roun
 T.check(rc == 1 and "--rounds does not support multi-label" in err, f"--rounds refused: {err!r}")
 rc, _, err = run(EXE, "pseudolabel", "--model", sup, "--data", DATA, "--labeled", "6", "--out",
                  os.path.join(ROOT, "pl"))
-T.check(rc != 0 and "pseudolabel does not support multi-label" in err, f"pseudolabel refused: {err!r}")
+T.check(rc != 0 and "pseudolabel does not support multi-label" in err,
+        f"pseudolabel refused: {err!r}")
 
 bad = os.path.join(ROOT, "bad")
 shutil.copytree(DATA, bad)
@@ -179,6 +180,7 @@ T.check(rc == 1 and "labelsTr/shapes_005.png: label value 4 sets bit 2 (structur
 # pseudo-labels), so the error is the same.
 rc, _, err = run(EXE, "train", "--data", bad, "--out", os.path.join(ROOT, "bad_run2"), "--method",
                  "refpl", "--labeled", "2", "--steps", "2", *NET)
-T.check(rc == 1 and "shapes_005.png: label value 4 sets bit 2" in err, f"hidden label checked: {err!r}")
+T.check(rc == 1 and "shapes_005.png: label value 4 sets bit 2" in err,
+        f"hidden label checked: {err!r}")
 
 sys.exit(T.report())

@@ -97,17 +97,22 @@ def run_case(name, queries=1000, refs=4000, dim=16, classes=5, k=1, tile=None, d
             ids = {}
             for i, m in zip(ref_labels.tolist(), ref_masks.tolist()):
                 ids.setdefault(i, m)
-            check(len(ids) == len(set(ids.values())) == classes,
-                  f"{name}: {len(ids)} label ids for {len(set(ids.values()))} masks, want {classes}")
+            masks = len(set(ids.values()))
+            check(len(ids) == masks == classes,
+                  f"{name}: {len(ids)} label ids for {masks} masks, want {classes}")
             table = np.array([ids[i] for i in range(len(ids))], dtype=np.int64)
-            check(bool(np.all(table[ref_labels] == ref_masks)), f"{name}: reference ids and masks disagree")
-            check(bool(np.all(mask == table[label])), f"{name}: query mask is not its label id's mask")
+            check(bool(np.all(table[ref_labels] == ref_masks)),
+                  f"{name}: reference ids and masks disagree")
+            check(bool(np.all(mask == table[label])),
+                  f"{name}: query mask is not its label id's mask")
             if k == 1:
                 ok = (mask == ref_masks[f_idx[:, 0]]) | tie(rows, index, f_idx[:, 0])
-                check(bool(np.all(ok)), f"{name}: {int(np.sum(~ok))} masks differ from faiss's neighbour")
+                check(bool(np.all(ok)),
+                      f"{name}: {int(np.sum(~ok))} masks differ from faiss's neighbour")
             naive = np.argmax(full, axis=1)  # the naive search: every reference, in float64
             agree = (naive == f_idx[:, 0]) | tie(rows, naive, f_idx[:, 0])
-            check(bool(np.all(agree)), f"{name}: naive search and faiss disagree on {int(np.sum(~agree))}")
+            check(bool(np.all(agree)),
+                  f"{name}: naive search and faiss disagree on {int(np.sum(~agree))}")
 
         # Labels: from faiss's neighbours, by the documented rule.
         if k == 1:
