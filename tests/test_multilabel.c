@@ -1,15 +1,16 @@
 /* Multi-label data end to end inside the library: bit-set datasets load (and
  * bits beyond the declared structures are refused), the trainer learns with
  * sigmoid outputs and copies whole bit masks as reference pseudo-labels,
- * prediction decodes sigmoid outputs to bit sets, bit sets are written in a
- * type fixed by the structure count, and evaluation scores each structure's
- * binary mask on its own. */
+ * prediction decodes sigmoid outputs to bit sets, offline pseudo-labels copy
+ * whole bit sets, bit sets are written in a type fixed by the structure
+ * count, and evaluation scores each structure's binary mask on its own. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "reflabel/dataset.h"
 #include "reflabel/evaluate.h"
+#include "reflabel/pseudolabel.h"
 #include "reflabel/synthetic.h"
 #include "reflabel/train.h"
 #include "testutil.h"
@@ -342,6 +343,55 @@ static void test_predict_bitsets(void) {
     rl_volume_free(&vol);
 }
 
+/* Offline: a case labelled from itself gets its own bit sets back (every
+ * pixel's best reference is the same pixel, cosine 1); the agreement counts
+ * each structure's mask. */
+static void test_offline_pseudolabels(void) {
+    enum { N = 24 };
+    rl_unet *net = make_net(RL_SHAPES_ML_STRUCTURES);
+    rl_volume vol;
+    CHECK_OK(rl_volume_create(&vol, N, N, 1, NULL));
+    int32_t truth[N * N], pseudo[N * N];
+    float margin[N * N];
+    rl_rng rng;
+    rl_rng_seed(&rng, 13, 0);
+    rl_synth_shapes_multilabel(&rng, N, N, vol.data, truth);
+    rl_pseudolabel_config cfg = rl_pseudolabel_default_config();
+    cfg.multilabel = 1;
+    rl_pseudolabeler *pl = NULL;
+    rl_error err = {0, ""};
+    CHECK_MSG(rl_pseudolabeler_create(&pl, net, &cfg, 1, N * N, &err) == RL_OK, "%s", err.msg);
+    CHECK_MSG(rl_pseudolabeler_add_reference(pl, &vol, 1, truth, &err) == RL_OK, "%s", err.msg);
+    CHECK_MSG(rl_pseudolabeler_label_case(pl, &vol, 1, pseudo, margin, &err) == RL_OK, "%s",
+              err.msg);
+    int same = 1, overlap = 0;
+    for (int i = 0; i < N * N; i++) {
+        same &= pseudo[i] == truth[i];
+        overlap += pseudo[i] == 3;
+    }
+    CHECK_MSG(same && overlap > 0, "pseudo-labels differ from the reference's own bit sets");
+    rl_pseudolabeler_free(pl);
+
+    /* agreement: truth all "disc", prediction disc + bar on half the pixels */
+    rl_label_agreement a;
+    CHECK_OK(rl_label_agreement_init(&a, 3, NULL));
+    for (int i = 0; i < N * N; i++) {
+        truth[i] = 1;
+        pseudo[i] = i % 2 ? 3 : 1;
+    }
+    CHECK_OK(rl_label_agreement_add_bitsets(&a, pseudo, truth, N * N, &err));
+    CHECK(a.voxels == N * N && rl_label_agreement_accuracy(&a) == 0.5);
+    CHECK(rl_label_agreement_dice(&a, 0) == 1.0 && rl_label_agreement_dice(&a, 1) == 1.0);
+    CHECK(rl_label_agreement_dice(&a, 2) == 0.0 && a.pred[2] == N * N / 2);
+    pseudo[5] = 4;
+    CHECK(rl_label_agreement_add_bitsets(&a, pseudo, truth, N * N, &err) == RL_ERANGE);
+    CHECK_MSG(strstr(err.msg, "predicted 4 at voxel 5 is not a bit set of 2 structures"), "%s",
+              err.msg);
+    rl_label_agreement_free(&a);
+    rl_volume_free(&vol);
+    rl_unet_free(net);
+}
+
 static void test_write_bitsets(void) {
     enum { NX = 5, NY = 4 };
     rl_volume like, back;
@@ -410,6 +460,7 @@ int main(void) {
     test_supervised();
     test_refpl_copies_masks();
     test_predict_bitsets();
+    test_offline_pseudolabels();
     test_write_bitsets();
     test_evaluate_structures();
     return rl_test_report("test_multilabel");

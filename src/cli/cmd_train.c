@@ -21,8 +21,8 @@ static const char *train_usage =
     "when the dataset has labelsTs/, predictions of imagesTs/ scored in\n"
     "RUN_DIR/test_metrics.json.\n"
     "On a multi-label dataset (\"reflabel_multilabel\": true) the network has one sigmoid\n"
-    "output per structure and the losses are BCE + Dice (docs/DATA.md); meanteacher and\n"
-    "--rounds are refused there.\n"
+    "output per structure and the losses are BCE + Dice (docs/DATA.md); meanteacher is\n"
+    "refused there.\n"
     "\n"
     "data:\n"
     "  --data DIR            dataset folder (dataset.json, imagesTr/, labelsTr/)\n"
@@ -485,6 +485,7 @@ static int pseudo_label_round(train_run *r, rl_unet *net, int round, csv_log *ro
     pc.axis = r->o.axis;
     pc.ignore_label = ds->ignore_label;
     pc.seed = r->cfg.seed;
+    pc.multilabel = ds->multilabel;
     rl_pseudolabeler *pl = NULL;
     rl_label_agreement agree;
     int rc = rl_label_agreement_init(&agree, ds->num_classes, err);
@@ -516,8 +517,10 @@ static int pseudo_label_round(train_run *r, rl_unet *net, int round, csv_log *ro
                     rc = rl_sample_set_set_case_labels(&r->set, i, images[0].nx, images[0].ny,
                                                        images[0].nz, pseudo, err);
                 if (!rc && truth)
-                    rc = rl_label_agreement_add(&agree, pseudo, truth, (int64_t)n,
-                                                ds->ignore_label, -1, err);
+                    rc = ds->multilabel ? rl_label_agreement_add_bitsets(&agree, pseudo, truth,
+                                                                         (int64_t)n, err)
+                                        : rl_label_agreement_add(&agree, pseudo, truth, (int64_t)n,
+                                                                 ds->ignore_label, -1, err);
                 queries++;
             }
             free(truth);
@@ -619,10 +622,6 @@ int cmd_train(int argc, char **argv) {
     if (!rc) build_configs(&r);
     if (!rc && o->rounds > 1 && r.set.labeled_count == r.set.count)
         rc = rl_error_set(&err, RL_EINVAL, "--rounds needs unlabeled training cases (see --labeled)");
-    if (!rc && o->rounds > 1 && r.ds.multilabel)
-        rc = rl_error_set(&err, RL_EUNSUPPORTED,
-                          "%s: --rounds does not support multi-label data (use --method refpl)",
-                          o->data);
     if (!rc) rc = rl_make_dirs(o->out, &err);
     if (!rc) {
         char path[4096];
