@@ -3,13 +3,16 @@
  *
  * usage: tool_match OUTDIR [--queries Q] [--refs R] [--dim D] [--classes L]
  *                   [--top-k K] [--tile QTxRT] [--threading tiles|sgemm]
- *                   [--dot] [--seed S]
+ *                   [--dot] [--multilabel] [--seed S]
  *
  * References are 4 images of R/4 pixels (bank sampling "all", so the bank
  * holds every one); queries are 2 images of Q/2 pixels. Writes
  *   queries.npy (Q, D) raw         refs.npy (R', D) as stored, in bank order
  *   ref_labels.npy (R',)           label.npy, index.npy, similarity.npy,
  *   margin.npy (Q,)                topk_index.npy, topk_similarity.npy (Q, K)
+ * --multilabel: a multi-label bank whose references carry L distinct random
+ * bit masks (up to 62 bits); also writes ref_masks.npy (R',) and
+ * mask.npy (Q,) as int64, and label ids are the bank's internal mask ids.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,11 +40,16 @@ int main(int argc, char **argv) {
     }
     const char *dir = argv[1];
     int Q = 1000, R = 4000, D = 16, L = 5, K = 1, qt = 0, rt = 0, dot = 0, seed = 1;
+    int multilabel = 0;
     rl_match_threading threading = RL_THREAD_AUTO;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
         if (!strcmp(a, "--dot")) {
             dot = 1;
+            continue;
+        }
+        if (!strcmp(a, "--multilabel")) {
+            multilabel = 1;
             continue;
         }
         if (!strcmp(a, "--queries")) Q = atoi(v);
@@ -83,8 +91,22 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < (size_t)R * D; i++) ref_feat[i] = rl_rng_normal(&rng);
     for (int i = 0; i < R; i++) ref_lab[i] = (int32_t)rl_rng_below(&rng, (uint32_t)L);
     for (size_t i = 0; i < (size_t)Q * D; i++) qfeat[i] = rl_rng_normal(&rng);
+    /* Multi-label: label l stands for palette[l], distinct random masks of
+     * up to 62 bits (0 may occur: it is an ordinary "no structure" mask). */
+    uint64_t *palette = malloc((size_t)L * sizeof *palette);
+    uint64_t *ref_mask = malloc((size_t)R * sizeof *ref_mask);
+    uint64_t *mask = malloc((size_t)Q * sizeof *mask);
+    for (int l = 0; l < L; l++) {
+        int fresh;
+        do {
+            palette[l] = ((uint64_t)rl_rng_u32(&rng) << 30 ^ rl_rng_u32(&rng)) & ((1ull << 62) - 1);
+            fresh = 1;
+            for (int j = 0; j < l; j++) fresh &= palette[j] != palette[l];
+        } while (!fresh);
+    }
+    for (int i = 0; i < R; i++) ref_mask[i] = palette[ref_lab[i]];
 
-    rl_bank_config bc = {.dim = D, .num_labels = L, .ignore_label = -1,
+    rl_bank_config bc = {.dim = D, .num_labels = L, .multilabel = multilabel, .ignore_label = -1,
                          .similarity = dot ? RL_SIM_DOT : RL_SIM_COSINE,
                          .sampling = RL_SAMPLE_ALL, .max_images = 4, .max_image_pixels = rw,
                          .memory_batches = 1};
@@ -93,9 +115,11 @@ int main(int argc, char **argv) {
     rl_bank bank;
     rl_matcher m;
     rl_error err = {0, ""};
-    rl_match_out out = {label, NULL, sim, margin, index, K > 1 ? tk : NULL, K > 1 ? tks : NULL};
+    rl_match_out out = {label, multilabel ? mask : NULL, sim, margin, index,
+                        K > 1 ? tk : NULL, K > 1 ? tks : NULL};
     if (rl_bank_init(&bank, &bc, &err) || rl_matcher_init(&m, &mc, &bc, &err) ||
-        rl_bank_add(&bank, ref_feat, ref_lab, NULL, 4, 1, rw, NULL, &err) ||
+        rl_bank_add(&bank, ref_feat, multilabel ? NULL : ref_lab, multilabel ? ref_mask : NULL, 4,
+                    1, rw, NULL, &err) ||
         rl_match(&m, &bank, qfeat, 2, 1, qw, &out, &err)) {
         fprintf(stderr, "tool_match: %s\n", err.msg);
         return 1;
@@ -111,6 +135,7 @@ int main(int argc, char **argv) {
         rl_bank_entry e = rl_bank_get(&bank, r);
         memcpy(qrows + (size_t)r * D, e.vector, (size_t)D * sizeof(float));
         ref_lab[r] = e.label;
+        ref_mask[r] = e.mask;
     }
     rc |= save(dir, "refs.npy", qrows, "<f4", stored, D);
     rc |= save(dir, "ref_labels.npy", ref_lab, "<i4", stored, 0);
@@ -118,6 +143,10 @@ int main(int argc, char **argv) {
     rc |= save(dir, "index.npy", index, "<i4", Q, 0);
     rc |= save(dir, "similarity.npy", sim, "<f4", Q, 0);
     rc |= save(dir, "margin.npy", margin, "<f4", Q, 0);
+    if (multilabel) {
+        rc |= save(dir, "ref_masks.npy", ref_mask, "<i8", stored, 0);
+        rc |= save(dir, "mask.npy", mask, "<i8", Q, 0);
+    }
     if (K > 1) {
         rc |= save(dir, "topk_index.npy", tk, "<i4", Q, K);
         rc |= save(dir, "topk_similarity.npy", tks, "<f4", Q, K);
@@ -135,5 +164,8 @@ int main(int argc, char **argv) {
     free(margin);
     free(tk);
     free(tks);
+    free(palette);
+    free(ref_mask);
+    free(mask);
     return rc;
 }

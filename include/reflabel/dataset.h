@@ -10,6 +10,10 @@
  * Label values are 0..K-1 (0 = background), plus an optional "ignore" label
  * whose value must be K (the highest): voxels that carry no supervision.
  * Region-based labels (lists of values) are not supported.
+ *
+ * Multi-label datasets ("reflabel_multilabel": true in dataset.json, see
+ * docs/DATA.md) store a bit set per voxel instead: bit c-1 is set when
+ * structure c (class c of "labels") covers the voxel, 0 is background.
  */
 #ifndef REFLABEL_DATASET_H
 #define REFLABEL_DATASET_H
@@ -28,6 +32,8 @@ extern "C" {
 #define RL_DATASET_MAX_LABELS 1024
 /* dataset.json larger than this is refused (real ones are a few kB). */
 #define RL_DATASET_JSON_MAX_BYTES (1u << 20)
+/* Most structures of a multi-label dataset: its bit sets fit 16-bit files. */
+#define RL_MULTILABEL_MAX_STRUCTURES 16
 
 typedef struct rl_case {
     char id[RL_CASE_ID_MAX];
@@ -49,6 +55,9 @@ typedef struct rl_dataset {
     int num_train_labeled;
     rl_case *test; /* imagesTs cases (labels from labelsTs), sorted by id */
     int num_test;
+    /* "reflabel_multilabel": true: label values are bit sets of the
+     * num_classes - 1 structures (bit c-1 = class c); no "ignore" label. */
+    int multilabel;
 } rl_dataset;
 
 /* Reads dataset.json and scans the folders. Every error names the file. */
@@ -58,7 +67,9 @@ void rl_dataset_free(rl_dataset *ds);
 /* Reads one case: images[c] for every channel (an array of ds->num_channels
  * volumes) and, when label is not NULL, its label map (an all-zero volume
  * with data NULL for an unlabeled case). Checks that all shapes agree and
- * that every label value is declared. On failure nothing is left allocated. */
+ * that every label value is declared (multi-label: a whole number whose set
+ * bits all belong to declared structures). On failure nothing is left
+ * allocated. */
 int rl_dataset_load_case(const rl_dataset *ds, const rl_case *c, rl_volume *images,
                          rl_volume *label, rl_error *err);
 /* Frees what rl_dataset_load_case returned. */
@@ -88,6 +99,13 @@ int rl_dataset_json_write(const char *path, int num_channels, const char *const 
                           int num_labels, const char *const *label_names,
                           const int *label_values, const char *file_ending, int num_training,
                           rl_error *err);
+/* The same for a multi-label dataset: label_names[c] is class c (0 =
+ * background, then the structures, whose bit is c - 1), and the file holds
+ * "reflabel_multilabel": true. */
+int rl_dataset_json_write_multilabel(const char *path, int num_channels,
+                                     const char *const *channel_names, int num_labels,
+                                     const char *const *label_names, const char *file_ending,
+                                     int num_training, rl_error *err);
 
 #ifdef __cplusplus
 }

@@ -26,6 +26,12 @@ typedef struct rl_eval_result {
  * num_classes <= 0 takes 1 + the largest label found in either folder. */
 int rl_evaluate_folders(const char *pred_dir, const char *gt_dir, int num_classes,
                         int32_t ignore_label, rl_eval_result *out, rl_error *err);
+/* Multi-label folders (bit sets, bit c-1 = structure c, of num_classes - 1
+ * structures): each structure's binary mask is scored on its own, so the
+ * result's class c >= 1 is structure c and class 0 is "no structure".
+ * A value with a bit beyond the structures is an error naming its file. */
+int rl_evaluate_folders_multilabel(const char *pred_dir, const char *gt_dir, int num_classes,
+                                   rl_eval_result *out, rl_error *err);
 void rl_eval_result_free(rl_eval_result *r);
 
 /* JSON with "per_case" (id -> class -> metrics), "per_class" (mean/std/counts),

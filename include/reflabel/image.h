@@ -94,6 +94,13 @@ int rl_labels_from_volume(const rl_volume *vol, int32_t *out, rl_error *err);
  * and scl_slope/scl_inter reset to 1/0. */
 int rl_volume_write_labels(const char *path, const rl_volume *like, const int32_t *labels,
                            rl_error *err);
+/* Multi-label bit sets of `structures` structures (1..16; bit c-1 =
+ * structure c), stored in a type fixed by the structure count rather than by
+ * the values, so that every file of a dataset agrees: NIfTI uint8 / PNG
+ * 8-bit for up to 8 structures, else NIfTI uint16 / PNG 16-bit. A value with
+ * a bit beyond the structures is an error. */
+int rl_volume_write_bitsets(const char *path, const rl_volume *like, const int32_t *bits,
+                            int structures, rl_error *err);
 /* Real values such as confidence maps: NIfTI float32 with like's header;
  * PNG 16-bit gray holding round(65535 * clamp(v, 0, 1)). NaN is refused. */
 int rl_volume_write_float(const char *path, const rl_volume *like, const float *values,

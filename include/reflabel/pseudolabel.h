@@ -59,6 +59,9 @@ typedef struct rl_pseudolabel_config {
     int ignore_label;           /* reference label value that carries no
                                    supervision (the dataset's "ignore"); -1: none */
     uint64_t seed;              /* sampling of the bank */
+    int multilabel;             /* 1: a multi-label network (one output per
+                                   structure); labels are bit sets, each
+                                   pixel copies its match's whole bit set */
 } rl_pseudolabel_config;
 
 /* The paper's rule: last-decoder features, cosine, every reference pixel,
@@ -81,15 +84,16 @@ void rl_pseudolabeler_free(rl_pseudolabeler *pl);
 
 /* Adds every slice of a labeled case: images[channels] volumes of one shape,
  * labels (nx*ny*nz, x fastest) with values in [0, num_classes) or the
- * configured ignore label. */
+ * configured ignore label (multi-label: bit sets of the structures). */
 int rl_pseudolabeler_add_reference(rl_pseudolabeler *pl, const rl_volume *images, int channels,
                                    const int32_t *labels, rl_error *err);
 
 /* Pseudo-labels a case: labels_out (nx*ny*nz) receives classes in
- * [0, num_classes); margin_out (optional, same size) the matcher's margin:
- * best similarity minus the best similarity of any other label (cosine,
- * top-1: in [0, 2]; a vote can make it negative; +INFINITY when the bank
- * holds a single label). */
+ * [0, num_classes) (multi-label: the best match's bit set); margin_out
+ * (optional, same size) the matcher's margin: best similarity minus the
+ * best similarity of any other label, or other bit set (cosine, top-1: in
+ * [0, 2]; a vote can make it negative; +INFINITY when the bank holds a
+ * single label). */
 int rl_pseudolabeler_label_case(rl_pseudolabeler *pl, const rl_volume *images, int channels,
                                 int32_t *labels_out, float *margin_out, rl_error *err);
 
@@ -122,6 +126,12 @@ void rl_label_agreement_free(rl_label_agreement *a);
  * values) are an RL_ERANGE error. */
 int rl_label_agreement_add(rl_label_agreement *a, const int32_t *pred, const int32_t *truth,
                            int64_t n, int32_t truth_ignore, int32_t pred_ignore, rl_error *err);
+/* The same for multi-label bit sets (num_classes - 1 structures): index 0
+ * of pred/truth/both counts voxels without any structure, index c >= 1
+ * voxels of structure c; correct counts voxels whose whole bit set agrees.
+ * A value with a bit beyond the structures is an RL_ERANGE error. */
+int rl_label_agreement_add_bitsets(rl_label_agreement *a, const int32_t *pred,
+                                   const int32_t *truth, int64_t n, rl_error *err);
 /* correct / voxels (NaN when nothing was compared). */
 double rl_label_agreement_accuracy(const rl_label_agreement *a);
 /* 2|P&T| / (|P| + |T|) of class c; 1 when both are empty. */

@@ -25,6 +25,18 @@ extern "C" {
  * illumination gradient make it non-trivial. */
 void rl_synth_shapes(rl_rng *rng, int h, int w, float *image, int32_t *labels);
 
+/* Structures of the multi-label shapes data, background excluded:
+ * 1 disc, 2 bar; labels are bit sets (1 disc, 2 bar, 3 both). */
+#define RL_SHAPES_ML_STRUCTURES 2
+
+/* Fills image (H, W) and labels (H, W) with one large disc and one bar that
+ * crosses it, so that every image has pixels of both structures at once.
+ * Intensities add up where they overlap, as attenuation does in a
+ * radiograph: disc and bar have their own brightness, their overlap the sum,
+ * which keeps each structure decidable from the image; noise and an
+ * illumination gradient as in rl_synth_shapes. */
+void rl_synth_shapes_multilabel(rl_rng *rng, int h, int w, float *image, int32_t *labels);
+
 #ifdef __cplusplus
 }
 #endif

@@ -46,7 +46,8 @@ typedef struct rl_sample {
     int slice_index; /* along the set's axis (0 for 2D cases) */
     int h, w;
     float *image;    /* (C, h, w) */
-    int32_t *labels; /* (h, w), values in [0, K) or RL_IGNORE; NULL if unlabeled */
+    int32_t *labels; /* (h, w), values in [0, K) or RL_IGNORE; NULL if unlabeled.
+                        Multi-label sets: bit sets, bit c-1 = structure c */
     /* The label of a case whose label exists but was hidden by --labeled:
      * never trained on, only used to measure pseudo-label quality. */
     int32_t *hidden_labels;
@@ -62,7 +63,14 @@ typedef struct rl_sample_set {
     int axis;
     int num_cases;
     char (*case_ids)[RL_CASE_ID_MAX]; /* case_ids[case_index] */
+    int multilabel; /* labels are bit sets of num_classes - 1 structures */
 } rl_sample_set;
+
+/* Output channels of a network trained on the set: one softmax logit per
+ * class, or one sigmoid logit per structure (background is "no bit"). */
+static inline int rl_sample_set_outputs(const rl_sample_set *set) {
+    return set->multilabel ? set->num_classes - 1 : set->num_classes;
+}
 
 /* Loads every slice along axis (0 sagittal, 1 coronal, 2 axial; ignored for
  * 2D cases) of the given cases. keep_label[i] == 0 hides the label of case i
@@ -239,6 +247,12 @@ void rl_trainer_last_batch(const rl_trainer *tr, rl_trainer_batch *out);
  * of the chosen class. Each slice is zero-padded to a multiple of 2^depth. */
 int rl_predict_case(rl_unet *net, const rl_volume *images, int channels, int axis,
                     int32_t *labels_out, float *confidence_out, rl_error *err);
+/* The same for a multi-label network (one sigmoid output per structure):
+ * labels_out receives bit sets (bit c-1 where structure c's probability
+ * exceeds 0.5), confidence_out the probability of the decision of the least
+ * certain structure at each pixel. */
+int rl_predict_case_multilabel(rl_unet *net, const rl_volume *images, int channels, int axis,
+                               int32_t *labels_out, float *confidence_out, rl_error *err);
 
 #ifdef __cplusplus
 }

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "reflabel/checkpoint.h"
 #include "reflabel/core.h"
 #include "reflabel/unet.h"
 
@@ -46,10 +47,21 @@ int cmd_demo(int argc, char **argv);
  * out_dir/CASE_confidence<ending>. */
 int cli_predict_folder(rl_unet *net, const char *in_dir, const char *out_dir, int axis,
                        int write_confidence, int quiet, rl_error *err);
+/* The same for a multi-label model when multilabel is set: bit-set label
+ * maps (rl_predict_case_multilabel, rl_volume_write_bitsets). */
+int cli_predict_folder_ex(rl_unet *net, int multilabel, const char *in_dir, const char *out_dir,
+                          int axis, int write_confidence, int quiet, rl_error *err);
+/* Whether a checkpoint's metadata says "reflabel.multilabel": "true". */
+int cli_model_is_multilabel(const rl_safetensors *meta);
 /* Scores pred_dir against gt_dir, writes json_path, and prints a per-class
  * table on stdout when print_table is set. class_names may be NULL. */
 int cli_evaluate_and_report(const char *pred_dir, const char *gt_dir, int num_classes,
                             int32_t ignore_label, char **class_names, const char *json_path,
                             int print_table, rl_error *err);
+/* The same for multi-label label maps when multilabel is set (bit sets;
+ * each structure scored on its own; ignore_label unused). */
+int cli_evaluate_and_report_ex(const char *pred_dir, const char *gt_dir, int num_classes,
+                               int32_t ignore_label, int multilabel, char **class_names,
+                               const char *json_path, int print_table, rl_error *err);
 
 #endif

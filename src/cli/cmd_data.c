@@ -12,6 +12,7 @@
 
 static const char *data_usage =
     "usage: reflabel data shapes --out DIR [--train N] [--test N] [--size HxW] [--seed S]\n"
+    "                            [--multilabel]\n"
     "       reflabel data atlas --out DIR [options]   (see 'reflabel data atlas --help')\n"
     "\n"
     "atlas: the Colin27 T1 brain MRI with the AAL atlas grouped into 8 lobes\n"
@@ -21,7 +22,9 @@ static const char *data_usage =
     "Writes a synthetic 2D dataset in the nnU-Net v2 raw layout (16-bit PNG images,\n"
     "8-bit PNG labels: 0 background, 1 disk, 2 square, 3 triangle):\n"
     "DIR/dataset.json, imagesTr/, labelsTr/, imagesTs/, labelsTs/.\n"
-    "Defaults: 64 training and 16 test cases of 64x64, seed 0.\n";
+    "Defaults: 64 training and 16 test cases of 64x64, seed 0.\n"
+    "--multilabel: overlapping structures instead (a disc and a bar crossing it), labels\n"
+    "as bit sets (1 disc, 2 bar, 3 both) and \"reflabel_multilabel\": true (docs/DATA.md).\n";
 
 /* Images are stored as 16-bit PNG: intensity v maps to round(v * 20000),
  * clamped, which keeps the generated range [-0.3, 1.3] with 3e-5 resolution. */
@@ -41,7 +44,7 @@ static int write_case(const char *dir, const char *sub, const char *id, int is_l
 }
 
 static int make_shapes(const char *out, int n_train, int n_test, int h, int w, uint64_t seed,
-                       rl_error *err) {
+                       int multilabel, rl_error *err) {
     const char *subs[] = {"imagesTr", "labelsTr", "imagesTs", "labelsTs"};
     char path[4096];
     for (int i = 0; i < 4; i++) {
@@ -63,7 +66,8 @@ static int make_shapes(const char *out, int n_train, int n_test, int h, int w, u
         int test = i >= n_train;
         char id[64];
         snprintf(id, sizeof id, "shapes_%03d", i);
-        rl_synth_shapes(&rng, h, w, image, labels);
+        if (multilabel) rl_synth_shapes_multilabel(&rng, h, w, image, labels);
+        else rl_synth_shapes(&rng, h, w, image, labels);
         rc = write_case(out, test ? "imagesTs" : "imagesTr", id, 0, h, w, image, labels, err);
         if (!rc) rc = write_case(out, test ? "labelsTs" : "labelsTr", id, 1, h, w, image, labels, err);
     }
@@ -74,6 +78,11 @@ static int make_shapes(const char *out, int n_train, int n_test, int h, int w, u
     const char *names[] = {"background", "disk", "square", "triangle"};
     const int values[] = {0, 1, 2, 3};
     snprintf(path, sizeof path, "%s/dataset.json", out);
+    if (multilabel) {
+        const char *structures[] = {"background", "disc", "bar"};
+        return rl_dataset_json_write_multilabel(path, 1, channels, 1 + RL_SHAPES_ML_STRUCTURES,
+                                                structures, ".png", n_train, err);
+    }
     return rl_dataset_json_write(path, 1, channels, 4, names, values, ".png", n_train, err);
 }
 
@@ -86,10 +95,10 @@ int cmd_data(int argc, char **argv) {
     if (strcmp(argv[1], "shapes") != 0)
         return cli_usage_error("data", "unknown dataset '%s' (available: shapes, atlas)", argv[1]);
     const char *out = NULL;
-    int n_train = 64, n_test = 16, h = 64, w = 64;
+    int n_train = 64, n_test = 16, h = 64, w = 64, multilabel = 0;
     double seed = 0;
-    /* Options come in pairs: every one takes a value. */
-    for (int i = 2; i < argc; i += 2) {
+    /* Every option but the --multilabel switch takes a value. */
+    for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
         char tail;
@@ -97,7 +106,12 @@ int cmd_data(int argc, char **argv) {
             fputs(data_usage, stdout);
             return 0;
         }
+        if (!strcmp(a, "--multilabel")) {
+            multilabel = 1;
+            continue;
+        }
         if (!v) return cli_missing_value("data", a, data_usage);
+        i++;
         if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--train")) rc = cli_parse_int("data", a, v, 1, 1000000, &n_train);
         else if (!strcmp(a, "--test")) rc = cli_parse_int("data", a, v, 0, 1000000, &n_test);
@@ -110,6 +124,7 @@ int cmd_data(int argc, char **argv) {
     }
     if (!out) return cli_usage_error("data", "--out is required");
     rl_error err = {0, ""};
-    if (make_shapes(out, n_train, n_test, h, w, (uint64_t)seed, &err)) return cli_fail(&err);
+    if (make_shapes(out, n_train, n_test, h, w, (uint64_t)seed, multilabel, &err))
+        return cli_fail(&err);
     return 0;
 }

@@ -16,6 +16,8 @@ static const char *evaluate_usage =
     "prediction of the same name in --pred: per case and per class Dice, IoU, HD95 and\n"
     "ASSD in mm (MONAI's definitions; see docs/METRICS.md for empty masks). Prints the\n"
     "per-class means and writes all numbers as JSON (default PRED/summary.json).\n"
+    "With a dataset.json marked \"reflabel_multilabel\": true, the label maps are bit\n"
+    "sets and each structure's binary mask is scored on its own.\n"
     "\n"
     "  --labels FILE   dataset.json whose \"labels\" name the classes (and \"ignore\")\n"
     "  --json FILE     where to write the JSON report\n";
@@ -28,8 +30,17 @@ static void print_stat(const rl_metric_stats *s) {
 int cli_evaluate_and_report(const char *pred_dir, const char *gt_dir, int num_classes,
                             int32_t ignore_label, char **class_names, const char *json_path,
                             int print_table, rl_error *err) {
+    return cli_evaluate_and_report_ex(pred_dir, gt_dir, num_classes, ignore_label, 0,
+                                      class_names, json_path, print_table, err);
+}
+
+int cli_evaluate_and_report_ex(const char *pred_dir, const char *gt_dir, int num_classes,
+                               int32_t ignore_label, int multilabel, char **class_names,
+                               const char *json_path, int print_table, rl_error *err) {
     rl_eval_result r;
-    int rc = rl_evaluate_folders(pred_dir, gt_dir, num_classes, ignore_label, &r, err);
+    int rc = multilabel
+                 ? rl_evaluate_folders_multilabel(pred_dir, gt_dir, num_classes, &r, err)
+                 : rl_evaluate_folders(pred_dir, gt_dir, num_classes, ignore_label, &r, err);
     if (rc) return rc;
     rc = rl_eval_write_json(&r, (const char *const *)class_names, json_path, err);
     if (!rc && print_table) {
@@ -55,9 +66,10 @@ int cli_evaluate_and_report(const char *pred_dir, const char *gt_dir, int num_cl
     return rc;
 }
 
-/* Class names and the ignore value from a dataset.json "labels" object. */
+/* Class names and the ignore value from a dataset.json "labels" object, and
+ * whether it marks bit-set labels ("reflabel_multilabel": true). */
 static int read_label_names(const char *path, char ***names, int *count, int32_t *ignore,
-                            rl_error *err) {
+                            int *multilabel, rl_error *err) {
     char *text = NULL;
     size_t size = 0;
     int rc = rl_read_file(path, 1u << 20, &text, &size, err);
@@ -69,6 +81,7 @@ static int read_label_names(const char *path, char ***names, int *count, int32_t
         cJSON_Delete(root);
         return rl_error_set(err, RL_EFORMAT, "%s: no \"labels\" object", path);
     }
+    *multilabel = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "reflabel_multilabel"));
     int k = 0;
     cJSON *it;
     cJSON_ArrayForEach(it, labels) {
@@ -118,11 +131,13 @@ int cmd_evaluate(int argc, char **argv) {
     char **names = NULL;
     int k = 0;
     int32_t ignore = RL_METRICS_NO_IGNORE;
-    if (labels && read_label_names(labels, &names, &k, &ignore, &err)) return cli_fail(&err);
+    int multilabel = 0;
+    if (labels && read_label_names(labels, &names, &k, &ignore, &multilabel, &err))
+        return cli_fail(&err);
     char json_path[4096];
     snprintf(json_path, sizeof json_path, "%s", json ? json : "");
     if (!json) snprintf(json_path, sizeof json_path, "%s/summary.json", pred);
-    int rc = cli_evaluate_and_report(pred, gt, k, ignore, names, json_path, 1, &err);
+    int rc = cli_evaluate_and_report_ex(pred, gt, k, ignore, multilabel, names, json_path, 1, &err);
     for (int c = 0; names && c < k; c++) free(names[c]);
     free(names);
     return rc ? cli_fail(&err) : 0;

@@ -16,15 +16,23 @@ static const char *predict_usage =
     "\n"
     "Segments every case of DIR (nnU-Net naming: CASE_0000.nii.gz, CASE_0001.nii.gz, ...\n"
     "or .png) slice by slice and writes OUT/CASE.<ending> with the input's header and\n"
-    "affine.\n"
+    "affine. A multi-label model (trained on a \"reflabel_multilabel\" dataset) writes\n"
+    "bit sets: bit c-1 where structure c's sigmoid exceeds 0.5 (uint8 for up to 8\n"
+    "structures, else uint16).\n"
     "\n"
     "  --axis A        slicing axis for 3D volumes (default: the model's training axis)\n"
-    "  --confidence    also write OUT/CASE_confidence.<ending> (softmax probability)\n"
+    "  --confidence    also write OUT/CASE_confidence.<ending> (softmax probability of\n"
+    "                  the chosen class; multi-label: of the least certain structure)\n"
     "  --threads N     threads (all cores)\n"
     "  --quiet         no progress bar\n";
 
 int cli_predict_folder(rl_unet *net, const char *in_dir, const char *out_dir, int axis,
                        int write_confidence, int quiet, rl_error *err) {
+    return cli_predict_folder_ex(net, 0, in_dir, out_dir, axis, write_confidence, quiet, err);
+}
+
+int cli_predict_folder_ex(rl_unet *net, int multilabel, const char *in_dir, const char *out_dir,
+                          int axis, int write_confidence, int quiet, rl_error *err) {
     rl_folder f;
     int rc = rl_folder_list_images(in_dir, rl_unet_get_config(net)->in_channels, &f, err);
     if (rc) return rc;
@@ -52,13 +60,17 @@ int cli_predict_folder(rl_unet *net, const char *in_dir, const char *out_dir, in
                 rc = rl_error_set(err, RL_ENOMEM, "out of memory");
         }
         if (!rc) {
-            rc = rl_predict_case(net, images, f.channels, axis, labels, conf, err);
+            rc = multilabel
+                     ? rl_predict_case_multilabel(net, images, f.channels, axis, labels, conf, err)
+                     : rl_predict_case(net, images, f.channels, axis, labels, conf, err);
             if (rc) rl_error_prefix(err, "%s", e->paths[0]);
         }
         char path[4096];
         if (!rc) {
             snprintf(path, sizeof path, "%s/%s%s", out_dir, e->id, e->ending);
-            rc = rl_volume_write_labels(path, &images[0], labels, err);
+            rc = multilabel ? rl_volume_write_bitsets(path, &images[0], labels,
+                                                      rl_unet_get_config(net)->num_classes, err)
+                            : rl_volume_write_labels(path, &images[0], labels, err);
         }
         if (!rc && conf) {
             snprintf(path, sizeof path, "%s/%s_confidence%s", out_dir, e->id, e->ending);
@@ -73,6 +85,11 @@ int cli_predict_folder(rl_unet *net, const char *in_dir, const char *out_dir, in
     free(images);
     rl_folder_free(&f);
     return rc;
+}
+
+int cli_model_is_multilabel(const rl_safetensors *meta) {
+    const char *v = rl_safetensors_metadata(meta, "reflabel.multilabel");
+    return v && strcmp(v, "true") == 0;
 }
 
 /* A run folder holds model.safetensors; a file path is used as it is. */
@@ -116,8 +133,9 @@ int cmd_predict(int argc, char **argv) {
         const char *a = rl_safetensors_metadata(&meta, "reflabel.axis");
         axis = a && a[0] >= '0' && a[0] <= '2' ? a[0] - '0' : 2;
     }
+    int multilabel = cli_model_is_multilabel(&meta);
     rl_safetensors_free(&meta);
-    int rc = cli_predict_folder(net, in, out, axis, confidence, quiet, &err);
+    int rc = cli_predict_folder_ex(net, multilabel, in, out, axis, confidence, quiet, &err);
     rl_unet_free(net);
     return rc ? cli_fail(&err) : 0;
 }

@@ -27,6 +27,9 @@ static const char *pseudolabel_usage =
     "minus the best similarity of another label). Queries are the training cases\n"
     "without a label or whose label --labeled hides; when those have hidden labels,\n"
     "OUT/pseudolabel_metrics.json scores the pseudo-labels against them.\n"
+    "A multi-label model and dataset (\"reflabel_multilabel\") give each pixel its best\n"
+    "match's whole bit set, scored per structure; --min-confidence and --export-nnunet\n"
+    "are refused there.\n"
     "\n"
     "references:\n"
     "  --labeled SPEC        keep labels of only these training cases, exactly as\n"
@@ -316,12 +319,19 @@ static int check_names(const rl_safetensors *meta, const char *key, const char *
 static int check_dataset(const rl_unet *net, const rl_safetensors *meta, const char *model,
                          const rl_dataset *ds, rl_error *err) {
     const rl_unet_config *nc = rl_unet_get_config(net);
+    int multilabel = cli_model_is_multilabel(meta);
+    if (ds->multilabel != multilabel)
+        return rl_error_set(err, RL_EINVAL, "%s: the model is %s but %s is %s", model,
+                            multilabel ? "multi-label" : "multi-class", ds->root,
+                            ds->multilabel ? "multi-label" : "multi-class");
     if (ds->num_channels != nc->in_channels)
         return rl_error_set(err, RL_EINVAL, "%s: the model has %d input channels, %s has %d",
                             model, nc->in_channels, ds->root, ds->num_channels);
-    if (ds->num_classes != nc->num_classes)
-        return rl_error_set(err, RL_EINVAL, "%s: the model has %d classes, %s has %d", model,
-                            nc->num_classes, ds->root, ds->num_classes);
+    /* a multi-label model has one output per structure, background excluded */
+    if (ds->num_classes - multilabel != nc->num_classes)
+        return rl_error_set(err, RL_EINVAL, "%s: the model has %d %s, %s has %d", model,
+                            nc->num_classes, multilabel ? "structures" : "classes", ds->root,
+                            ds->num_classes - multilabel);
     int rc = check_names(meta, "reflabel.class_names", "classes", ds->class_names,
                          ds->num_classes, model, ds->root, err);
     if (!rc)
@@ -441,7 +451,11 @@ static int label_query(pl_run *r, const rl_case *c, rl_error *err) {
         truth = malloc(n * sizeof *truth);
         rc = truth ? rl_labels_from_volume(&hidden, truth, err)
                    : rl_error_set(err, RL_ENOMEM, "out of memory");
-        if (!rc) rc = rl_label_agreement_add(&r->all, labels, truth, (int64_t)n, ds->ignore_label, -1, err);
+        if (!rc && ds->multilabel)
+            rc = rl_label_agreement_add_bitsets(&r->all, labels, truth, (int64_t)n, err);
+        else if (!rc)
+            rc = rl_label_agreement_add(&r->all, labels, truth, (int64_t)n, ds->ignore_label, -1,
+                                        err);
         r->scored_cases++;
     }
     if (!rc && r->o.have_min_confidence) {
@@ -454,7 +468,9 @@ static int label_query(pl_run *r, const rl_case *c, rl_error *err) {
     }
     char path[4096];
     if (!rc) rc = make_path(path, sizeof path, err, "%s/%s%s", r->out.stage, c->id, ds->file_ending);
-    if (!rc) rc = rl_volume_write_labels(path, &images[0], labels, err);
+    if (!rc)
+        rc = ds->multilabel ? rl_volume_write_bitsets(path, &images[0], labels, K - 1, err)
+                            : rl_volume_write_labels(path, &images[0], labels, err);
     if (!rc)
         rc = make_path(path, sizeof path, err, "%s/%s_confidence%s", r->out.stage, c->id,
                        ds->file_ending);
@@ -597,6 +613,13 @@ static int run(pl_run *r, rl_error *err) {
     if ((rc = rl_dataset_open(o->data, &r->ds, err))) return rc;
     r->have_ds = 1;
     if ((rc = check_dataset(r->net, &r->meta, r->model_file, &r->ds, err))) return rc;
+    /* Bit sets have no value left for "ignore", and nnU-Net v2 encodes
+     * overlapping structures as regions, not bit sets. */
+    if (r->ds.multilabel && (o->have_min_confidence || o->export_dir))
+        return rl_error_set(err, RL_EUNSUPPORTED,
+                            "%s: %s does not support multi-label data", r->ds.root,
+                            o->export_dir ? "--export-nnunet" : "--min-confidence");
+    o->cfg.multilabel = r->ds.multilabel;
     r->keep = calloc((size_t)r->ds.num_train + 1, 1);
     if (!r->keep) return rl_error_set(err, RL_ENOMEM, "out of memory");
     if ((rc = rl_choose_labeled(&r->ds, o->labeled, o->labeled_mode, (uint64_t)o->seed, r->keep, err)))

@@ -21,6 +21,9 @@ static const char *train_usage =
     "and writes RUN_DIR/model.safetensors, RUN_DIR/log.csv, RUN_DIR/labeled.txt and,\n"
     "when the dataset has labelsTs/, predictions of imagesTs/ scored in\n"
     "RUN_DIR/test_metrics.json.\n"
+    "On a multi-label dataset (\"reflabel_multilabel\": true) the network has one sigmoid\n"
+    "output per structure and the losses are BCE + Dice (docs/DATA.md); meanteacher is\n"
+    "refused there.\n"
     "\n"
     "data:\n"
     "  --data DIR            dataset folder (dataset.json, imagesTr/, labelsTr/)\n"
@@ -376,7 +379,8 @@ static int save_model(const rl_unet *net, const char *path, const rl_dataset *ds
     snprintf(ignore, sizeof ignore, "%d", ds->ignore_label);
     rl_kv extra[] = {{"reflabel.class_names", classes},   {"reflabel.channel_names", channels},
                      {"reflabel.training", training},     {"reflabel.axis", axis},
-                     {"reflabel.file_ending", ds->file_ending}, {"reflabel.ignore_label", ignore}};
+                     {"reflabel.file_ending", ds->file_ending}, {"reflabel.ignore_label", ignore},
+                     {"reflabel.multilabel", ds->multilabel ? "true" : "false"}};
     int rc = (!training || !classes || !channels)
                  ? rl_error_set(err, RL_ENOMEM, "out of memory")
                  : rl_unet_save(net, path, extra, (int)(sizeof extra / sizeof *extra), err);
@@ -682,6 +686,7 @@ static rl_pseudolabel_config rounds_pseudolabel_config(const train_run *r) {
     pc.axis = r->o.axis;
     pc.ignore_label = r->ds.ignore_label;
     pc.seed = r->cfg.seed;
+    pc.multilabel = r->ds.multilabel;
     return pc;
 }
 
@@ -709,14 +714,17 @@ static int pseudo_label_case(train_run *r, rl_pseudolabeler *pl, int case_index,
         /* num_classes marks abstentions first: the agreement only skips a
          * non-negative predicted value; they become RL_IGNORE afterwards. */
         int32_t abstain = ds->num_classes;
-        counts->abstained += rl_pseudolabel_apply_min_margin(pseudo, margin, (int64_t)n,
-                                                             r->cfg.semi.min_margin, abstain);
+        if (!ds->multilabel) /* num_classes may be a valid bit set there */
+            counts->abstained += rl_pseudolabel_apply_min_margin(pseudo, margin, (int64_t)n,
+                                                                 r->cfg.semi.min_margin, abstain);
         counts->voxels += (int64_t)n;
         counts->queries++;
         if (truth)
-            rc = rl_label_agreement_add(agree, pseudo, truth, (int64_t)n, ds->ignore_label,
-                                        abstain, err);
-        for (size_t i = 0; i < n; i++)
+            rc = ds->multilabel
+                     ? rl_label_agreement_add_bitsets(agree, pseudo, truth, (int64_t)n, err)
+                     : rl_label_agreement_add(agree, pseudo, truth, (int64_t)n,
+                                              ds->ignore_label, abstain, err);
+        for (size_t i = 0; i < n && !ds->multilabel; i++)
             if (pseudo[i] == abstain) pseudo[i] = RL_IGNORE;
     }
     if (!rc)
@@ -814,7 +822,7 @@ static void build_configs(train_run *r) {
     rl_unet_config *nc = &r->net_config;
     *nc = rl_unet_default_config();
     nc->in_channels = r->ds.num_channels;
-    nc->num_classes = r->ds.num_classes;
+    nc->num_classes = rl_sample_set_outputs(&r->set);
     nc->depth = o->depth;
     nc->base_width = o->width;
     nc->norm = o->norm;
@@ -850,12 +858,14 @@ static int score_test_cases(const train_run *r, rl_unet *net, rl_error *err) {
     snprintf(ts_labels, sizeof ts_labels, "%s/labelsTs", o->data);
     snprintf(pred_dir, sizeof pred_dir, "%s/test_predictions", o->out);
     snprintf(json, sizeof json, "%s/test_metrics.json", o->out);
-    int rc = cli_predict_folder(net, ts_images, pred_dir, o->axis, 0, o->quiet, err);
+    int rc = cli_predict_folder_ex(net, r->ds.multilabel, ts_images, pred_dir, o->axis, 0,
+                                   o->quiet, err);
     if (!rc && have_labels)
-        rc = cli_evaluate_and_report(pred_dir, ts_labels, r->ds.num_classes,
-                                     r->ds.ignore_label >= 0 ? r->ds.ignore_label
-                                                             : RL_METRICS_NO_IGNORE,
-                                     r->ds.class_names, json, !o->quiet, err);
+        rc = cli_evaluate_and_report_ex(pred_dir, ts_labels, r->ds.num_classes,
+                                        r->ds.ignore_label >= 0 ? r->ds.ignore_label
+                                                                : RL_METRICS_NO_IGNORE,
+                                        r->ds.multilabel, r->ds.class_names, json, !o->quiet,
+                                        err);
     return rc;
 }
 
@@ -1066,6 +1076,12 @@ int cmd_train(int argc, char **argv) {
     if (!rc) build_configs(&r);
     if (!rc && o->rounds > 1 && r.set.labeled_count == r.set.count)
         rc = rl_error_set(&err, RL_EINVAL, "--rounds needs unlabeled training cases (see --labeled)");
+    /* A bit set has no spare value for "no label", so multi-label rounds
+     * keep every voxel's copied mask. */
+    if (!rc && o->rounds > 1 && r.ds.multilabel && o->semi.min_margin > 0)
+        rc = rl_error_set(&err, RL_EINVAL,
+                          "%s: --min-margin between rounds is not supported for multi-label data",
+                          o->data);
     if (!rc) rc = rl_make_dirs(o->out, &err);
     if (!rc) {
         char path[4096];

@@ -76,8 +76,54 @@ static int evaluate_case(const char *pred_path, const char *gt_path, int num_cla
     return rc;
 }
 
-int rl_evaluate_folders(const char *pred_dir, const char *gt_dir, int num_classes,
-                        int32_t ignore_label, rl_eval_result *out, rl_error *err) {
+/* Multi-label: every structure c of a case is scored as its own binary mask
+ * (bit c-1 of both bit sets), background as the mask of "no bit"; each goes
+ * through rl_compute_metrics as a two-class problem whose class 1 it is. */
+static int evaluate_case_bitsets(const char *pred_path, const char *gt_path, int num_classes,
+                                 rl_case_metrics *out, rl_error *err) {
+    rl_volume pv = {0}, gv = {0};
+    int32_t *pl = NULL, *gl = NULL, *pb = NULL, *gb = NULL;
+    int structures = num_classes - 1;
+    int rc = read_labels(gt_path, &gv, &gl, err);
+    if (!rc) rc = read_labels(pred_path, &pv, &pl, err);
+    if (!rc && (pv.nx != gv.nx || pv.ny != gv.ny || pv.nz != gv.nz))
+        rc = rl_error_set(err, RL_EFORMAT, "%s: shape %dx%dx%d differs from %s (%dx%dx%d)",
+                          pred_path, pv.nx, pv.ny, pv.nz, gt_path, gv.nx, gv.ny, gv.nz);
+    size_t n = rl_volume_numel(&gv);
+    for (size_t i = 0; !rc && i < n; i++)
+        if (gl[i] >> structures || pl[i] >> structures)
+            rc = rl_error_set(err, RL_ERANGE, "%s: value %d is not a bit set of %d structures",
+                              gl[i] >> structures ? gt_path : pred_path,
+                              (int)(gl[i] >> structures ? gl[i] : pl[i]), structures);
+    if (!rc) {
+        pb = malloc(n * sizeof *pb);
+        gb = malloc(n * sizeof *gb);
+        if (!pb || !gb) rc = rl_error_set(err, RL_ENOMEM, "%s: out of memory", pred_path);
+    }
+    for (int c = 0; !rc && c < num_classes; c++) {
+        for (size_t i = 0; i < n; i++) {
+            pb[i] = c == 0 ? pl[i] == 0 : (pl[i] >> (c - 1)) & 1;
+            gb[i] = c == 0 ? gl[i] == 0 : (gl[i] >> (c - 1)) & 1;
+        }
+        rl_case_metrics binary[2];
+        rc = rl_compute_metrics(pb, gb, gv.nx, gv.ny, gv.nz, gv.spacing, 2, RL_METRICS_NO_IGNORE,
+                                binary, err);
+        if (rc) rl_error_prefix(err, "%s", pred_path);
+        else out[c] = binary[1];
+    }
+    free(pb);
+    free(gb);
+    free(pl);
+    free(gl);
+    rl_volume_free(&pv);
+    rl_volume_free(&gv);
+    return rc;
+}
+
+/* Pairs the folders' cases and scores each, as classes or as bit sets. */
+static int evaluate_folders(const char *pred_dir, const char *gt_dir, int num_classes,
+                            int32_t ignore_label, int multilabel, rl_eval_result *out,
+                            rl_error *err) {
     memset(out, 0, sizeof *out);
     rl_folder pred = {0}, gt = {0};
     int rc = rl_folder_list_labels(gt_dir, &gt, err);
@@ -99,8 +145,11 @@ int rl_evaluate_folders(const char *pred_dir, const char *gt_dir, int num_classe
     for (int i = 0; !rc && i < gt.count; i++) {
         const rl_folder_entry *g = &gt.entries[i];
         memcpy(out->case_ids[i], g->id, RL_CASE_ID_MAX);
-        rc = evaluate_case(rl_folder_find(&pred, g->id)->paths[0], g->paths[0], num_classes,
-                           ignore_label, out->metrics + (size_t)i * num_classes, err);
+        const char *pred_path = rl_folder_find(&pred, g->id)->paths[0];
+        rl_case_metrics *metrics = out->metrics + (size_t)i * num_classes;
+        rc = multilabel ? evaluate_case_bitsets(pred_path, g->paths[0], num_classes, metrics, err)
+                        : evaluate_case(pred_path, g->paths[0], num_classes, ignore_label, metrics,
+                                        err);
     }
     if (!rc)
         rc = rl_aggregate_metrics(out->metrics, out->num_cases, num_classes, out->per_class,
@@ -109,6 +158,20 @@ int rl_evaluate_folders(const char *pred_dir, const char *gt_dir, int num_classe
     rl_folder_free(&gt);
     if (rc) rl_eval_result_free(out);
     return rc;
+}
+
+int rl_evaluate_folders(const char *pred_dir, const char *gt_dir, int num_classes,
+                        int32_t ignore_label, rl_eval_result *out, rl_error *err) {
+    return evaluate_folders(pred_dir, gt_dir, num_classes, ignore_label, 0, out, err);
+}
+
+int rl_evaluate_folders_multilabel(const char *pred_dir, const char *gt_dir, int num_classes,
+                                   rl_eval_result *out, rl_error *err) {
+    memset(out, 0, sizeof *out);
+    if (num_classes < 2 || num_classes - 1 > RL_MULTILABEL_MAX_STRUCTURES)
+        return rl_error_set(err, RL_EINVAL, "multi-label evaluation needs 1..%d structures, not %d",
+                            RL_MULTILABEL_MAX_STRUCTURES, num_classes - 1);
+    return evaluate_folders(pred_dir, gt_dir, num_classes, RL_METRICS_NO_IGNORE, 1, out, err);
 }
 
 static void add_number(cJSON *obj, const char *key, double v) {

@@ -2,7 +2,6 @@
  * nnU-Net v2 raw datasets of NIfTI files. See include/reflabel/convert.h. */
 #include "reflabel/convert.h"
 
-#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -106,37 +105,18 @@ static int prepare_output(const char *out_dir, int force, rl_error *err) {
     return rl_make_dirs(path, err);
 }
 
-/* Writes dataset.json, adding "reflabel_multilabel": true when asked. */
+/* Writes dataset.json, with "reflabel_multilabel": true when asked. */
 static int write_json(const char *out_dir, const char *channel, int num_labels,
                       const char *const *names, int num_training, int multilabel, rl_error *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/dataset.json", out_dir);
+    if (multilabel)
+        return rl_dataset_json_write_multilabel(path, 1, &channel, num_labels, names, ".nii.gz",
+                                                num_training, err);
     int values[16];
     for (int i = 0; i < num_labels; i++) values[i] = i;
-    int rc = rl_dataset_json_write(path, 1, &channel, num_labels, names, values, ".nii.gz",
-                                   num_training, err);
-    if (rc || !multilabel) return rc;
-    char *text = NULL;
-    size_t size = 0;
-    rc = rl_read_file(path, RL_DATASET_JSON_MAX_BYTES, &text, &size, err);
-    if (rc) return rc;
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    char *out = NULL;
-    if (root && cJSON_AddTrueToObject(root, "reflabel_multilabel")) out = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!out) return rl_error_set(err, RL_ENOMEM, "%s: out of memory", path);
-    size_t len = strlen(out);
-    char *with_newline = malloc(len + 2);
-    if (!with_newline) rc = rl_error_set(err, RL_ENOMEM, "%s: out of memory", path);
-    else {
-        memcpy(with_newline, out, len);
-        with_newline[len] = '\n';
-        rc = rl_write_file_atomic(path, with_newline, len + 1, err);
-    }
-    free(with_newline);
-    cJSON_free(out);
-    return rc;
+    return rl_dataset_json_write(path, 1, &channel, num_labels, names, values, ".nii.gz",
+                                 num_training, err);
 }
 
 /* ---- JSRT + SCR ---------------------------------------------------------- */

@@ -133,6 +133,29 @@ static int parse_labels(const char *path, const cJSON *labels, rl_dataset *ds, r
     return RL_OK;
 }
 
+/* "reflabel_multilabel": true marks bit-set labels (docs/DATA.md). Every
+ * structure needs its own bit of a 16-bit label file, and an "ignore" value
+ * would be ambiguous with a bit set, so both are refused here. */
+static int parse_multilabel(const char *path, const cJSON *flag, rl_dataset *ds, rl_error *err) {
+    if (!flag) return RL_OK;
+    if (!cJSON_IsBool(flag))
+        return rl_error_set(err, RL_EFORMAT, "%s: \"reflabel_multilabel\" must be true or false",
+                            path);
+    ds->multilabel = cJSON_IsTrue(flag);
+    if (!ds->multilabel) return RL_OK;
+    if (ds->ignore_label >= 0)
+        return rl_error_set(err, RL_EUNSUPPORTED,
+                            "%s: an \"ignore\" label cannot be combined with "
+                            "\"reflabel_multilabel\"",
+                            path);
+    if (ds->num_classes < 2 || ds->num_classes - 1 > RL_MULTILABEL_MAX_STRUCTURES)
+        return rl_error_set(err, RL_ERANGE,
+                            "%s: a multi-label dataset needs 1..%d structures besides "
+                            "background, \"labels\" declares %d",
+                            path, RL_MULTILABEL_MAX_STRUCTURES, ds->num_classes - 1);
+    return RL_OK;
+}
+
 static int parse_dataset_json(const char *path, rl_dataset *ds, rl_error *err) {
     char *text = NULL;
     size_t size = 0;
@@ -171,6 +194,9 @@ static int parse_dataset_json(const char *path, rl_dataset *ds, rl_error *err) {
         else
             snprintf(ds->file_ending, sizeof ds->file_ending, "%s", ending->valuestring);
     }
+    if (!rc)
+        rc = parse_multilabel(path, cJSON_GetObjectItemCaseSensitive(json, "reflabel_multilabel"),
+                              ds, err);
     if (!rc) {
         const cJSON *num = cJSON_GetObjectItemCaseSensitive(json, "numTraining");
         ds->num_training_declared = -1;
@@ -505,8 +531,35 @@ static int shape_mismatch(const char *path_a, const rl_volume *a, const char *pa
                         path_a, a->nx, a->ny, a->nz, path_b, b->nx, b->ny, b->nz);
 }
 
+/* Multi-label: every value is a bit set of the declared structures. The
+ * message names the first offending bit, which is what a user has to fix
+ * (a structure missing from dataset.json, or a file of another encoding). */
+static int check_bitset_values(const rl_dataset *ds, const char *path, const rl_volume *label,
+                               rl_error *err) {
+    int structures = ds->num_classes - 1;
+    double limit = (double)(1u << structures);
+    size_t n = rl_volume_numel(label);
+    for (size_t i = 0; i < n; i++) {
+        float v = label->data[i];
+        if (v >= 0 && v == floorf(v) && (double)v < limit) continue;
+        if (!(v >= 0) || v != floorf(v) || v >= 2147483648.0f)
+            return rl_error_set(err, RL_EFORMAT,
+                                "%s: label value %g is not a bit set of structures (multi-label "
+                                "dataset)",
+                                path, (double)v);
+        int bit = structures;
+        while (!(((uint32_t)v >> bit) & 1u)) bit++;
+        return rl_error_set(err, RL_EFORMAT,
+                            "%s: label value %g sets bit %d (structure %d) but dataset.json "
+                            "declares %d structure%s (multi-label dataset)",
+                            path, (double)v, bit, bit + 1, structures, structures == 1 ? "" : "s");
+    }
+    return RL_OK;
+}
+
 static int check_label_values(const rl_dataset *ds, const char *path, const rl_volume *label,
                               rl_error *err) {
+    if (ds->multilabel) return check_bitset_values(ds, path, label, err);
     size_t n = rl_volume_numel(label);
     for (size_t i = 0; i < n; i++) {
         float v = label->data[i];
@@ -633,10 +686,9 @@ int rl_select_labeled(const char *spec, int n_candidates, const char *const *can
 
 /* ---- writing dataset.json ------------------------------------------------ */
 
-int rl_dataset_json_write(const char *path, int num_channels, const char *const *channel_names,
-                          int num_labels, const char *const *label_names,
-                          const int *label_values, const char *file_ending, int num_training,
-                          rl_error *err) {
+static int json_write(const char *path, int num_channels, const char *const *channel_names,
+                      int num_labels, const char *const *label_names, const int *label_values,
+                      const char *file_ending, int num_training, int multilabel, rl_error *err) {
     cJSON *root = cJSON_CreateObject();
     cJSON *channels = cJSON_AddObjectToObject(root, "channel_names");
     cJSON *labels = cJSON_AddObjectToObject(root, "labels");
@@ -651,6 +703,7 @@ int rl_dataset_json_write(const char *path, int num_channels, const char *const 
     if (ok && num_training >= 0)
         ok = cJSON_AddNumberToObject(root, "numTraining", num_training) != NULL;
     if (ok) ok = cJSON_AddStringToObject(root, "file_ending", file_ending) != NULL;
+    if (ok && multilabel) ok = cJSON_AddTrueToObject(root, "reflabel_multilabel") != NULL;
     char *text = ok ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     if (!text) return rl_error_set(err, RL_ENOMEM, "%s: out of memory", path);
@@ -667,4 +720,25 @@ int rl_dataset_json_write(const char *path, int num_channels, const char *const 
     free(with_newline);
     cJSON_free(text);
     return rc;
+}
+
+int rl_dataset_json_write(const char *path, int num_channels, const char *const *channel_names,
+                          int num_labels, const char *const *label_names,
+                          const int *label_values, const char *file_ending, int num_training,
+                          rl_error *err) {
+    return json_write(path, num_channels, channel_names, num_labels, label_names, label_values,
+                      file_ending, num_training, 0, err);
+}
+
+int rl_dataset_json_write_multilabel(const char *path, int num_channels,
+                                     const char *const *channel_names, int num_labels,
+                                     const char *const *label_names, const char *file_ending,
+                                     int num_training, rl_error *err) {
+    int values[RL_MULTILABEL_MAX_STRUCTURES + 1];
+    if (num_labels < 2 || num_labels > RL_MULTILABEL_MAX_STRUCTURES + 1)
+        return rl_error_set(err, RL_EINVAL, "%s: a multi-label dataset has 1..%d structures", path,
+                            RL_MULTILABEL_MAX_STRUCTURES);
+    for (int c = 0; c < num_labels; c++) values[c] = c;
+    return json_write(path, num_channels, channel_names, num_labels, label_names, values,
+                      file_ending, num_training, 1, err);
 }

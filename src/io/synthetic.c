@@ -92,3 +92,31 @@ void rl_synth_shapes(rl_rng *rng, int h, int w, float *image, int32_t *labels) {
     }
     for (size_t i = 0; i < (size_t)h * w; i++) image[i] += 0.08f * rl_rng_normal(rng);
 }
+
+void rl_synth_shapes_multilabel(rl_rng *rng, int h, int w, float *image, int32_t *labels) {
+    float size = (float)(h < w ? h : w);
+    float gx = uniform(rng, -0.15f, 0.15f), gy = uniform(rng, -0.15f, 0.15f);
+    float base = uniform(rng, 0.1f, 0.3f);
+    /* The disc lies wholly inside the image; the bar, horizontal or
+     * vertical, runs through a point of the disc's central half, so the two
+     * always overlap and each also has pixels of its own. */
+    float r = uniform(rng, 0.22f, 0.32f) * size;
+    float cx = uniform(rng, r + 1, (float)w - r - 1), cy = uniform(rng, r + 1, (float)h - r - 1);
+    int vertical = (int)rl_rng_below(rng, 2);
+    float half_width = uniform(rng, 0.08f, 0.12f) * size;
+    float half_length = uniform(rng, 0.30f, 0.42f) * size;
+    float bx = cx + uniform(rng, -0.5f, 0.5f) * r, by = cy + uniform(rng, -0.5f, 0.5f) * r;
+    float disc_value = uniform(rng, 0.30f, 0.40f), bar_value = uniform(rng, 0.25f, 0.35f);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            float px = (float)x + 0.5f, py = (float)y + 0.5f;
+            float along = vertical ? py - by : px - bx, across = vertical ? px - bx : py - by;
+            int in_disc = (px - cx) * (px - cx) + (py - cy) * (py - cy) <= r * r;
+            int in_bar = fabsf(along) <= half_length && fabsf(across) <= half_width;
+            size_t i = (size_t)y * w + x;
+            image[i] = base + gx * (float)x / (float)w + gy * (float)y / (float)h +
+                       (in_disc ? disc_value : 0.0f) + (in_bar ? bar_value : 0.0f);
+            labels[i] = in_disc | in_bar << 1;
+        }
+    for (size_t i = 0; i < (size_t)h * w; i++) image[i] += 0.08f * rl_rng_normal(rng);
+}

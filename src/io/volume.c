@@ -156,6 +156,42 @@ int rl_volume_write_labels(const char *path, const rl_volume *like, const int32_
     return rc;
 }
 
+int rl_volume_write_bitsets(const char *path, const rl_volume *like, const int32_t *bits,
+                            int structures, rl_error *err) {
+    rl_format format = rl_format_from_path(path);
+    if (format == RL_FORMAT_NONE) return unsupported_extension(path, err);
+    if (structures < 1 || structures > 16)
+        return rl_error_set(err, RL_ERANGE, "%s: %d structures (a bit-set label holds 1..16)",
+                            path, structures);
+    int rc = format == RL_FORMAT_PNG ? png_target_ok(path, like, err) : RL_OK;
+    if (rc) return rc;
+    size_t n = rl_volume_numel(like);
+    int wide = structures > 8;
+    void *buf = malloc(n * (wide ? sizeof(uint16_t) : sizeof(uint8_t)));
+    if (!buf) return rl_error_set(err, RL_ENOMEM, "%s: out of memory", path);
+    for (size_t i = 0; i < n; i++) {
+        if (bits[i] < 0 || bits[i] >> structures) {
+            free(buf);
+            return rl_error_set(err, RL_EINVAL, "%s: %d is not a bit set of %d structures", path,
+                                (int)bits[i], structures);
+        }
+        if (wide) ((uint16_t *)buf)[i] = (uint16_t)bits[i];
+        else ((uint8_t *)buf)[i] = (uint8_t)bits[i];
+    }
+    if (format == RL_FORMAT_NIFTI) {
+        rc = rl_nifti_write(path, like, buf, wide ? DT_UINT16 : DT_UINT8, NIFTI_INTENT_LABEL, err);
+    } else {
+        /* PNG takes 16-bit values whatever its bit depth. */
+        uint16_t *values = wide ? buf : malloc(n * sizeof *values);
+        if (!values) rc = rl_error_set(err, RL_ENOMEM, "%s: out of memory", path);
+        for (size_t i = 0; !rc && !wide && i < n; i++) values[i] = ((uint8_t *)buf)[i];
+        if (!rc) rc = rl_png_write_u16(path, values, like->nx, like->ny, wide ? 16 : 8, err);
+        if (!wide) free(values);
+    }
+    free(buf);
+    return rc;
+}
+
 int rl_volume_write_float(const char *path, const rl_volume *like, const float *values,
                           rl_error *err) {
     rl_format format = rl_format_from_path(path);

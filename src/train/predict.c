@@ -32,8 +32,32 @@ static void argmax_window(const float *logits, int k, int ph, int pw, int h, int
         }
 }
 
-int rl_predict_case(rl_unet *net, const rl_volume *images, int channels, int axis,
-                    int32_t *labels_out, float *confidence_out, rl_error *err) {
+/* Multi-label decoding of logits (S, hw) in the same window: bit c-1 of a
+ * pixel is set where structure c's sigmoid exceeds 0.5 (logit > 0); the
+ * confidence is that of the least certain structure, sigmoid(min_c |z_c|). */
+static void bitset_window(const float *logits, int structures, int ph, int pw, int h, int w,
+                          int32_t *labels, float *confidence) {
+    size_t phw = (size_t)ph * pw;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            size_t p = (size_t)y * pw + x;
+            int32_t bits = 0;
+            float least = INFINITY;
+            for (int c = 0; c < structures; c++) {
+                float v = logits[(size_t)c * phw + p];
+                if (v > 0) bits |= (int32_t)1 << c;
+                if (fabsf(v) < least) least = fabsf(v);
+            }
+            labels[(size_t)y * w + x] = bits;
+            if (confidence)
+                confidence[(size_t)y * w + x] = (float)(1.0 / (1.0 + exp(-(double)least)));
+        }
+}
+
+/* Both kinds of prediction: normalise, run every padded slice, decode. */
+static int predict_case(rl_unet *net, const rl_volume *images, int channels, int axis,
+                        int multilabel, int32_t *labels_out, float *confidence_out,
+                        rl_error *err) {
     const rl_unet_config *nc = rl_unet_get_config(net);
     if (channels != nc->in_channels)
         return rl_error_set(err, RL_EINVAL, "case has %d channels, the model expects %d",
@@ -77,7 +101,8 @@ int rl_predict_case(rl_unet *net, const rl_volume *images, int channels, int axi
         }
         if (!rc) rc = rl_unet_forward(net, x, 0, err);
         if (rc) break;
-        argmax_window(rl_unet_logits(net).data, k, ph, pw, h, w, lab, conf);
+        if (multilabel) bitset_window(rl_unet_logits(net).data, k, ph, pw, h, w, lab, conf);
+        else argmax_window(rl_unet_logits(net).data, k, ph, pw, h, w, lab, conf);
         rc = rl_labels_set_slice(labels_out, v0->nx, v0->ny, v0->nz, axis, s, lab, err);
         if (!rc && confidence_out) rc = rl_volume_set_slice(&conf_vol, axis, s, conf, err);
     }
@@ -88,4 +113,20 @@ int rl_predict_case(rl_unet *net, const rl_volume *images, int channels, int axi
     free(lab);
     free(conf);
     return rc;
+}
+
+int rl_predict_case(rl_unet *net, const rl_volume *images, int channels, int axis,
+                    int32_t *labels_out, float *confidence_out, rl_error *err) {
+    return predict_case(net, images, channels, axis, 0, labels_out, confidence_out, err);
+}
+
+int rl_predict_case_multilabel(rl_unet *net, const rl_volume *images, int channels, int axis,
+                               int32_t *labels_out, float *confidence_out, rl_error *err) {
+    const rl_unet_config *nc = rl_unet_get_config(net);
+    if (nc->num_classes > RL_MULTILABEL_MAX_STRUCTURES)
+        return rl_error_set(err, RL_ERANGE,
+                            "a multi-label model has at most %d structures, this one has %d "
+                            "outputs",
+                            RL_MULTILABEL_MAX_STRUCTURES, nc->num_classes);
+    return predict_case(net, images, channels, axis, 1, labels_out, confidence_out, err);
 }

@@ -68,7 +68,12 @@ struct rl_pseudolabeler {
     float *slice;       /* (h, w) */
     int32_t *slice_labels;
     float *slice_margin;
+    uint64_t *slice_masks; /* multi-label: the slice's bit sets as bank masks */
 };
+
+/* Most distinct bit sets a multi-label bank tells apart (every combination
+ * of up to 8 structures); the matcher's scratch grows with it. */
+#define MULTILABEL_BANK_MASKS 256
 
 int rl_pseudolabeler_create(rl_pseudolabeler **out, rl_unet *net,
                             const rl_pseudolabel_config *cfg, int reference_slices,
@@ -101,6 +106,15 @@ int rl_pseudolabeler_create(rl_pseudolabeler **out, rl_unet *net,
     bc.dim = dim;
     bc.num_labels = nc->num_classes;
     bc.ignore_label = cfg->ignore_label;
+    if (cfg->multilabel) {
+        if (nc->num_classes > RL_MULTILABEL_MAX_STRUCTURES) {
+            free(pl);
+            return rl_error_set(err, RL_ERANGE, "pseudolabel: %d structures (bit sets hold %d)",
+                                nc->num_classes, RL_MULTILABEL_MAX_STRUCTURES);
+        }
+        bc.multilabel = 1;
+        bc.num_labels = nc->num_classes <= 8 ? 1 << nc->num_classes : MULTILABEL_BANK_MASKS;
+    }
     bc.similarity = cfg->similarity;
     bc.sampling = cfg->sampling;
     bc.per_class_cap = cfg->per_class;
@@ -139,6 +153,7 @@ void rl_pseudolabeler_free(rl_pseudolabeler *pl) {
     free(pl->slice);
     free(pl->slice_labels);
     free(pl->slice_margin);
+    free(pl->slice_masks);
     free(pl);
 }
 
@@ -168,7 +183,10 @@ static int ensure_scratch(rl_pseudolabeler *pl, size_t plane, size_t padded, rl_
         if (l) pl->slice_labels = l;
         float *m = l ? realloc(pl->slice_margin, plane * sizeof *m) : NULL;
         if (m) pl->slice_margin = m;
-        if (!f || !s || !l || !m) return rl_error_set(err, RL_ENOMEM, "out of memory for slice features");
+        uint64_t *b = m ? realloc(pl->slice_masks, plane * sizeof *b) : NULL;
+        if (b) pl->slice_masks = b;
+        if (!f || !s || !l || !m || !b)
+            return rl_error_set(err, RL_ENOMEM, "out of memory for slice features");
         pl->plane_cap = plane;
     }
     return RL_OK;
@@ -279,8 +297,15 @@ int rl_pseudolabeler_add_reference(rl_pseudolabeler *pl, const rl_volume *images
         rc = slice_features(pl, &pc, s, err);
         if (rc) break;
         labels_get_slice(labels, v0->nx, v0->ny, v0->nz, pc.axis, s, pl->slice_labels);
-        rc = rl_bank_add(&pl->bank, pl->feat, pl->slice_labels, NULL, 1, pc.h, pc.w, &pl->rng,
-                         err);
+        if (pl->cfg.multilabel) {
+            for (size_t i = 0; i < (size_t)pc.h * pc.w; i++)
+                pl->slice_masks[i] = (uint64_t)(uint32_t)pl->slice_labels[i];
+            rc = rl_bank_add(&pl->bank, pl->feat, NULL, pl->slice_masks, 1, pc.h, pc.w, &pl->rng,
+                             err);
+        } else {
+            rc = rl_bank_add(&pl->bank, pl->feat, pl->slice_labels, NULL, 1, pc.h, pc.w,
+                             &pl->rng, err);
+        }
         if (!rc) pl->slices_added++;
     }
     prepared_free(&pc);
@@ -305,10 +330,14 @@ int rl_pseudolabeler_label_case(rl_pseudolabeler *pl, const rl_volume *images, i
     rl_match_out mo;
     memset(&mo, 0, sizeof mo);
     mo.label = pl->slice_labels;
+    mo.mask = pl->cfg.multilabel ? pl->slice_masks : NULL;
     mo.margin = pl->slice_margin;
     for (int s = 0; s < pc.slices && !rc; s++) {
         rc = slice_features(pl, &pc, s, err);
         if (!rc) rc = rl_match(&pl->matcher, &pl->bank, pl->feat, 1, pc.h, pc.w, &mo, err);
+        /* multi-label: the bank's label ids stand for masks; keep the masks */
+        for (size_t i = 0; !rc && mo.mask && i < (size_t)pc.h * pc.w; i++)
+            pl->slice_labels[i] = (int32_t)pl->slice_masks[i];
         if (!rc)
             rc = rl_labels_set_slice(labels_out, v0->nx, v0->ny, v0->nz, pc.axis, s,
                                      pl->slice_labels, err);
@@ -374,6 +403,29 @@ int rl_label_agreement_add(rl_label_agreement *a, const int32_t *pred, const int
         if (p == t) {
             a->correct++;
             a->both[t]++;
+        }
+    }
+    return RL_OK;
+}
+
+int rl_label_agreement_add_bitsets(rl_label_agreement *a, const int32_t *pred,
+                                   const int32_t *truth, int64_t n, rl_error *err) {
+    int k = a->num_classes;
+    for (int64_t i = 0; i < n; i++) {
+        int32_t t = truth[i], p = pred[i];
+        if (t < 0 || t >> (k - 1) || p < 0 || p >> (k - 1))
+            return rl_error_set(err, RL_ERANGE,
+                                "agreement: %s %d at voxel %lld is not a bit set of %d structures",
+                                t < 0 || t >> (k - 1) ? "reference" : "predicted",
+                                (int)(t < 0 || t >> (k - 1) ? t : p), (long long)i, k - 1);
+        a->voxels++;
+        a->correct += p == t;
+        for (int c = 0; c < k; c++) {
+            int in_p = c == 0 ? p == 0 : (p >> (c - 1)) & 1;
+            int in_t = c == 0 ? t == 0 : (t >> (c - 1)) & 1;
+            a->pred[c] += in_p;
+            a->truth[c] += in_t;
+            a->both[c] += in_p && in_t;
         }
     }
     return RL_OK;

@@ -88,6 +88,7 @@ int rl_sample_set_load(rl_sample_set *set, const rl_dataset *ds, const rl_case *
     if (axis < 0 || axis > 2) return rl_error_set(err, RL_EINVAL, "axis must be 0, 1 or 2");
     set->channels = ds->num_channels;
     set->num_classes = ds->num_classes;
+    set->multilabel = ds->multilabel;
     set->axis = axis;
     set->case_ids = calloc((size_t)(num_cases > 0 ? num_cases : 1), sizeof *set->case_ids);
     if (!set->case_ids) return rl_error_set(err, RL_ENOMEM, "out of memory");

@@ -61,7 +61,20 @@ struct rl_trainer {
     int64_t *counters_before;
     int64_t skipped;    /* batches skipped as non-finite (skip_nonfinite) */
     char skip_reason[RL_ERROR_MSG_MAX];
+    /* multi-label sets: S = K - 1 sigmoid outputs, targets from bit sets */
+    int structures;         /* S */
+    float *targets;         /* (n, S, P_h, P_w) bit c of each label as 0 / 1 */
+    uint8_t *target_valid;  /* (n, P_h, P_w) the pixel has a target */
+    uint64_t *ref_masks;    /* (nl, P_h, P_w) refpl: the labeled half for the bank */
+    uint64_t *match_masks;  /* (nu, P_h, P_w) refpl: the matched references' masks */
 };
+
+/* The bit mask under which the bank skips multi-label pixels (padding):
+ * no bit set can equal it, since labels hold at most 16 structures. */
+#define IGNORE_MASK UINT64_MAX
+/* Most distinct bit sets a multi-label refpl bank tells apart (the matcher's
+ * scratch grows with it); every combination of up to 8 structures fits. */
+#define MULTILABEL_BANK_MASKS 256
 
 const char *rl_method_name(rl_method method) {
     switch (method) {
@@ -160,7 +173,32 @@ void rl_trainer_free(rl_trainer *tr) {
     free(tr->confusion);
     free(tr->norm_stats_before);
     free(tr->counters_before);
+    free(tr->targets);
+    free(tr->target_valid);
+    free(tr->ref_masks);
+    free(tr->match_masks);
     free(tr);
+}
+
+/* Multi-label sets: share[c] (c >= 1) is the fraction of labeled pixels that
+ * structure c covers, share[0] the fraction that no structure covers. These
+ * need not sum to 1, since structures overlap. */
+static void compute_labeled_coverage(const rl_sample_set *set, double *share) {
+    int k = set->num_classes;
+    double total = 0;
+    for (int c = 0; c < k; c++) share[c] = 0;
+    for (int i = 0; i < set->count; i++) {
+        const rl_sample *s = &set->samples[i];
+        if (!s->labels) continue;
+        for (size_t p = 0; p < (size_t)s->h * s->w; p++) {
+            int32_t v = s->labels[p];
+            if (v < 0) continue;
+            total += 1;
+            share[0] += v == 0;
+            for (int c = 1; c < k; c++) share[c] += (v >> (c - 1)) & 1;
+        }
+    }
+    for (int c = 0; c < k; c++) share[c] = total > 0 ? share[c] / total : 0;
 }
 
 /* Class shares over every labeled pixel of the set: the reference against
@@ -168,6 +206,10 @@ void rl_trainer_free(rl_trainer *tr) {
 static void compute_labeled_share(const rl_sample_set *set, double *share) {
     int k = set->num_classes;
     double total = 0;
+    if (set->multilabel) {
+        compute_labeled_coverage(set, share);
+        return;
+    }
     for (int c = 0; c < k; c++) share[c] = 0;
     for (int i = 0; i < set->count; i++) {
         const rl_sample *s = &set->samples[i];
@@ -200,7 +242,8 @@ static int create_semi(rl_trainer *tr, rl_error *err) {
     tr->labeled_share = calloc(k, sizeof(double));
     tr->pl_share = calloc(k, sizeof(double));
     tr->pl_dice = calloc(k, sizeof(double));
-    tr->confusion = calloc(k * k, sizeof(int64_t));
+    /* (K, K), or (K, 3) per-structure counts for multi-label data */
+    tr->confusion = calloc(k * (k > 3 ? k : 3), sizeof(int64_t));
     if (!tr->pseudo || !tr->hidden || !tr->confidence || !tr->valid || !tr->labeled_share ||
         !tr->pl_share || !tr->pl_dice || !tr->confusion)
         return rl_error_set(err, RL_ENOMEM, "out of memory for the unlabeled batch");
@@ -220,6 +263,12 @@ static int create_semi(rl_trainer *tr, rl_error *err) {
         bc.dim = dim;
         bc.num_labels = set->num_classes;
         bc.ignore_label = RL_IGNORE;
+        if (set->multilabel) {
+            /* Label ids are the distinct bit sets seen during training. */
+            bc.multilabel = 1;
+            bc.num_labels = tr->structures <= 8 ? 1 << tr->structures : MULTILABEL_BANK_MASKS;
+            bc.ignore_mask = IGNORE_MASK;
+        }
         bc.similarity = sc->similarity;
         bc.sampling = sc->sampling;
         bc.per_class_cap = sc->per_class_cap;
@@ -291,16 +340,41 @@ static void copy_norm_state(rl_trainer *tr, int save) {
     }
 }
 
+/* Buffers of the sigmoid targets. Mean teacher is refused: its consistency
+ * loss compares softmax distributions, which multi-label outputs are not. */
+static int create_multilabel(rl_trainer *tr, rl_error *err) {
+    const rl_sample_set *set = tr->set;
+    size_t hw = (size_t)tr->cfg.patch_h * tr->cfg.patch_w;
+    tr->structures = set->num_classes - 1;
+    if (tr->cfg.semi.method == RL_METHOD_MEANTEACHER)
+        return rl_error_set(err, RL_EUNSUPPORTED,
+                            "method meanteacher does not support multi-label data (use refpl, "
+                            "predpl or supervised)");
+    tr->targets = malloc((size_t)tr->n * tr->structures * hw * sizeof *tr->targets);
+    tr->target_valid = malloc((size_t)tr->n * hw);
+    if (tr->cfg.semi.method == RL_METHOD_REFPL) {
+        tr->ref_masks = malloc((size_t)tr->nl * hw * sizeof *tr->ref_masks);
+        tr->match_masks = malloc((size_t)tr->nu * hw * sizeof *tr->match_masks);
+        if (!tr->ref_masks || !tr->match_masks)
+            return rl_error_set(err, RL_ENOMEM, "out of memory for the reference masks");
+    }
+    if (!tr->targets || !tr->target_valid)
+        return rl_error_set(err, RL_ENOMEM, "out of memory for the multi-label targets");
+    return RL_OK;
+}
+
 int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg,
                       const rl_sample_set *set, rl_error *err) {
     *out = NULL;
     const rl_unet_config *nc = rl_unet_get_config(net);
     int m = 1 << nc->depth;
     int semi = cfg->semi.method != RL_METHOD_SUPERVISED;
-    if (nc->in_channels != set->channels || nc->num_classes != set->num_classes)
+    if (nc->in_channels != set->channels || nc->num_classes != rl_sample_set_outputs(set))
         return rl_error_set(err, RL_EINVAL,
-                            "network has %d input channels and %d classes, data has %d and %d",
-                            nc->in_channels, nc->num_classes, set->channels, set->num_classes);
+                            "network has %d input channels and %d outputs, data has %d and %d%s",
+                            nc->in_channels, nc->num_classes, set->channels,
+                            rl_sample_set_outputs(set),
+                            set->multilabel ? " (one per structure, multi-label)" : "");
     if (cfg->batch < 1 || cfg->steps < 1 || cfg->semi.unlabeled_batch < 0)
         return rl_error_set(err, RL_EINVAL, "steps and batch must be positive");
     if (cfg->semi.method < RL_METHOD_SUPERVISED || cfg->semi.method > RL_METHOD_MEANTEACHER)
@@ -352,6 +426,7 @@ int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg
     if (!rc) rc = rl_optim_create(&tr->opt, &cfg->optim, nparams, spans, span_count, err);
     free(spans);
     if (!rc) rc = rl_unet_plan(net, tr->n, cfg->patch_h, cfg->patch_w, 1, err);
+    if (!rc && set->multilabel) rc = create_multilabel(tr, err);
     if (!rc && semi) rc = create_semi(tr, err);
     if (rc) {
         rl_trainer_free(tr);
@@ -639,6 +714,174 @@ static int nonfinite_batch(rl_trainer *tr, const char *what, rl_train_step_info 
     return RL_OK;
 }
 
+/* ---- multi-label: sigmoid outputs, one per structure ------------------- */
+
+/* Bit sets (images, hw) -> targets (images, S, hw) in {0, 1} and valid
+ * (images, hw); negative codes (padding, unlabeled, no pseudo-label) are
+ * invalid and get all-zero targets. */
+static void bits_to_targets(const int32_t *bits, int images, int structures, size_t hw,
+                            float *targets, uint8_t *valid) {
+    for (int b = 0; b < images; b++)
+        for (size_t p = 0; p < hw; p++) {
+            int32_t v = bits[(size_t)b * hw + p];
+            float *t = targets + (size_t)b * structures * hw + p;
+            valid[(size_t)b * hw + p] = v >= 0;
+            for (int c = 0; c < structures; c++)
+                t[(size_t)c * hw] = v >= 0 ? (float)((v >> c) & 1) : 0.0f;
+        }
+}
+
+/* refpl: the labeled half's decoder features and bit masks become the
+ * references; every unlabeled pixel copies its best match's whole mask.
+ * Pixels whose margin (against references of any other mask) is below the
+ * threshold are ignored. */
+static int refpl_masks(rl_trainer *tr, size_t count, rl_error *err) {
+    rl_tensor f = rl_unet_features(tr->net);
+    size_t hw = (size_t)f.h * f.w;
+    for (size_t i = 0; i < (size_t)tr->nl * hw; i++)
+        tr->ref_masks[i] = tr->y[i] >= 0 ? (uint64_t)tr->y[i] : IGNORE_MASK;
+    int rc = rl_bank_add(&tr->bank, f.data, NULL, tr->ref_masks, tr->nl, f.h, f.w, &tr->bank_rng,
+                         err);
+    if (rc) return rc;
+    rl_match_out out;
+    memset(&out, 0, sizeof out);
+    out.mask = tr->match_masks;
+    out.margin = tr->confidence;
+    rc = rl_match(&tr->matcher, &tr->bank, f.data + (size_t)tr->nl * f.c * hw, tr->nu, f.h, f.w,
+                  &out, err);
+    if (rc) return rc;
+    for (size_t i = 0; i < count; i++)
+        tr->pseudo[i] = tr->valid[i] && tr->confidence[i] >= tr->cfg.semi.min_margin
+                            ? (int32_t)tr->match_masks[i]
+                            : RL_IGNORE;
+    return RL_OK;
+}
+
+/* predpl: structure c is present where its sigmoid exceeds 0.5 (logit > 0).
+ * The confidence of a pixel is that of its least certain structure,
+ * min_c max(p_c, 1 - p_c) = sigmoid(min_c |z_c|); the whole mask is kept
+ * where it reaches the threshold. */
+static void predpl_masks(rl_trainer *tr, size_t count) {
+    int s = tr->structures;
+    size_t hw = (size_t)tr->cfg.patch_h * tr->cfg.patch_w;
+    const float *logits = rl_unet_logits(tr->net).data + (size_t)tr->nl * s * hw;
+    for (size_t i = 0; i < count; i++) {
+        const float *z = logits + (i / hw) * s * hw + i % hw;
+        int32_t bits = 0;
+        float least = INFINITY;
+        for (int c = 0; c < s; c++) {
+            float v = z[(size_t)c * hw];
+            if (v > 0) bits |= (int32_t)1 << c;
+            if (fabsf(v) < least) least = fabsf(v);
+        }
+        tr->confidence[i] = (float)(1.0 / (1.0 + exp(-(double)least)));
+        tr->pseudo[i] = tr->valid[i] && tr->confidence[i] >= tr->cfg.semi.min_confidence
+                            ? bits
+                            : RL_IGNORE;
+    }
+}
+
+/* Multi-label pseudo-label statistics: index 0 stands for "no structure",
+ * c >= 1 for structure c. Shares are coverages (they overlap), drift is half
+ * the L1 distance between the coverage vectors, accuracy counts pixels whose
+ * whole bit set is right, Dice is per structure over the known pixels. */
+static void pseudo_mask_stats(rl_trainer *tr, size_t count, rl_train_step_info *info) {
+    int k = tr->set->num_classes;
+    int64_t valid = 0, kept = 0, known = 0, correct = 0;
+    /* confusion (K, K) is reused as (K, 3): true positives, truth, predicted */
+    int64_t *counts = tr->confusion;
+    memset(counts, 0, (size_t)k * k * sizeof *counts);
+    for (int c = 0; c < k; c++) tr->pl_share[c] = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!tr->valid[i]) continue;
+        valid++;
+        int32_t p = tr->pseudo[i];
+        if (p < 0) continue;
+        kept++;
+        tr->pl_share[0] += p == 0;
+        for (int c = 1; c < k; c++) tr->pl_share[c] += (p >> (c - 1)) & 1;
+        int32_t h = tr->hidden[i];
+        if (h < 0) continue;
+        known++;
+        correct += p == h;
+        for (int c = 0; c < k; c++) {
+            int in_p = c == 0 ? p == 0 : (p >> (c - 1)) & 1;
+            int in_h = c == 0 ? h == 0 : (h >> (c - 1)) & 1;
+            counts[3 * c] += in_p && in_h;
+            counts[3 * c + 1] += in_h;
+            counts[3 * c + 2] += in_p;
+        }
+    }
+    double drift = 0;
+    for (int c = 0; c < k; c++) {
+        tr->pl_share[c] = kept ? tr->pl_share[c] / (double)kept : 0;
+        drift += fabs(tr->pl_share[c] - tr->labeled_share[c]);
+        int64_t both = counts[3 * c + 1] + counts[3 * c + 2];
+        tr->pl_dice[c] = known == 0  ? NAN
+                         : both == 0 ? 1.0
+                                     : 2.0 * (double)counts[3 * c] / (double)both;
+    }
+    info->pl_kept = valid ? (double)kept / (double)valid : 0;
+    info->pl_accuracy = known ? (double)correct / (double)known : NAN;
+    info->pl_drift = kept ? 0.5 * drift : NAN;
+    info->pl_dice = tr->pl_dice;
+    info->pl_share = tr->pl_share;
+    info->labeled_share = tr->labeled_share;
+}
+
+/* The unlabeled half's loss on multi-label data: BCE (+ Dice) against the
+ * pseudo bit sets, accumulated into dlogits with weight lambda. */
+static int unlabeled_mask_loss(rl_trainer *tr, double lambda, rl_train_step_info *info,
+                               rl_error *err) {
+    const rl_semi_config *sc = &tr->cfg.semi;
+    int s = tr->structures, nu = tr->nu;
+    int hw = tr->cfg.patch_h * tr->cfg.patch_w;
+    size_t count = (size_t)nu * hw, offset = (size_t)tr->nl * s * hw;
+    const float *logits = rl_unet_logits(tr->net).data + offset;
+    float *dlogits = lambda > 0 ? tr->dlogits + offset : NULL;
+    float *targets = tr->targets + offset;
+    uint8_t *valid = tr->target_valid + (size_t)tr->nl * hw;
+    decode_unlabeled(tr, count);
+    if (sc->method == RL_METHOD_REFPL) {
+        int rc = refpl_masks(tr, count, err);
+        if (rc) return rc;
+    } else {
+        predpl_masks(tr, count);
+    }
+    bits_to_targets(tr->pseudo, nu, s, (size_t)hw, targets, valid);
+    info->unsup_loss =
+        rl_sigmoid_bce_loss(dlogits, logits, targets, valid, nu, s, hw, (float)lambda);
+    if (sc->pl_dice_weight > 0)
+        info->unsup_loss += sc->pl_dice_weight *
+                            rl_sigmoid_dice_loss(dlogits, logits, targets, valid, nu, s, hw, 1e-5f,
+                                                 (float)(lambda * sc->pl_dice_weight));
+    pseudo_mask_stats(tr, count, info);
+    return RL_OK;
+}
+
+/* The losses of a multi-label step: BCE + dice_weight * sigmoid Dice on the
+ * labeled half, plus the weighted unlabeled loss; gradients into dlogits. */
+static int multilabel_losses(rl_trainer *tr, rl_train_step_info *info, rl_error *err) {
+    const rl_train_config *cfg = &tr->cfg;
+    int s = tr->structures, nl = tr->nl;
+    int hw = cfg->patch_h * cfg->patch_w;
+    const float *logits = rl_unet_logits(tr->net).data;
+    bits_to_targets(tr->y, nl, s, (size_t)hw, tr->targets, tr->target_valid);
+    info->ce = rl_sigmoid_bce_loss(tr->dlogits, logits, tr->targets, tr->target_valid, nl, s, hw,
+                                   1.0f);
+    if (cfg->dice_weight > 0)
+        info->dice = rl_sigmoid_dice_loss(tr->dlogits, logits, tr->targets, tr->target_valid, nl,
+                                          s, hw, 1e-5f, cfg->dice_weight);
+    info->loss = info->ce + cfg->dice_weight * info->dice;
+    if (tr->nu > 0) {
+        info->lambda = unlabeled_weight(tr);
+        int rc = unlabeled_mask_loss(tr, info->lambda, info, err);
+        if (rc) return rc;
+        info->loss += info->lambda * info->unsup_loss;
+    }
+    return RL_OK;
+}
+
 int rl_trainer_step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err) {
     const rl_train_config *cfg = &tr->cfg;
     int k = tr->set->num_classes, nl = tr->nl;
@@ -659,7 +902,8 @@ int rl_trainer_step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err)
     /* Checked first, for the clearest message, and because a finite output
      * implies finite decoder features (a NaN or infinity there reaches every
      * logit through the 1x1 head), which the refpl bank would refuse. */
-    if (!all_finite(logits, (size_t)tr->n * k * hw))
+    /* K softmax outputs, or K - 1 sigmoid outputs on multi-label sets */
+    if (!all_finite(logits, (size_t)tr->n * rl_sample_set_outputs(tr->set) * hw))
         return nonfinite_batch(tr, "the network output is", &info, info_out, err);
     if (tr->hypercolumn) {
         /* A non-finite value in a deeper decoder level need not reach the
@@ -672,16 +916,21 @@ int rl_trainer_step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err)
             return nonfinite_batch(tr, "the hypercolumn features are", &info, info_out, err);
     }
     memset(tr->dlogits, 0, (size_t)tr->n * k * hw * sizeof *tr->dlogits);
-    info.ce = rl_softmax_ce_loss(tr->dlogits, logits, tr->y, NULL, nl, k, hw, RL_IGNORE, 1.0f);
-    if (cfg->dice_weight > 0)
-        info.dice = rl_soft_dice_loss(tr->dlogits, logits, tr->y, nl, k, hw, RL_IGNORE, 0, 1e-5f,
-                                      cfg->dice_weight);
-    info.loss = info.ce + cfg->dice_weight * info.dice;
-    if (tr->nu > 0) {
-        info.lambda = unlabeled_weight(tr);
-        rc = unlabeled_loss(tr, info.lambda, &info, err);
+    if (tr->set->multilabel) {
+        rc = multilabel_losses(tr, &info, err);
         if (rc) return rc;
-        info.loss += info.lambda * info.unsup_loss;
+    } else {
+        info.ce = rl_softmax_ce_loss(tr->dlogits, logits, tr->y, NULL, nl, k, hw, RL_IGNORE, 1.0f);
+        if (cfg->dice_weight > 0)
+            info.dice = rl_soft_dice_loss(tr->dlogits, logits, tr->y, nl, k, hw, RL_IGNORE, 0,
+                                          1e-5f, cfg->dice_weight);
+        info.loss = info.ce + cfg->dice_weight * info.dice;
+        if (tr->nu > 0) {
+            info.lambda = unlabeled_weight(tr);
+            rc = unlabeled_loss(tr, info.lambda, &info, err);
+            if (rc) return rc;
+            info.loss += info.lambda * info.unsup_loss;
+        }
     }
     if (!isfinite(info.loss)) return nonfinite_batch(tr, "the loss is", &info, info_out, err);
 
@@ -830,6 +1079,13 @@ static int state_add_bank(state_list *l, const rl_bank *b) {
     state_add(l, "", "bank.vectors", RL_DTYPE_F32, 2, (int64_t[]){rows, dim}, vectors, vectors);
     state_add(l, "", "bank.refs", RL_DTYPE_I64, 2, (int64_t[]){rows, 3}, refs, refs);
     state_add(l, "", "bank.runs", RL_DTYPE_I64, 2, (int64_t[]){runs, 3}, run_info, run_info);
+    if (b->cfg.multilabel) {
+        /* label ids of a multi-label bank mean the bit masks of this table */
+        int64_t *masks = malloc(((size_t)b->num_masks + 1) * sizeof *masks);
+        if (!masks) return -1;
+        for (int i = 0; i < b->num_masks; i++) masks[i] = int64_of(b->masks[i]);
+        state_add(l, "", "bank.masks", RL_DTYPE_I64, 1, (int64_t[]){b->num_masks}, masks, masks);
+    }
     return 0;
 }
 
@@ -969,6 +1225,20 @@ static int restore_bank(rl_bank *b, const rl_safetensors *st, const char *path, 
                                                        (int64_t[]){runs, 3}, err)
                                         : NULL;
     if (!runs_t) return RL_EFORMAT;
+    int num_labels = b->cfg.num_labels;
+    if (b->cfg.multilabel) {
+        const rl_st_tensor *masks_t = state_tensor(st, path, "bank.masks", RL_DTYPE_I64, 1,
+                                                   (int64_t[]){-1}, err);
+        if (!masks_t) return RL_EFORMAT;
+        if (masks_t->shape[0] > b->cfg.num_labels)
+            return rl_error_set(err, RL_EFORMAT, "%s: bank.masks has too many entries", path);
+        num_labels = (int)masks_t->shape[0];
+        if (apply) {
+            const int64_t *masks = masks_t->data;
+            for (int i = 0; i < num_labels; i++) b->masks[i] = bits_of(masks[i]);
+            b->num_masks = num_labels;
+        }
+    }
     const float *vectors = vec_t->data;
     const int64_t *refs = refs_t->data, *run_info = runs_t->data;
     if (!all_finite(vectors, (size_t)rows * dim))
@@ -979,7 +1249,7 @@ static int restore_bank(rl_bank *b, const rl_safetensors *st, const char *path, 
         size_t base = (size_t)s * (size_t)b->slot_capacity;
         for (int i = 0; i < si[0]; i++, row++) {
             const int64_t *r = refs + 3 * row;
-            if (!in_range(r[0], 0, b->cfg.num_labels - 1) ||
+            if (!in_range(r[0], 0, num_labels - 1) ||
                 !in_range(r[1], 0, b->cfg.max_image_pixels - 1) || !in_range(r[2], 0, si[1] - 1))
                 return rl_error_set(err, RL_EFORMAT, "%s: bank.refs row %lld is out of range",
                                     path, (long long)row);
@@ -992,7 +1262,7 @@ static int restore_bank(rl_bank *b, const rl_safetensors *st, const char *path, 
         size_t run_base = (size_t)s * (size_t)b->max_runs;
         for (int i = 0; i < si[3]; i++, run++) {
             const int64_t *r = run_info + 3 * run;
-            if (!in_range(r[0], 0, si[0] - 1) || !in_range(r[1], 0, b->cfg.num_labels - 1) ||
+            if (!in_range(r[0], 0, si[0] - 1) || !in_range(r[1], 0, num_labels - 1) ||
                 !in_range(r[2], 0, si[1] - 1))
                 return rl_error_set(err, RL_EFORMAT, "%s: bank.runs row %lld is out of range",
                                     path, (long long)run);

@@ -29,6 +29,7 @@ os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 T = Checks("cli_test_resume")
 ROOT = scratch("cli-resume")
 DATA = os.path.join(ROOT, "data")
+DATA_ML = os.path.join(ROOT, "data-multilabel")
 STEPS = 30
 EVERY = 4
 COMMON = ["--data", DATA, "--steps", STEPS, "--batch", 2, "--depth", 2, "--width", 4,
@@ -42,6 +43,9 @@ METHODS = {
     "refpl-hypercolumn": ["--method", "refpl", "--features", "hypercolumn", "--memory", 3,
                           "--pl-warmup", 0.1, "--pl-ramp", 0.1, "--refs-per-class", 16],
     "meanteacher": ["--method", "meanteacher", "--norm", "batch", "--pl-warmup", 0.1],
+    # the bank's label ids stand for bit masks there: the id table is state too
+    "refpl-multilabel": ["--data", DATA_ML, "--method", "refpl", "--memory", 3,
+                         "--pl-warmup", 0.1, "--pl-ramp", 0.1, "--refs-per-class", 16],
 }
 seed = int(os.environ.get("RL_TEST_SEED", time.time_ns() % 1000000))
 rng = random.Random(seed)
@@ -135,6 +139,9 @@ def check_log_repair(cut, whole, step):
 rc, _, err = run(EXE, "data", "shapes", "--out", DATA, "--train", 12, "--test", 0, "--size",
                  "32x32", "--seed", 1)
 T.check(rc == 0, f"data shapes: {err}")
+rc, _, err = run(EXE, "data", "shapes", "--multilabel", "--out", DATA_ML, "--train", 12, "--test",
+                 0, "--size", "32x32", "--seed", 1)
+T.check(rc == 0, f"data shapes --multilabel: {err}")
 
 for name, extra in METHODS.items():
     args = COMMON + extra

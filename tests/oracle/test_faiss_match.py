@@ -10,7 +10,11 @@ L2-normalised vectors (raw ones for --dot). Checks, per configuration:
   - the label: that of the best reference (k=1) or the similarity-weighted
     vote of the k best (ties in the vote total go to the lower label);
   - the margin: best similarity of the label minus the best of any other
-    label, from the full similarity matrix in numpy.
+    label, from the full similarity matrix in numpy;
+  - multi-label banks (references carry random 62-bit masks): the bit mask
+    is that of faiss's best neighbour (k=1) or of the voted label, labels
+    and margins as above over the distinct masks, and a naive numpy search
+    (argmax of the full matrix) agrees with faiss.
 Usage: test_faiss_match.py BUILD_DIR. The last line is "N passed, M failed".
 """
 import os
@@ -33,7 +37,7 @@ def load(d, name):
 
 
 def run_case(name, queries=1000, refs=4000, dim=16, classes=5, k=1, tile=None, dot=False,
-             threading=None, seed=1):
+             threading=None, seed=1, multilabel=False):
     tmp_root = os.environ.get("RL_TEST_TMP")
     if tmp_root:
         os.makedirs(tmp_root, exist_ok=True)
@@ -46,6 +50,8 @@ def run_case(name, queries=1000, refs=4000, dim=16, classes=5, k=1, tile=None, d
             args += ["--dot"]
         if threading:
             args += ["--threading", threading]
+        if multilabel:
+            args += ["--multilabel"]
         run = subprocess.run(args, capture_output=True, text=True, timeout=120)
         check(run.returncode == 0, f"{name}: tool_match failed: {run.stderr.strip()}")
         if run.returncode != 0:
@@ -84,6 +90,29 @@ def run_case(name, queries=1000, refs=4000, dim=16, classes=5, k=1, tile=None, d
         check(bad_idx == 0, f"{name}: {bad_idx} indices differ from faiss beyond ties")
         sim_err = float(np.max(np.abs(ours_sim - f_sim)))
         check(sim_err <= 1e-5, f"{name}: similarity differs from faiss by {sim_err}")
+
+        if multilabel:
+            ref_masks, mask = load(d, "ref_masks.npy"), load(d, "mask.npy")
+            # ids name masks one to one, in the order the bank met them
+            ids = {}
+            for i, m in zip(ref_labels.tolist(), ref_masks.tolist()):
+                ids.setdefault(i, m)
+            masks = len(set(ids.values()))
+            check(len(ids) == masks == classes,
+                  f"{name}: {len(ids)} label ids for {masks} masks, want {classes}")
+            table = np.array([ids[i] for i in range(len(ids))], dtype=np.int64)
+            check(bool(np.all(table[ref_labels] == ref_masks)),
+                  f"{name}: reference ids and masks disagree")
+            check(bool(np.all(mask == table[label])),
+                  f"{name}: query mask is not its label id's mask")
+            if k == 1:
+                ok = (mask == ref_masks[f_idx[:, 0]]) | tie(rows, index, f_idx[:, 0])
+                check(bool(np.all(ok)),
+                      f"{name}: {int(np.sum(~ok))} masks differ from faiss's neighbour")
+            naive = np.argmax(full, axis=1)  # the naive search: every reference, in float64
+            agree = (naive == f_idx[:, 0]) | tie(rows, naive, f_idx[:, 0])
+            check(bool(np.all(agree)),
+                  f"{name}: naive search and faiss disagree on {int(np.sum(~agree))}")
 
         # Labels: from faiss's neighbours, by the documented rule.
         if k == 1:
@@ -131,6 +160,11 @@ def main():
         run_case("cosine k=5", k=5, tile="64x300", seed=4)
         run_case("dot k=3", k=3, dot=True, classes=3, seed=5)
         run_case("dot k=1, one class", classes=1, dot=True, seed=6)
+        run_case("multi-label cosine k=1", classes=12, multilabel=True, seed=7)
+        run_case("multi-label cosine k=1, odd tiles", queries=901, refs=3002, dim=24, classes=9,
+                 tile="53x409", multilabel=True, seed=8)
+        run_case("multi-label dot k=4", k=4, dot=True, classes=6, tile="64x300", multilabel=True,
+                 seed=9)
     return report()
 
 
