@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The brain-atlas experiments of docs/RESULTS.md, resumable.
+#
+#   bash scripts/experiments/atlas.sh [GROUP|NAME...]
+#
+# GROUP is main or ablation (both by default); NAME picks single rows of
+# scripts/experiments/atlas_configs.tsv. Every (row, seed) is one
+# `reflabel train` run into $RL_EXP_DIR/NAME-sSEED/. A run trains in
+# NAME-sSEED.partial/ and is renamed when it has finished and been scored, so
+# an interrupted sweep (Ctrl-C, SIGKILL, reboot) restarts the unfinished runs
+# only: rerun the same command. Finished runs are never repeated; delete a
+# run's folder to repeat it. When all runs are done, summarise with
+#   /usr/bin/python3 scripts/experiments/summarize.py $RL_EXP_DIR
+#
+# Environment:
+#   RL_EXP_DIR   results folder (default results/atlas)
+#   RL_DATA      the 2 mm atlas dataset, built when missing (default
+#                $RL_EXP_DIR/atlas2: `reflabel data atlas --downsample 2`)
+#   RL_SEEDS     seeds (default "0 1 2")
+#   RL_JOBS      runs in parallel (default 1), each with RL_THREADS threads (1)
+#   RL_REFLABEL  the executable (default build/reflabel)
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+exe=${RL_REFLABEL:-$root/build/reflabel}
+out=${RL_EXP_DIR:-results/atlas}
+data=${RL_DATA:-$out/atlas2}
+seeds=${RL_SEEDS:-0 1 2}
+jobs=${RL_JOBS:-1}
+threads=${RL_THREADS:-1}
+configs=$root/scripts/experiments/atlas_configs.tsv
+# What every run shares, so that rows differ only in their own options.
+common="--steps 2000 --batch 4 --depth 4 --width 8 --lr 2e-3 --labeled-mode even"
+
+[ -x "$exe" ] || { echo "atlas.sh: $exe not found; build first (cmake --build build)" >&2; exit 1; }
+mkdir -p "$out"
+if [ ! -f "$data/dataset.json" ]; then
+  "$exe" data atlas --out "$data" --downsample 2
+fi
+
+selected=("$@")
+[ ${#selected[@]} -eq 0 ] && selected=(main ablation)
+wanted() { # name group
+  local s
+  for s in "${selected[@]}"; do [ "$s" = "$1" ] || [ "$s" = "$2" ] && return 0; done
+  return 1
+}
+
+# One line per pending run: "NAME SEED OPTIONS...".
+# Seed-major order: a partial sweep has every row for the first seeds.
+pending=()
+for seed in $seeds; do
+  while IFS=$'\t' read -r name group options; do
+    [[ -z $name || $name == \#* ]] && continue
+    wanted "$name" "$group" || continue
+    [ -f "$out/$name-s$seed/test_metrics.json" ] && continue
+    pending+=("$name $seed $options")
+  done < "$configs"
+done
+echo "atlas.sh: ${#pending[@]} run(s) to do in $out (data $data, $jobs at a time)"
+[ ${#pending[@]} -eq 0 ] && exit 0
+
+run_one() { # NAME SEED OPTIONS...
+  local name=$1 seed=$2
+  shift 2
+  local dir="$out/$name-s$seed"
+  rm -rf "$dir.partial"
+  local cmd=("$exe" train --data "$data" --out "$dir.partial" $common "$@" --seed "$seed"
+             --threads "$threads" --quiet)
+  local t0=$SECONDS
+  if "${cmd[@]}" > "$dir.partial.log" 2>&1; then
+    { printf '%s\n' "${cmd[*]}" | sed "s#$dir.partial#$dir#"
+      echo "# reflabel built from commit $source_rev"; } > "$dir.partial/command.txt"
+    mv "$dir.partial.log" "$dir.partial/train.log"
+    mv "$dir.partial" "$dir"
+    echo "done   $name seed $seed ($((SECONDS - t0)) s)"
+  else
+    echo "FAILED $name seed $seed: see $dir.partial.log" >&2
+    return 1
+  fi
+}
+export -f run_one
+# The commit the executable was built from, recorded with every run.
+source_rev=$(git -C "$(dirname "$exe")" rev-parse --short HEAD 2>/dev/null || echo unknown)
+export exe out data common threads source_rev
+
+printf '%s\n' "${pending[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one {}'
