@@ -19,6 +19,7 @@
 #   RL_SEEDS     seeds (default "0 1 2")
 #   RL_JOBS      runs in parallel (default 1), each with RL_THREADS threads (1)
 #   RL_REFLABEL  the executable (default build/reflabel)
+#   RL_STEPS     training steps of every run (default 2000; the pilot: 400)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -30,7 +31,7 @@ jobs=${RL_JOBS:-1}
 threads=${RL_THREADS:-1}
 configs=$root/scripts/experiments/atlas_configs.tsv
 # What every run shares, so that rows differ only in their own options.
-common="--steps 2000 --batch 4 --depth 4 --width 8 --lr 2e-3 --labeled-mode even"
+common="--steps ${RL_STEPS:-2000} --batch 4 --depth 4 --width 8 --lr 2e-3 --labeled-mode even"
 
 [ -x "$exe" ] || { echo "atlas.sh: $exe not found; build first (cmake --build build)" >&2; exit 1; }
 mkdir -p "$out"
