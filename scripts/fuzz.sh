@@ -4,7 +4,7 @@
 #   bash scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
 # TARGET is a name of fuzz/fuzz_<TARGET>.c (png nifti gif metaimage jsrt
-# dataset_json safetensors); all of them by default. SECONDS_PER_TARGET
+# dataset_json safetensors labeled_list); all of them by default. SECONDS_PER_TARGET
 # defaults to 60. Targets run one after the other, each on a copy of
 # fuzz/corpus/<TARGET> (the committed seeds stay as they are). Prints, per
 # target, the executions, coverage (cov: edges, ft: features), corpus growth
