@@ -5,6 +5,12 @@ import subprocess
 import sys
 import tempfile
 
+# The commands run with 2 threads on machines that CI and other jobs share;
+# an idle OpenMP thread that spins instead of sleeping made a 2-thread run
+# many times slower there (libgomp reads this when the process starts, so the
+# command cannot set it for itself).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 class Checks:
     def __init__(self, name):

@@ -22,7 +22,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 from clitest import Checks, main_args, run, scratch  # noqa: E402
 
 EXE = main_args()
-os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # a loaded machine: idle threads sleep
 T = Checks("cli_test_train_options")
 ROOT = scratch("cli-train-options")
 DATA = os.path.join(ROOT, "data")
