@@ -241,6 +241,11 @@ typedef struct rl_trainer_batch {
 
 void rl_trainer_last_batch(const rl_trainer *tr, rl_trainer_batch *out);
 
+/* One multi-label pixel from its S logits z[0], z[stride], ...: bit c-1 is
+ * set where structure c's sigmoid exceeds 0.5 (logit > 0); *confidence is
+ * the sigmoid of the least certain structure, sigmoid(min_c |z_c|). */
+int32_t rl_bitset_from_logits(const float *z, int structures, size_t stride, float *confidence);
+
 /* Segments a case slice by slice along axis: images are the case's channel
  * volumes (same shape; copied and normalised inside), labels_out receives
  * nx*ny*nz class indices, confidence_out (optional) the softmax probability

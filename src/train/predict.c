@@ -32,25 +32,29 @@ static void argmax_window(const float *logits, int k, int ph, int pw, int h, int
         }
 }
 
-/* Multi-label decoding of logits (S, hw) in the same window: bit c-1 of a
- * pixel is set where structure c's sigmoid exceeds 0.5 (logit > 0); the
- * confidence is that of the least certain structure, sigmoid(min_c |z_c|). */
+int32_t rl_bitset_from_logits(const float *z, int structures, size_t stride,
+                              float *confidence) {
+    int32_t bits = 0;
+    float least = INFINITY;
+    for (int c = 0; c < structures; c++) {
+        float v = z[(size_t)c * stride];
+        if (v > 0) bits |= (int32_t)1 << c;
+        if (fabsf(v) < least) least = fabsf(v);
+    }
+    *confidence = (float)(1.0 / (1.0 + exp(-(double)least)));
+    return bits;
+}
+
+/* Multi-label decoding of logits (S, hw) in the same window. */
 static void bitset_window(const float *logits, int structures, int ph, int pw, int h, int w,
                           int32_t *labels, float *confidence) {
     size_t phw = (size_t)ph * pw;
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
-            size_t p = (size_t)y * pw + x;
-            int32_t bits = 0;
-            float least = INFINITY;
-            for (int c = 0; c < structures; c++) {
-                float v = logits[(size_t)c * phw + p];
-                if (v > 0) bits |= (int32_t)1 << c;
-                if (fabsf(v) < least) least = fabsf(v);
-            }
-            labels[(size_t)y * w + x] = bits;
-            if (confidence)
-                confidence[(size_t)y * w + x] = (float)(1.0 / (1.0 + exp(-(double)least)));
+            float conf;
+            labels[(size_t)y * w + x] =
+                rl_bitset_from_logits(logits + (size_t)y * pw + x, structures, phw, &conf);
+            if (confidence) confidence[(size_t)y * w + x] = conf;
         }
 }
 

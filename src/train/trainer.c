@@ -767,14 +767,7 @@ static void predpl_masks(rl_trainer *tr, size_t count) {
     const float *logits = rl_unet_logits(tr->net).data + (size_t)tr->nl * s * hw;
     for (size_t i = 0; i < count; i++) {
         const float *z = logits + (i / hw) * s * hw + i % hw;
-        int32_t bits = 0;
-        float least = INFINITY;
-        for (int c = 0; c < s; c++) {
-            float v = z[(size_t)c * hw];
-            if (v > 0) bits |= (int32_t)1 << c;
-            if (fabsf(v) < least) least = fabsf(v);
-        }
-        tr->confidence[i] = (float)(1.0 / (1.0 + exp(-(double)least)));
+        int32_t bits = rl_bitset_from_logits(z, s, hw, &tr->confidence[i]);
         tr->pseudo[i] = tr->valid[i] && tr->confidence[i] >= tr->cfg.semi.min_confidence
                             ? bits
                             : RL_IGNORE;
