@@ -15,6 +15,10 @@ int cli_fail(const rl_error *err);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Option parsing helpers: return 0 and set *out, or print an error. */
+/* The Colin27/AAL files of Debian's mricron-data that `data atlas` and
+ * `demo` read: 0 when all are readable, else 1 after one stderr line naming
+ * the missing file and the package. */
+int cli_check_atlas_sources(void);
 /* Usage error for an option given last without its value: "needs a value"
  * when usage lists opt, else "unknown option". Returns 2. */
 int cli_missing_value(const char *cmd, const char *opt, const char *usage);

@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "reflabel/atlas.h"
 
 int cli_fail(const rl_error *err) {
     fprintf(stderr, "reflabel: %s\n", err && err->msg[0] ? err->msg : "unknown error");
@@ -85,4 +87,17 @@ cJSON *cli_run_json_script(const char *script, const char *args, rl_error *err) 
         return NULL;
     }
     return json;
+}
+
+int cli_check_atlas_sources(void) {
+    const char *sources[] = {RL_ATLAS_DEFAULT_T1, RL_ATLAS_DEFAULT_AAL, RL_ATLAS_DEFAULT_TXT};
+    for (int k = 0; k < 3; k++)
+        if (access(sources[k], R_OK) != 0) {
+            fprintf(stderr,
+                    "reflabel: %s is missing: install the atlas with "
+                    "`apt-get install mricron-data`\n",
+                    sources[k]);
+            return 1;
+        }
+    return 0;
 }

@@ -1,7 +1,6 @@
 /* reflabel data atlas: the Colin27 + AAL lobe dataset (see reflabel/atlas.h). */
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "reflabel/atlas.h"
@@ -54,15 +53,8 @@ int cli_data_atlas(int argc, char **argv) {
         i++;
     }
     if (!out) return cli_usage_error("data atlas", "--out is required");
-    const char *sources[] = {RL_ATLAS_DEFAULT_T1, RL_ATLAS_DEFAULT_AAL, RL_ATLAS_DEFAULT_TXT};
-    for (int k = 0; k < 3; k++)
-        if (access(sources[k], R_OK) != 0) {
-            fprintf(stderr,
-                    "reflabel: %s is missing: install the atlas with "
-                    "`apt-get install mricron-data`\n",
-                    sources[k]);
-            return 1;
-        }
+    int missing = cli_check_atlas_sources();
+    if (missing) return missing;
     rl_error err = {0, ""};
     rl_atlas_summary sum;
     if (rl_atlas_build(RL_ATLAS_DEFAULT_T1, RL_ATLAS_DEFAULT_AAL, RL_ATLAS_DEFAULT_TXT, out, &opt,

@@ -259,20 +259,6 @@ static int dataset_is_built(const demo_run *d) {
     return !join(path, sizeof path, d->data, "dataset.json") && access(path, R_OK) == 0;
 }
 
-/* Before anything is printed or written: the atlas sources must be there. */
-static int check_atlas_sources(void) {
-    const char *sources[] = {RL_ATLAS_DEFAULT_T1, RL_ATLAS_DEFAULT_AAL, RL_ATLAS_DEFAULT_TXT};
-    for (int k = 0; k < 3; k++)
-        if (access(sources[k], R_OK) != 0) {
-            fprintf(stderr,
-                    "reflabel: %s is missing: install the atlas with "
-                    "`apt-get install mricron-data`\n",
-                    sources[k]);
-            return 1;
-        }
-    return 0;
-}
-
 static int is_listed(const char *list, const char *id) {
     size_t n = strlen(id);
     for (const char *p = list; *p;) {
@@ -461,7 +447,7 @@ static int step_report(demo_run *d, double seconds) {
 
 static int run_demo(demo_run *d) {
     int build = !dataset_is_built(d), status;
-    if (build && (status = check_atlas_sources())) return status;
+    if (build && (status = cli_check_atlas_sources())) return status;
     print_plan(d, build);
     d->num_steps = 4 + build;
     double t0 = rl_now_seconds();

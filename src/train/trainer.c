@@ -585,6 +585,19 @@ static void predpl_labels(rl_trainer *tr, size_t count) {
     }
 }
 
+/* The step's pseudo-label summary into info, from the counts of either
+ * kind of labels (classes or bit sets): kept share, accuracy against the
+ * hidden labels, drift (total variation) of the class shares. */
+static void report_pl_stats(rl_trainer *tr, rl_train_step_info *info, int64_t valid,
+                            int64_t kept, int64_t known, int64_t correct, double drift) {
+    info->pl_kept = valid ? (double)kept / (double)valid : 0;
+    info->pl_accuracy = known ? (double)correct / (double)known : NAN;
+    info->pl_drift = kept ? 0.5 * drift : NAN;
+    info->pl_dice = tr->pl_dice;
+    info->pl_share = tr->pl_share;
+    info->labeled_share = tr->labeled_share;
+}
+
 /* Pseudo-label statistics of this step: kept share, class shares and drift
  * from the labeled shares, and accuracy / Dice against hidden labels. */
 static void pseudo_label_stats(rl_trainer *tr, size_t count, rl_train_step_info *info) {
@@ -618,12 +631,7 @@ static void pseudo_label_stats(rl_trainer *tr, size_t count, rl_train_step_info 
         }
         tr->pl_dice[c] = known == 0 ? NAN : gt + pr == 0 ? 1.0 : 2.0 * (double)tp / (double)(gt + pr);
     }
-    info->pl_kept = valid ? (double)kept / (double)valid : 0;
-    info->pl_accuracy = known ? (double)correct / (double)known : NAN;
-    info->pl_drift = kept ? 0.5 * drift : NAN;
-    info->pl_dice = tr->pl_dice;
-    info->pl_share = tr->pl_share;
-    info->labeled_share = tr->labeled_share;
+    report_pl_stats(tr, info, valid, kept, known, correct, drift);
 }
 
 /* The unlabeled half's loss, accumulated into dlogits with weight lambda. */
@@ -814,12 +822,7 @@ static void pseudo_mask_stats(rl_trainer *tr, size_t count, rl_train_step_info *
                          : both == 0 ? 1.0
                                      : 2.0 * (double)counts[3 * c] / (double)both;
     }
-    info->pl_kept = valid ? (double)kept / (double)valid : 0;
-    info->pl_accuracy = known ? (double)correct / (double)known : NAN;
-    info->pl_drift = kept ? 0.5 * drift : NAN;
-    info->pl_dice = tr->pl_dice;
-    info->pl_share = tr->pl_share;
-    info->labeled_share = tr->labeled_share;
+    report_pl_stats(tr, info, valid, kept, known, correct, drift);
 }
 
 /* The unlabeled half's loss on multi-label data: BCE (+ Dice) against the
