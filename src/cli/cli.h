@@ -15,6 +15,10 @@ int cli_fail(const rl_error *err);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Option parsing helpers: return 0 and set *out, or print an error. */
+/* snprintf into a path buffer; a path that does not fit is an error
+ * ("path too long") rather than a silently truncated file name. */
+int cli_make_path(char *out, size_t size, rl_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* The Colin27/AAL files of Debian's mricron-data that `data atlas` and
  * `demo` read: 0 when all are readable, else 1 after one stderr line naming
  * the missing file and the package. */

@@ -101,3 +101,13 @@ int cli_check_atlas_sources(void) {
         }
     return 0;
 }
+
+int cli_make_path(char *out, size_t size, rl_error *err, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, size, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= size)
+        return rl_error_set(err, RL_EINVAL, "path too long: %.200s...", out);
+    return RL_OK;
+}

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,20 +132,6 @@ static int parse_options(int argc, char **argv, pl_options *o) {
     return 0;
 }
 
-/* snprintf into a path buffer; a path that does not fit is an error rather
- * than a silently truncated file name. */
-static int make_path(char *out, size_t size, rl_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int make_path(char *out, size_t size, rl_error *err, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, size, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= size)
-        return rl_error_set(err, RL_EINVAL, "path too long: %.200s...", out);
-    return RL_OK;
-}
-
 /* ---- output folders that appear complete or not at all ------------------ *
  * Everything is written into a hidden staging folder next to the target
  * ("<parent>/.<name>.tmp.<pid>") and moved into place only after the whole
@@ -223,8 +208,8 @@ static int merge_into(const char *from, const char *to, rl_error *err) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
         char src[4096], dst[4096];
         struct stat st;
-        rc = make_path(src, sizeof src, err, "%s/%s", from, e->d_name);
-        if (!rc) rc = make_path(dst, sizeof dst, err, "%s/%s", to, e->d_name);
+        rc = cli_make_path(src, sizeof src, err, "%s/%s", from, e->d_name);
+        if (!rc) rc = cli_make_path(dst, sizeof dst, err, "%s/%s", to, e->d_name);
         if (rc) break;
         if (lstat(src, &st) != 0) rc = rl_error_set(err, RL_EIO, "%s: %s", src, strerror(errno));
         else if (S_ISDIR(st.st_mode)) rc = merge_into(src, dst, err);
@@ -467,16 +452,16 @@ static int label_query(pl_run *r, const rl_case *c, rl_error *err) {
                                         K, err);
     }
     char path[4096];
-    if (!rc) rc = make_path(path, sizeof path, err, "%s/%s%s", r->out.stage, c->id, ds->file_ending);
+    if (!rc) rc = cli_make_path(path, sizeof path, err, "%s/%s%s", r->out.stage, c->id, ds->file_ending);
     if (!rc)
         rc = ds->multilabel ? rl_volume_write_bitsets(path, &images[0], labels, K - 1, err)
                             : rl_volume_write_labels(path, &images[0], labels, err);
     if (!rc)
-        rc = make_path(path, sizeof path, err, "%s/%s_confidence%s", r->out.stage, c->id,
+        rc = cli_make_path(path, sizeof path, err, "%s/%s_confidence%s", r->out.stage, c->id,
                        ds->file_ending);
     if (!rc) rc = write_confidence(path, &images[0], margin, n, err);
     if (!rc && r->exp_staged) {
-        rc = make_path(path, sizeof path, err, "%s/labelsTr/%s%s", r->exp.stage, c->id,
+        rc = cli_make_path(path, sizeof path, err, "%s/labelsTr/%s%s", r->exp.stage, c->id,
                        ds->file_ending);
         if (!rc) rc = rl_volume_write_labels(path, &images[0], labels, err);
     }
@@ -495,28 +480,28 @@ static int export_dataset(pl_run *r, rl_error *err) {
     for (int i = 0; i < ds->num_train && !rc; i++) {
         const rl_case *c = &ds->train[i];
         for (int ch = 0; ch < ds->num_channels && !rc; ch++) {
-            rc = make_path(path, sizeof path, err, "%s/imagesTr/%s", r->exp.stage,
+            rc = cli_make_path(path, sizeof path, err, "%s/imagesTr/%s", r->exp.stage,
                            base_name(c->image_paths[ch]));
             if (!rc) rc = copy_file(c->image_paths[ch], path, err);
         }
         if (!rc && r->keep[i]) {
-            rc = make_path(path, sizeof path, err, "%s/labelsTr/%s", r->exp.stage,
+            rc = cli_make_path(path, sizeof path, err, "%s/labelsTr/%s", r->exp.stage,
                            base_name(c->label_path));
             if (!rc) rc = copy_file(c->label_path, path, err);
         }
     }
     for (int i = 0; i < ds->num_test && !rc; i++) {
         const rl_case *c = &ds->test[i];
-        rc = make_path(dir, sizeof dir, err, "%s/imagesTs", r->exp.stage);
+        rc = cli_make_path(dir, sizeof dir, err, "%s/imagesTs", r->exp.stage);
         if (!rc) rc = rl_make_dirs(dir, err);
         for (int ch = 0; ch < ds->num_channels && !rc; ch++) {
-            rc = make_path(path, sizeof path, err, "%s/%s", dir, base_name(c->image_paths[ch]));
+            rc = cli_make_path(path, sizeof path, err, "%s/%s", dir, base_name(c->image_paths[ch]));
             if (!rc) rc = copy_file(c->image_paths[ch], path, err);
         }
         if (!rc && c->label_path) {
-            rc = make_path(dir, sizeof dir, err, "%s/labelsTs", r->exp.stage);
+            rc = cli_make_path(dir, sizeof dir, err, "%s/labelsTs", r->exp.stage);
             if (!rc) rc = rl_make_dirs(dir, err);
-            if (!rc) rc = make_path(path, sizeof path, err, "%s/%s", dir, base_name(c->label_path));
+            if (!rc) rc = cli_make_path(path, sizeof path, err, "%s/%s", dir, base_name(c->label_path));
             if (!rc) rc = copy_file(c->label_path, path, err);
         }
     }
@@ -534,7 +519,7 @@ static int export_dataset(pl_run *r, rl_error *err) {
         names[K] = "ignore";
         values[K] = K;
     }
-    if (!rc) rc = make_path(path, sizeof path, err, "%s/dataset.json", r->exp.stage);
+    if (!rc) rc = cli_make_path(path, sizeof path, err, "%s/dataset.json", r->exp.stage);
     if (!rc)
         rc = rl_dataset_json_write(path, ds->num_channels, (const char *const *)ds->channel_names,
                                    K + with_ignore, names, values, ds->file_ending, ds->num_train,
@@ -586,7 +571,7 @@ static int write_metrics(pl_run *r, rl_error *err) {
     cJSON_Delete(j);
     if (!text) return rl_error_set(err, RL_ENOMEM, "out of memory");
     char path[4096];
-    int rc = make_path(path, sizeof path, err, "%s/pseudolabel_metrics.json", r->out.stage);
+    int rc = cli_make_path(path, sizeof path, err, "%s/pseudolabel_metrics.json", r->out.stage);
     if (!rc) rc = rl_write_file_atomic(path, text, strlen(text), err);
     free(text);
     return rc;
@@ -656,9 +641,9 @@ static int run(pl_run *r, rl_error *err) {
         if ((rc = stage_open(&r->exp, o->export_dir, o->force, "--export-nnunet", err))) return rc;
         r->exp_staged = 1;
         char dir[4096];
-        rc = make_path(dir, sizeof dir, err, "%s/imagesTr", r->exp.stage);
+        rc = cli_make_path(dir, sizeof dir, err, "%s/imagesTr", r->exp.stage);
         if (!rc) rc = rl_make_dirs(dir, err);
-        if (!rc) rc = make_path(dir, sizeof dir, err, "%s/labelsTr", r->exp.stage);
+        if (!rc) rc = cli_make_path(dir, sizeof dir, err, "%s/labelsTr", r->exp.stage);
         if (!rc) rc = rl_make_dirs(dir, err);
         if (rc) return rc;
     }

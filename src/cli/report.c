@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "reflabel/dataset.h"
 #include "reflabel/image.h"
 
@@ -534,17 +535,6 @@ typedef struct report_state {
     text html;
 } report_state;
 
-static int make_path(char *out, size_t size, rl_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int make_path(char *out, size_t size, rl_error *err, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, size, fmt, ap);
-    va_end(ap);
-    return n < 0 || (size_t)n >= size ? rl_error_set(err, RL_EINVAL, "path too long: %.200s", out)
-                                      : RL_OK;
-}
-
 static void format_number(char *out, size_t size, double v, const char *fmt) {
     if (isfinite(v)) snprintf(out, size, fmt, v);
     else snprintf(out, size, "n/a");
@@ -609,7 +599,7 @@ static int case_panels(report_state *st, const rl_case *c, const char *other_pat
         char path[4096];
         rc = make_panel(slice, layers[p], h, w, lo, hi, &panels[p], err);
         if (!rc)
-            rc = make_path(path, sizeof path, err, "%s/png/%s_%s.png", st->in->report_dir, stem,
+            rc = cli_make_path(path, sizeof path, err, "%s/png/%s_%s.png", st->in->report_dir, stem,
                            names[p]);
         if (!rc) rc = write_png_rgb(path, &panels[p], err);
     }
@@ -655,7 +645,7 @@ static int overlay_section(report_state *st, text *t, const char *title, const c
         char row_stem[64];
         snprintf(row_stem, sizeof row_stem, "%s%d", stem, k + 1);
         rgb_image panels[3] = {{0}};
-        rc = make_path(path, sizeof path, err, "%s/%s%s", other_dir, c->id, ds->file_ending);
+        rc = cli_make_path(path, sizeof path, err, "%s/%s%s", other_dir, c->id, ds->file_ending);
         if (!rc) rc = case_panels(st, c, path, row_stem, other_name, panels, err);
         if (rc) break;
         char dice[32];
@@ -795,12 +785,12 @@ static int curves(report_state *st, rl_error *err) {
         rc = rl_error_set(err, RL_EFORMAT, "%s/log.csv: no pl_accuracy or lambda column",
                           st->in->run_dir);
     char path[4096];
-    if (!rc) rc = make_path(path, sizeof path, err, "%s/loss.svg", st->in->report_dir);
+    if (!rc) rc = cli_make_path(path, sizeof path, err, "%s/loss.svg", st->in->report_dir);
     if (!rc) {
         chart c = {"Training losses per step", "step", step, log->rows, 1, loss, 4, 0, NAN};
         rc = write_chart(path, &c, err);
     }
-    if (!rc) rc = make_path(path, sizeof path, err, "%s/pseudolabels.svg", st->in->report_dir);
+    if (!rc) rc = cli_make_path(path, sizeof path, err, "%s/pseudolabels.svg", st->in->report_dir);
     if (!rc) {
         chart c = {"Pseudo-labels of the unlabeled batch vs the hidden expert labels", "step",
                    step, log->rows, 1, pl, 3, 0, 1};
@@ -892,9 +882,9 @@ static int load_inputs(report_state *st, rl_error *err) {
     st->have_ds = 1;
     if ((rc = json_read(in->pseudo_eval_json, &st->pseudo_eval, err))) return rc;
     if ((rc = json_read(in->test_eval_json, &st->test_eval, err))) return rc;
-    if ((rc = make_path(path, sizeof path, err, "%s/log.csv", in->run_dir))) return rc;
+    if ((rc = cli_make_path(path, sizeof path, err, "%s/log.csv", in->run_dir))) return rc;
     if ((rc = csv_read(path, &st->log, err))) return rc;
-    if ((rc = make_path(path, sizeof path, err, "%s/labeled.txt", in->run_dir))) return rc;
+    if ((rc = cli_make_path(path, sizeof path, err, "%s/labeled.txt", in->run_dir))) return rc;
     size_t size;
     if ((rc = rl_read_file(path, REPORT_MAX_INPUT_BYTES, &st->labeled, &size, err))) return rc;
     st->num_labeled = count_lines(st->labeled);
@@ -904,7 +894,7 @@ static int load_inputs(report_state *st, rl_error *err) {
 static int write_report(report_state *st, report_headline *h, rl_error *err) {
     const report_input *in = st->in;
     char path[4096];
-    int rc = make_path(path, sizeof path, err, "%s/png", in->report_dir);
+    int rc = cli_make_path(path, sizeof path, err, "%s/png", in->report_dir);
     if (!rc) rc = rl_make_dirs(path, err);
     if (rc) return rc;
     h->pseudo_dice = eval_stat(st->pseudo_eval, NULL, "dice", "mean");
@@ -915,7 +905,7 @@ static int write_report(report_state *st, report_headline *h, rl_error *err) {
     /* the overlays first: the page shows overview.png only if it exists */
     text overlays = {0};
     char test_pred[4096];
-    rc = make_path(test_pred, sizeof test_pred, err, "%s/test_predictions", in->run_dir);
+    rc = cli_make_path(test_pred, sizeof test_pred, err, "%s/test_predictions", in->run_dir);
     if (!rc)
         rc = overlay_section(st, &overlays, "Pseudo-labeled training slices",
                              "Slices whose expert label training never saw: the image, the "
@@ -932,7 +922,7 @@ static int write_report(report_state *st, report_headline *h, rl_error *err) {
     if (!rc && st->overview_count > 0) {
         rgb_image montage = {0};
         rc = make_montage(st->overview, st->overview_count, 3, 6, &montage, err);
-        if (!rc) rc = make_path(path, sizeof path, err, "%s/overview.png", in->report_dir);
+        if (!rc) rc = cli_make_path(path, sizeof path, err, "%s/overview.png", in->report_dir);
         if (!rc) rc = write_png_rgb(path, &montage, err);
         rgb_free(&montage);
     }
@@ -958,7 +948,7 @@ static int write_report(report_state *st, report_headline *h, rl_error *err) {
     dice_table(st);
     text_printf(t, "<p>No supervised baseline was trained in this run.</p>\n</body>\n</html>\n");
     /* report.html last: once it exists, everything it links to does */
-    if (!rc) rc = make_path(path, sizeof path, err, "%s/report.html", in->report_dir);
+    if (!rc) rc = cli_make_path(path, sizeof path, err, "%s/report.html", in->report_dir);
     if (!rc) rc = text_write(t, path, err);
     return rc;
 }

@@ -1,6 +1,8 @@
 """Small harness for the end-to-end tests of the reflabel command."""
+import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -56,3 +58,21 @@ def main_args():
     if len(sys.argv) < 2:
         sys.exit("usage: test.py REFLABEL_EXE [BUILD_DIR]")
     return sys.argv[1]
+
+
+def checkpoint_step(run_dir):
+    """The step of a complete RUN_DIR/checkpoint.safetensors, read with the
+    format's own rule (u64 header length, JSON header, data) rather than our
+    reader; None when the file is missing or does not hold all its data."""
+    path = os.path.join(run_dir, "checkpoint.safetensors")
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        blob = f.read()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    end = max(v["data_offsets"][1] for k, v in header.items() if k != "__metadata__")
+    if len(blob) != 8 + n + end:
+        return None
+    begin = 8 + n + header["trainer.counters"]["data_offsets"][0]
+    return struct.unpack("<q", blob[begin:begin + 8])[0]

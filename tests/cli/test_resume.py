@@ -8,19 +8,17 @@ limit, as a full disk would) leaves the previous checkpoint whole and
 resumable. Options that would change the run are
 refused with one line. The random kill points are printed with their seed
 (RL_TEST_SEED reruns one)."""
-import json
 import os
 import random
 import resource
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from clitest import Checks, main_args, run, scratch  # noqa: E402
+from clitest import Checks, checkpoint_step, main_args, run, scratch  # noqa: E402
 
 EXE = main_args()
 # Two threads: the determinism of the OpenMP reductions is part of what is
@@ -49,21 +47,6 @@ METHODS = {
 seed = int(os.environ.get("RL_TEST_SEED", time.time_ns() % 1000000))
 rng = random.Random(seed)
 print(f"kill points drawn with RL_TEST_SEED={seed}")
-
-
-def saved_step(run_dir):
-    """The step of RUN_DIR/checkpoint.safetensors, read with the format's
-    own rule (u64 header length, JSON header, data), after checking that
-    the file holds all its data; None when it does not."""
-    with open(os.path.join(run_dir, "checkpoint.safetensors"), "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n])
-    end = max(v["data_offsets"][1] for k, v in header.items() if k != "__metadata__")
-    if len(blob) != 8 + n + end:
-        return None
-    begin = 8 + n + header["trainer.counters"]["data_offsets"][0]
-    return struct.unpack("<q", blob[begin:begin + 8])[0]
 
 
 def log_rows(run_dir):
@@ -108,7 +91,7 @@ def kill_at_random_step(args, run_dir, step_seconds):
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            step = saved_step(run_dir)
+            step = checkpoint_step(run_dir)
             if step is not None and step < STEPS:
                 return step
         proc.wait()
@@ -218,7 +201,7 @@ if proc.returncode == 0:
     print("the limited run finished before its limit took effect; nothing to check")
 else:
     T.check(proc.returncode == 1 and "write failed" in err, f"failed write: exit {proc.returncode}, {err!r}")
-    step = saved_step(full)
+    step = checkpoint_step(full)
     T.check(step is not None and step % EVERY == 0, f"checkpoint after a failed write: step {step}")
     T.check(not [f for f in os.listdir(full) if ".tmp." in f], "a temporary file was left behind")
     rc, _, err = run(EXE, "train", "--resume", full, "--quiet")

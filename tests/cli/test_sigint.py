@@ -4,18 +4,16 @@ with status 130; resuming it ends with the same model file as a run never
 interrupted. A second SIGINT exits at once, without the save, and leaves
 no partial file under a final name. Signal times are random and printed
 with their seed (RL_TEST_SEED reruns one)."""
-import json
 import os
 import random
 import re
 import signal
-import struct
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from clitest import Checks, main_args, run, scratch  # noqa: E402
+from clitest import Checks, checkpoint_step, main_args, run, scratch  # noqa: E402
 
 EXE = main_args()
 T = Checks("cli_test_sigint")
@@ -30,23 +28,6 @@ SLOW = ["--data", DATA, "--steps", 1000, "--batch", 8, "--depth", 2, "--width", 
 seed = int(os.environ.get("RL_TEST_SEED", time.time_ns() % 1000000))
 rng = random.Random(seed)
 print(f"signal times drawn with RL_TEST_SEED={seed}")
-
-
-def saved_step(run_dir):
-    """Step of a complete RUN_DIR/checkpoint.safetensors; None if the file is
-    missing or incomplete (read with the format's rule, not our reader)."""
-    path = os.path.join(run_dir, "checkpoint.safetensors")
-    if not os.path.exists(path):
-        return None
-    with open(path, "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n])
-    end = max(v["data_offsets"][1] for k, v in header.items() if k != "__metadata__")
-    if len(blob) != 8 + n + end:
-        return None
-    begin = 8 + n + header["trainer.counters"]["data_offsets"][0]
-    return struct.unpack("<q", blob[begin:begin + 8])[0]
 
 
 def start_training(args, run_dir):
@@ -89,7 +70,8 @@ for sig in (signal.SIGINT, signal.SIGTERM):
     if not m:
         continue
     step = int(m.group(1))
-    T.check(saved_step(cut) == step, f"{name}: checkpoint holds step {saved_step(cut)}, not {step}")
+    saved = checkpoint_step(cut)
+    T.check(saved == step, f"{name}: checkpoint holds step {saved}, not {step}")
     with open(os.path.join(cut, "log.csv")) as f:
         T.check(len(f.read().splitlines()) == step + 1, f"{name}: log.csv rows != {step}")
     rc, _, err = run(EXE, "train", "--resume", cut, "--quiet")
@@ -114,7 +96,7 @@ proc.wait()
 gone = time.time() - t0
 T.check(proc.returncode == 130, f"second SIGINT: exit {proc.returncode}, {rest!r}")
 T.check("interrupted at step" not in rest, f"second SIGINT: the save ran anyway: {rest!r}")
-T.check(not os.path.exists(os.path.join(slow, "checkpoint.safetensors")) or saved_step(slow),
+T.check(not os.path.exists(os.path.join(slow, "checkpoint.safetensors")) or checkpoint_step(slow),
         "second SIGINT left an incomplete checkpoint.safetensors")
 print(f"second SIGINT: exited {gone:.3f} s after it, without saving")
 
