@@ -405,6 +405,7 @@ static void test_refpl_hypercolumn_steady_and_signed(void) {
     cfg.semi.features = RL_FEATURES_HYPERCOLUMN;
     cfg.semi.warmup_fraction = 0.0; /* the unlabeled loss acts from step 1 */
     cfg.semi.memory_batches = 2;
+    cfg.semi.sampling = RL_SAMPLE_PER_CLASS;
     cfg.semi.per_class_cap = 32;
     rl_unet *net = make_net(), *other = make_net();
     rl_trainer *tr = NULL, *last = NULL;
@@ -488,6 +489,7 @@ static void test_save_restore_resumes_bit_for_bit(void) {
         cfg.semi.features = mc->features;
         cfg.semi.warmup_fraction = 0.1; /* the unlabeled loss acts from step 1 */
         cfg.semi.memory_batches = 3;
+        cfg.semi.sampling = RL_SAMPLE_PER_CLASS;
         cfg.semi.per_class_cap = 32;
         cfg.optim = rl_optim_default_config(mc->optimizer);
         rl_error err = {0, ""};

@@ -1,6 +1,6 @@
 /* reflabel/synthetic.h - generated segmentation data with a known answer, for
  * tests and quick experiments: shapes of distinct classes on a noisy,
- * unevenly lit background. */
+ * unevenly lit background, and striped blobs told apart by their pattern. */
 #ifndef REFLABEL_SYNTHETIC_H
 #define REFLABEL_SYNTHETIC_H
 
@@ -36,6 +36,19 @@ void rl_synth_shapes(rl_rng *rng, int h, int w, float *image, int32_t *labels);
  * which keeps each structure decidable from the image; noise and an
  * illumination gradient as in rl_synth_shapes. */
 void rl_synth_shapes_multilabel(rl_rng *rng, int h, int w, float *image, int32_t *labels);
+
+/* Number of classes of the stripes data, background included:
+ * 0 background, 1 horizontal, 2 vertical, 3 diagonal stripes. */
+#define RL_STRIPES_CLASSES 4
+
+/* Fills image (H, W) and labels (H, W) with 1-2 striped ellipses of each
+ * class on a flat noisy background. A blob's class is the orientation of its
+ * stripes; their period, phase and contrast vary, and every blob has the
+ * background's mean brightness. Each pixel's class is therefore decided by
+ * its neighbourhood's pattern alone: visually similar regions share their
+ * label, the premise of reference matching, which makes this the dataset on
+ * which refpl must beat supervised training (tests/cli/test_refpl_gain.py). */
+void rl_synth_stripes(rl_rng *rng, int h, int w, float *image, int32_t *labels);
 
 #ifdef __cplusplus
 }

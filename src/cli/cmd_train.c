@@ -60,8 +60,8 @@ static const char *train_usage =
     "                        hypercolumn (every decoder level upsampled to full\n"
     "                        resolution, each L2-normalised, concatenated)\n"
     "  --sampling S          which labeled pixels become references: per-class,\n"
-    "                        proportional or all (default: per-class online, all\n"
-    "                        between rounds)\n"
+    "                        proportional or all (default: proportional online,\n"
+    "                        all between rounds)\n"
     "  --refs-per-class K    per-class cap, per labeled batch online, per reference\n"
     "                        slice between rounds (256)\n"
     "  --ref-count N         proportional: references per batch / slice (4096)\n"
@@ -909,7 +909,7 @@ static const char *run_setting(const train_options *o, int i, char *buf, size_t 
     case 20: REAL("--pl-dice", sc->pl_dice_weight);
     case 21:
         /* not given: the rounds use every labeled pixel, not the online default */
-        if (!o->sampling_given) TEXT("--sampling", "per-class online, all between rounds");
+        if (!o->sampling_given) TEXT("--sampling", "proportional online, all between rounds");
         TEXT("--sampling", sampling[sc->sampling]);
     case 22: INT("--refs-per-class", sc->per_class_cap);
     case 23: INT("--ref-count", sc->sample_count);

@@ -1,5 +1,5 @@
-/* Generated shapes: a segmentation task whose right answer is known, small
- * enough to train on in a test. */
+/* Generated shapes and stripes: segmentation tasks whose right answer is
+ * known, small enough to train on in a test. */
 #include "reflabel/synthetic.h"
 
 #include <math.h>
@@ -91,6 +91,64 @@ void rl_synth_shapes(rl_rng *rng, int h, int w, float *image, int32_t *labels) {
             paint_shape(rng, cls, h, w, image, labels, shapes, &placed_count);
     }
     for (size_t i = 0; i < (size_t)h * w; i++) image[i] += 0.08f * rl_rng_normal(rng);
+}
+
+/* One striped ellipse of class cls (1 horizontal, 2 vertical, 3 diagonal)
+ * at a random free place; like paint_shape, it gives up quietly when the
+ * image is too crowded. */
+static void paint_stripes(rl_rng *rng, int cls, int h, int w, float *image, int32_t *labels,
+                          placed *blobs, int *count) {
+    float size = (float)(h < w ? h : w);
+    float r = uniform(rng, 0.10f, 0.18f) * size;
+    float a = r * uniform(rng, 0.7f, 1.3f), b = r * uniform(rng, 0.7f, 1.3f);
+    float reach = a > b ? a : b;
+    float cx = 0, cy = 0;
+    int free_place = 0;
+    for (int t = 0; t < PLACEMENT_TRIES && !free_place; t++) {
+        cx = uniform(rng, reach, (float)w - reach);
+        cy = uniform(rng, reach, (float)h - reach);
+        free_place = 1;
+        for (int i = 0; i < *count; i++) {
+            float dx = cx - blobs[i].cx, dy = cy - blobs[i].cy, gap = reach + blobs[i].reach + 2;
+            if (dx * dx + dy * dy < gap * gap) free_place = 0;
+        }
+    }
+    if (!free_place || *count >= MAX_SHAPES) return;
+    blobs[(*count)++] = (placed){cx, cy, reach};
+    /* The class is the stripes' orientation, give or take 0.2 rad; period,
+     * phase and contrast vary per blob, and the mean brightness is the
+     * background's, so only the local pattern tells the classes apart. */
+    static const float orientation[] = {0.0f, 0.0f, 1.5707963f, 0.7853982f};
+    float theta = orientation[cls] + uniform(rng, -0.2f, 0.2f);
+    float period = uniform(rng, 3.0f, 5.0f), phase = uniform(rng, 0.0f, 6.2831853f);
+    float contrast = uniform(rng, 0.10f, 0.25f);
+    float ux = cosf(theta) * 6.2831853f / period, uy = sinf(theta) * 6.2831853f / period;
+    int y0 = (int)fmaxf(0.0f, cy - b), y1 = (int)fminf((float)h, cy + b + 1);
+    int x0 = (int)fmaxf(0.0f, cx - a), x1 = (int)fminf((float)w, cx + a + 1);
+    for (int y = y0; y < y1; y++) {
+        for (int x = x0; x < x1; x++) {
+            float px = (float)x + 0.5f, py = (float)y + 0.5f;
+            float ex = (px - cx) / a, ey = (py - cy) / b;
+            if (ex * ex + ey * ey > 1.0f) continue;
+            image[(size_t)y * w + x] = 0.4f + contrast * sinf(px * ux + py * uy + phase);
+            labels[(size_t)y * w + x] = cls;
+        }
+    }
+}
+
+void rl_synth_stripes(rl_rng *rng, int h, int w, float *image, int32_t *labels) {
+    float base = uniform(rng, 0.3f, 0.5f);
+    for (size_t i = 0; i < (size_t)h * w; i++) {
+        image[i] = base;
+        labels[i] = 0;
+    }
+    placed blobs[MAX_SHAPES];
+    int count = 0;
+    for (int cls = 1; cls < RL_STRIPES_CLASSES; cls++) {
+        int instances = 1 + (int)rl_rng_below(rng, 2);
+        for (int i = 0; i < instances; i++) paint_stripes(rng, cls, h, w, image, labels, blobs, &count);
+    }
+    for (size_t i = 0; i < (size_t)h * w; i++) image[i] += 0.05f * rl_rng_normal(rng);
 }
 
 void rl_synth_shapes_multilabel(rl_rng *rng, int h, int w, float *image, int32_t *labels) {

@@ -117,7 +117,12 @@ rl_train_config rl_train_default_config(int64_t steps, int batch) {
     s->ramp_fraction = 0.2;
     s->lambda = 1.0f;
     s->pl_dice_weight = 0.0f;
-    s->sampling = RL_SAMPLE_PER_CLASS;
+    /* Proportional, not per-class: a per-class cap makes a rare class as
+     * frequent among the references as the background, matches drift towards
+     * it and the loop feeds on its own drift; with the per-class cap refpl
+     * collapsed on the brain atlas and on the stripes data (docs/TRAINING.md,
+     * "Status of the defaults"). */
+    s->sampling = RL_SAMPLE_PROPORTIONAL;
     s->per_class_cap = 256;
     s->sample_count = 4096;
     s->class_floor = 32;

@@ -36,13 +36,14 @@ METHODS = {
     "supervised": ["--method", "supervised", "--norm", "batch", "--optimizer", "sgd",
                    "--lr", "0.01"],
     "refpl": ["--method", "refpl", "--memory", 3, "--pl-warmup", 0.1, "--pl-ramp", 0.1,
-              "--refs-per-class", 16],
+              "--ref-count", 64],
     "refpl-hypercolumn": ["--method", "refpl", "--features", "hypercolumn", "--memory", 3,
-                          "--pl-warmup", 0.1, "--pl-ramp", 0.1, "--refs-per-class", 16],
+                          "--pl-warmup", 0.1, "--pl-ramp", 0.1, "--sampling", "per-class",
+                          "--refs-per-class", 16],
     "meanteacher": ["--method", "meanteacher", "--norm", "batch", "--pl-warmup", 0.1],
     # the bank's label ids stand for bit masks there: the id table is state too
     "refpl-multilabel": ["--data", DATA_ML, "--method", "refpl", "--memory", 3,
-                         "--pl-warmup", 0.1, "--pl-ramp", 0.1, "--refs-per-class", 16],
+                         "--pl-warmup", 0.1, "--pl-ramp", 0.1, "--ref-count", 64],
 }
 seed = int(os.environ.get("RL_TEST_SEED", time.time_ns() % 1000000))
 rng = random.Random(seed)

@@ -81,7 +81,7 @@ T.check(rc == 2 and "--features must be last or hypercolumn" in err
         and len(err.strip().splitlines()) == 1, f"--features deepest: exit {rc}, {err!r}")
 
 # ---- online refpl ---------------------------------------------------------------
-REFPL = ["--method", "refpl", "--refs-per-class", 16]
+REFPL = ["--method", "refpl", "--ref-count", 256]
 online = {f: train(f"online-{f}", *REFPL, "--features", f) for f in ("last", "hypercolumn")}
 steps = {f: csv_rows(os.path.join(d, "log.csv")) for f, d in online.items()}
 T.check(all(len(rows) == 6 for rows in steps.values()), "online runs log 6 steps each")
@@ -102,7 +102,7 @@ for f, d in online.items():
     T.check(meta.get("semi", {}).get("features") == f, f"model metadata of {f}: {meta.get('semi')}")
 
 # A state saved with one source does not resume with another; the sampling
-# default (per-class online, all between rounds) is not the same as
+# default (proportional online, all between rounds) is not the same as
 # --sampling per-class given explicitly.
 resumable = train("online-resumable", *REFPL, "--features", "hypercolumn",
                   "--checkpoint-every", 3)

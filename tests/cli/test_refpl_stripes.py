@@ -1,0 +1,78 @@
+"""refpl with its default settings on the stripes data, 2 labeled images:
+
+- it does not collapse: the pseudo-labels' class shares stay close to the
+  labeled images' (mean pl_drift, the total-variation distance, over the
+  steps where the unlabeled loss acts); with the per-class reference cap that
+  was the default before, this run drifted 3 to 10 times as far and scored a
+  test Dice of 0.45;
+- on held-out images it is not worse than supervised training on the same two
+  images (by more than NOT_WORSE), and it beats pseudo-labels taken from the
+  network's own predictions (predpl, the confirmation-bias baseline of the
+  paper) by at least OVER_PREDPL.
+
+This is what the defaults are measured to do. It is not the issue's stronger
+target, refpl beating supervised training by a clear margin: on this data
+that was not reproducible across dataset sizes (docs/TRAINING.md, "Status of
+the defaults"), so no test claims it. One thread per run: each run is
+reproducible bit for bit, so the numbers below are those of every run of the
+same build."""
+import csv
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from clitest import Checks, main_args, run, scratch  # noqa: E402
+
+EXE = main_args()
+T = Checks("cli_test_refpl_stripes")
+ROOT = scratch("cli-refpl-stripes")
+DATA = os.path.join(ROOT, "data")
+TRAIN = ["--data", DATA, "--labeled", 2, "--steps", 300, "--batch", 4, "--depth", 3,
+         "--width", 8, "--lr", 3e-3, "--seed", 0, "--threads", 1, "--checkpoint-every", 0,
+         "--quiet"]
+MAX_DRIFT = 0.05
+NOT_WORSE = 0.05
+OVER_PREDPL = 0.05
+
+rc, _, err = run(EXE, "data", "stripes", "--out", DATA, "--train", 48, "--test", 16, "--size",
+                 "48x48", "--seed", 0)
+T.check(rc == 0, f"data stripes: {err}")
+
+
+def train(method):
+    out = os.path.join(ROOT, method)
+    rc, _, err = run(EXE, "train", "--out", out, "--method", method, *TRAIN)
+    T.check(rc == 0, f"train --method {method}: {err}")
+    try:
+        with open(os.path.join(out, "test_metrics.json")) as f:
+            dice = json.load(f)["foreground_mean"]["dice"]["mean"]
+        with open(os.path.join(out, "log.csv")) as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        T.check(False, f"{method}: {e}")
+        return float("nan"), []
+    return dice, rows
+
+
+dice = {m: None for m in ("supervised", "refpl", "predpl")}
+logs = {}
+for method in dice:
+    dice[method], logs[method] = train(method)
+print("test Dice (foreground mean): " +
+      ", ".join(f"{m} {d:.4f}" for m, d in dice.items()))
+
+active = [r for r in logs["refpl"] if float(r["lambda"]) > 0 and r["pl_drift"] != "nan"]
+T.check(len(active) > 100, f"refpl: {len(active)} steps with the unlabeled loss acting")
+if active:
+    drift = sum(float(r["pl_drift"]) for r in active) / len(active)
+    accuracy = sum(float(r["pl_accuracy"]) for r in active) / len(active)
+    print(f"refpl while the unlabeled loss acts: mean pl_drift {drift:.4f}, "
+          f"mean pl_accuracy {accuracy:.4f}")
+    T.check(drift <= MAX_DRIFT, f"refpl drifted: mean pl_drift {drift:.4f} > {MAX_DRIFT}")
+T.check(dice["refpl"] >= dice["supervised"] - NOT_WORSE,
+        f"refpl {dice['refpl']:.4f} is worse than supervised {dice['supervised']:.4f} "
+        f"by more than {NOT_WORSE}")
+T.check(dice["refpl"] >= dice["predpl"] + OVER_PREDPL,
+        f"refpl {dice['refpl']:.4f} does not beat predpl {dice['predpl']:.4f} by {OVER_PREDPL}")
+sys.exit(T.report())
