@@ -154,10 +154,11 @@ def moving_average(values, width):
 
 
 def svg_figure(runs, path):
-    """Pseudo-label pixel accuracy vs step for refpl and predpl at 5%."""
+    """Pseudo-label pixel accuracy vs step at 5%: refpl with its defaults and
+    with the per-class cap it had before, predpl and the mean teacher."""
     series = []
-    for name, colour in (("refpl-5", "#1f77b4"), ("predpl-5", "#d62728"),
-                         ("meanteacher-5", "#2ca02c")):
+    for name, colour in (("refpl-5", "#1f77b4"), ("refpl-5-perclass", "#9467bd"),
+                         ("predpl-5", "#d62728"), ("meanteacher-5", "#2ca02c")):
         curves = []
         for run in runs.get(name, {}).values():
             log = os.path.join(run["path"], "log.csv")

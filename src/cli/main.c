@@ -13,7 +13,7 @@ static const char *usage =
     "  predict       segment a folder of images with a trained model\n"
     "  pseudolabel   reference-guided pseudo-labels for the unlabeled cases of a dataset\n"
     "  evaluate      Dice, IoU, HD95, ASSD of predictions against references\n"
-    "  data shapes   generate a synthetic dataset with a known answer\n"
+    "  data shapes   generate a synthetic dataset with a known answer (also: data stripes)\n"
     "  data atlas    the Colin27 brain MRI + AAL lobes as an nnU-Net dataset\n"
     "  convert       JSRT chest X-rays or RETOUCH OCT into the nnU-Net layout\n"
     "  bench match   time the reference matcher (JSON line)\n"

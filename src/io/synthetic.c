@@ -26,6 +26,28 @@ typedef struct placed {
 
 enum { MAX_SHAPES = 3 * (RL_SHAPES_CLASSES - 1), PLACEMENT_TRIES = 64 };
 
+/* Finds a random centre whose circle of radius reach lies inside the image
+ * and clear of the placed ones (2 pixels apart), and records it. Returns 0,
+ * recording nothing, when PLACEMENT_TRIES draws found no free place. */
+static int place(rl_rng *rng, int h, int w, float reach, placed *shapes, int *count, float *cx,
+                 float *cy) {
+    for (int t = 0; t < PLACEMENT_TRIES && *count < MAX_SHAPES; t++) {
+        float x = uniform(rng, reach, (float)w - reach), y = uniform(rng, reach, (float)h - reach);
+        int free_place = 1;
+        for (int i = 0; i < *count && free_place; i++) {
+            float dx = x - shapes[i].cx, dy = y - shapes[i].cy, gap = reach + shapes[i].reach + 2;
+            free_place = dx * dx + dy * dy >= gap * gap;
+        }
+        if (free_place) {
+            shapes[(*count)++] = (placed){x, y, reach};
+            *cx = x;
+            *cy = y;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Paints one shape of class cls at a random free place; gives up quietly
  * (the image just has one shape fewer) when the image is too crowded. */
 static void paint_shape(rl_rng *rng, int cls, int h, int w, float *image, int32_t *labels,
@@ -33,19 +55,8 @@ static void paint_shape(rl_rng *rng, int cls, int h, int w, float *image, int32_
     float size = (float)(h < w ? h : w);
     float r = uniform(rng, 0.10f, 0.20f) * size;
     float reach = 1.35f * r; /* the triangle's corners reach 1.3 r */
-    float cx = 0, cy = 0;
-    int free_place = 0;
-    for (int t = 0; t < PLACEMENT_TRIES && !free_place; t++) {
-        cx = uniform(rng, reach, (float)w - reach);
-        cy = uniform(rng, reach, (float)h - reach);
-        free_place = 1;
-        for (int i = 0; i < *count; i++) {
-            float dx = cx - shapes[i].cx, dy = cy - shapes[i].cy, gap = reach + shapes[i].reach + 2;
-            if (dx * dx + dy * dy < gap * gap) free_place = 0;
-        }
-    }
-    if (!free_place || *count >= MAX_SHAPES) return;
-    shapes[(*count)++] = (placed){cx, cy, reach};
+    float cx, cy;
+    if (!place(rng, h, w, reach, shapes, count, &cx, &cy)) return;
     /* Each class has its own brightness band, and neighbouring bands overlap
      * by half: intensity narrows the choice, shape decides it. */
     float value = uniform(rng, 0.35f + 0.15f * (float)cls, 0.65f + 0.15f * (float)cls);
@@ -101,20 +112,8 @@ static void paint_stripes(rl_rng *rng, int cls, int h, int w, float *image, int3
     float size = (float)(h < w ? h : w);
     float r = uniform(rng, 0.10f, 0.18f) * size;
     float a = r * uniform(rng, 0.7f, 1.3f), b = r * uniform(rng, 0.7f, 1.3f);
-    float reach = a > b ? a : b;
-    float cx = 0, cy = 0;
-    int free_place = 0;
-    for (int t = 0; t < PLACEMENT_TRIES && !free_place; t++) {
-        cx = uniform(rng, reach, (float)w - reach);
-        cy = uniform(rng, reach, (float)h - reach);
-        free_place = 1;
-        for (int i = 0; i < *count; i++) {
-            float dx = cx - blobs[i].cx, dy = cy - blobs[i].cy, gap = reach + blobs[i].reach + 2;
-            if (dx * dx + dy * dy < gap * gap) free_place = 0;
-        }
-    }
-    if (!free_place || *count >= MAX_SHAPES) return;
-    blobs[(*count)++] = (placed){cx, cy, reach};
+    float cx, cy;
+    if (!place(rng, h, w, a > b ? a : b, blobs, count, &cx, &cy)) return;
     /* The class is the stripes' orientation, give or take 0.2 rad; period,
      * phase and contrast vary per blob, and the mean brightness is the
      * background's, so only the local pattern tells the classes apart. */

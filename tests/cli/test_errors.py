@@ -174,10 +174,15 @@ expect_failure("train/bad-number", ["train", "--data", "x", "--out", "y", "--ste
 # missing its value; a known value option given last still says so.
 for cmd in (["train", "--data", "x", "--out", "y"], ["predict", "--model", "m", "--in", "i"],
             ["evaluate", "--pred", "p", "--gt", "g"], ["pseudolabel", "--model", "m"],
-            ["data", "shapes"], ["data", "atlas"], ["convert", "jsrt"]):
+            ["data", "shapes"], ["data", "stripes"], ["data", "atlas"], ["convert", "jsrt"]):
     name = "/".join(cmd[:2] if cmd[0] in ("data", "convert") else cmd[:1])
     err = expect_failure(f"{name}/unknown-last", [*cmd, "--frobnicate"], "unknown option '--frobnicate'",
                          rc_expected=2)
+expect_failure("data/stripes-multilabel", ["data", "stripes", "--out", os.path.join(ROOT, "st"),
+                                          "--multilabel"],
+               "--multilabel applies to shapes only", os.path.join(ROOT, "st"), rc_expected=2)
+expect_failure("data/unknown-dataset", ["data", "circles", "--out", os.path.join(ROOT, "c")],
+               "unknown dataset 'circles' (available: shapes, stripes, atlas)", rc_expected=2)
 expect_failure("predict/missing-value", ["predict", "--model", "m", "--in", "i", "--out"],
                "--out needs a value", rc_expected=2)
 expect_failure("evaluate/missing-value", ["evaluate", "--pred", "p", "--json"],
