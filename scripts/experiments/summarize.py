@@ -168,7 +168,8 @@ def svg_figure(runs, path):
             continue
         steps = sorted(set.intersection(*(set(c) for c in curves)))
         mean = [sum(c[s] for c in curves) / len(curves) for s in steps]
-        series.append((f"{name} ({len(curves)} seeds)", colour, steps, moving_average(mean, 25)))
+        seeds = f"{len(curves)} seed{'s' if len(curves) != 1 else ''}"
+        series.append((f"{name} ({seeds})", colour, steps, moving_average(mean, 25)))
     if not series:
         return False
     w, h, left, right, top, bottom = 640, 360, 60, 20, 20, 50
