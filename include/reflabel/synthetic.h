@@ -46,8 +46,8 @@ void rl_synth_shapes_multilabel(rl_rng *rng, int h, int w, float *image, int32_t
  * stripes; their period, phase and contrast vary, and every blob has the
  * background's mean brightness. Each pixel's class is therefore decided by
  * its neighbourhood's pattern alone: visually similar regions share their
- * label, the premise of reference matching, which makes this the dataset on
- * which refpl must beat supervised training (tests/cli/test_refpl_gain.py). */
+ * label, the premise of reference matching. tests/cli/test_refpl_stripes.py
+ * holds refpl's defaults to account on it (docs/TRAINING.md). */
 void rl_synth_stripes(rl_rng *rng, int h, int w, float *image, int32_t *labels);
 
 #ifdef __cplusplus
