@@ -143,6 +143,8 @@ int rl_png_read(const char *path, int as_labels, rl_volume *vol, rl_error *err);
  * values must fit the bit depth. */
 int rl_png_write_u16(const char *path, const uint16_t *values, int nx, int ny, int bit_depth,
                      rl_error *err);
+/* Writes an nx x ny 8-bit RGB image (row-major, 3 bytes per pixel). */
+int rl_png_write_rgb8(const char *path, const uint8_t *rgb, int nx, int ny, rl_error *err);
 
 int rl_nifti_read(const char *path, rl_volume *vol, rl_error *err);
 /* Writes data of NIfTI type `datatype` (DT_UINT8, DT_INT16, DT_INT32,

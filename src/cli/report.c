@@ -6,8 +6,6 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <png.h>
-#include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,60 +123,8 @@ static void rgb_free(rgb_image *img) {
     memset(img, 0, sizeof *img);
 }
 
-/* libpng reports errors by longjmp; the writer state lives in this struct
- * (memory, not registers) so the cleanup after a longjmp sees it intact. */
-typedef struct png_writer {
-    png_structp png;
-    png_infop info;
-    char msg[200];
-} png_writer;
-
-static void on_png_error(png_structp png, png_const_charp msg) {
-    png_writer *w = png_get_error_ptr(png);
-    snprintf(w->msg, sizeof w->msg, "%s", msg);
-    png_longjmp(png, 1);
-}
-
-static void on_png_warning(png_structp png, png_const_charp msg) {
-    (void)png; /* the library never prints */
-    (void)msg;
-}
-
-static int png_encode_rgb(png_writer *w, FILE *fp, const rgb_image *img, const char *path,
-                          rl_error *err) {
-    if (setjmp(png_jmpbuf(w->png)))
-        return rl_error_set(err, RL_EIO, "%s: PNG write failed: %s", path, w->msg);
-    png_init_io(w->png, fp);
-    png_set_IHDR(w->png, w->info, (png_uint_32)img->w, (png_uint_32)img->h, 8, PNG_COLOR_TYPE_RGB,
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(w->png, w->info);
-    for (int y = 0; y < img->h; y++) png_write_row(w->png, img->px + (size_t)y * img->w * 3);
-    png_write_end(w->png, NULL);
-    return RL_OK;
-}
-
-/* image.h's writer stores gray only; overlays need colour, so this one
- * writes 8-bit RGB, through the same temporary-file-and-rename path. */
 static int write_png_rgb(const char *path, const rgb_image *img, rl_error *err) {
-    if (img->w <= 0 || img->h <= 0 || img->w > RL_PNG_MAX_EDGE || img->h > RL_PNG_MAX_EDGE)
-        return rl_error_set(err, RL_ERANGE, "%s: %dx%d image cannot be a PNG", path, img->w,
-                            img->h);
-    rl_atomic_file file;
-    int rc = rl_atomic_open(&file, path, err);
-    if (rc) return rc;
-    png_writer w;
-    memset(&w, 0, sizeof w);
-    w.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &w, on_png_error, on_png_warning);
-    w.info = w.png ? png_create_info_struct(w.png) : NULL;
-    if (!w.png || !w.info)
-        rc = rl_error_set(err, RL_ENOMEM, "%s: cannot create libpng writer", path);
-    else rc = png_encode_rgb(&w, file.fp, img, path, err);
-    if (w.png) png_destroy_write_struct(&w.png, w.info ? &w.info : NULL);
-    if (rc) {
-        rl_atomic_abort(&file);
-        return rc;
-    }
-    return rl_atomic_commit(&file, err);
+    return rl_png_write_rgb8(path, img->px, img->w, img->h, err);
 }
 
 /* ---- overlay panels ------------------------------------------------------------ */

@@ -172,20 +172,28 @@ int rl_png_read(const char *path, int as_labels, rl_volume *vol, rl_error *err) 
 
 /* ---- writing ------------------------------------------------------------ */
 
-static int png_encode(png_ctx *ctx, const char *path, const uint16_t *values, int nx, int ny,
-                      int bit_depth, rl_error *err) {
+/* Gray (channels 1: uint16 values at 8 or 16 bits) or RGB (channels 3:
+ * uint8 triples at 8 bits). */
+static int png_encode(png_ctx *ctx, const char *path, const void *values, int nx, int ny,
+                      int bit_depth, int channels, rl_error *err) {
     if (setjmp(png_jmpbuf(ctx->png)))
         return rl_error_set(err, RL_EIO, "%s: PNG write failed: %s", path, ctx->msg);
     png_init_io(ctx->png, ctx->fp);
     png_set_IHDR(ctx->png, ctx->info, (png_uint_32)nx, (png_uint_32)ny, bit_depth,
-                 PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
-                 PNG_FILTER_TYPE_DEFAULT);
+                 channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(ctx->png, ctx->info);
+    if (channels == 3) {
+        const uint8_t *rgb = values;
+        for (int y = 0; y < ny; y++) png_write_row(ctx->png, rgb + (size_t)y * nx * 3);
+        png_write_end(ctx->png, NULL);
+        return RL_OK;
+    }
     size_t rowbytes = (size_t)nx * (bit_depth == 16 ? 2u : 1u);
     ctx->pixels = malloc(rowbytes);
     if (!ctx->pixels) return rl_error_set(err, RL_ENOMEM, "%s: out of memory", path);
     for (int y = 0; y < ny; y++) {
-        const uint16_t *in = values + (size_t)y * nx;
+        const uint16_t *in = (const uint16_t *)values + (size_t)y * nx;
         for (int x = 0; x < nx; x++) {
             if (bit_depth == 16) {
                 ctx->pixels[2 * x] = (unsigned char)(in[x] >> 8); /* PNG is big-endian */
@@ -200,17 +208,11 @@ static int png_encode(png_ctx *ctx, const char *path, const uint16_t *values, in
     return RL_OK;
 }
 
-int rl_png_write_u16(const char *path, const uint16_t *values, int nx, int ny, int bit_depth,
-                     rl_error *err) {
-    if (bit_depth != 8 && bit_depth != 16)
-        return rl_error_set(err, RL_EINVAL, "%s: PNG bit depth must be 8 or 16", path);
+/* The writers' common path: a temporary file renamed when complete. */
+static int png_write_file(const char *path, const void *values, int nx, int ny, int bit_depth,
+                          int channels, rl_error *err) {
     if (nx <= 0 || ny <= 0 || nx > RL_PNG_MAX_EDGE || ny > RL_PNG_MAX_EDGE)
         return rl_error_set(err, RL_ERANGE, "%s: %dx%d image cannot be a PNG", path, nx, ny);
-    if (bit_depth == 8)
-        for (size_t i = 0; i < (size_t)nx * ny; i++)
-            if (values[i] > 255)
-                return rl_error_set(err, RL_ERANGE, "%s: value %u does not fit 8 bits", path,
-                                    values[i]);
     rl_atomic_file file;
     int rc = rl_atomic_open(&file, path, err);
     if (rc) return rc;
@@ -222,7 +224,7 @@ int rl_png_write_u16(const char *path, const uint16_t *values, int nx, int ny, i
     if (!ctx.png || !ctx.info)
         rc = rl_error_set(err, RL_ENOMEM, "%s: cannot create libpng writer", path);
     else
-        rc = png_encode(&ctx, path, values, nx, ny, bit_depth, err);
+        rc = png_encode(&ctx, path, values, nx, ny, bit_depth, channels, err);
     if (ctx.png) png_destroy_write_struct(&ctx.png, ctx.info ? &ctx.info : NULL);
     free(ctx.pixels);
     if (rc) {
@@ -230,4 +232,22 @@ int rl_png_write_u16(const char *path, const uint16_t *values, int nx, int ny, i
         return rc;
     }
     return rl_atomic_commit(&file, err);
+}
+
+int rl_png_write_u16(const char *path, const uint16_t *values, int nx, int ny, int bit_depth,
+                     rl_error *err) {
+    if (bit_depth != 8 && bit_depth != 16)
+        return rl_error_set(err, RL_EINVAL, "%s: PNG bit depth must be 8 or 16", path);
+    if (nx <= 0 || ny <= 0 || nx > RL_PNG_MAX_EDGE || ny > RL_PNG_MAX_EDGE)
+        return rl_error_set(err, RL_ERANGE, "%s: %dx%d image cannot be a PNG", path, nx, ny);
+    if (bit_depth == 8)
+        for (size_t i = 0; i < (size_t)nx * ny; i++)
+            if (values[i] > 255)
+                return rl_error_set(err, RL_ERANGE, "%s: value %u does not fit 8 bits", path,
+                                    values[i]);
+    return png_write_file(path, values, nx, ny, bit_depth, 1, err);
+}
+
+int rl_png_write_rgb8(const char *path, const uint8_t *rgb, int nx, int ny, rl_error *err) {
+    return png_write_file(path, rgb, nx, ny, 8, 3, err);
 }
