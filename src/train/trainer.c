@@ -13,6 +13,9 @@
 /* Random streams, one per purpose, so that changing e.g. augmentation does
  * not change which samples are drawn. */
 enum { STREAM_SAMPLING = 1, STREAM_AUGMENT = 2, STREAM_BANK = 3, STREAM_TEACHER = 4 };
+/* Epoch e of pool p (0 labeled, 1 unlabeled) is shuffled by the stream
+ * STREAM_EPOCHS + 2 e + p, apart from the streams above. */
+#define STREAM_EPOCHS 16u
 
 /* Codes of the unlabeled half of the target map, chosen so that nearest-
  * neighbour augmentation carries them along with the image: a pixel of an
@@ -22,16 +25,27 @@ enum { STREAM_SAMPLING = 1, STREAM_AUGMENT = 2, STREAM_BANK = 3, STREAM_TEACHER 
 #define HIDDEN_BASE (-1000)
 #define HIDDEN(v) (HIDDEN_BASE - (v))
 
+/* The labeled or the unlabeled samples, walked in epochs: each epoch visits
+ * every member once, in an order shuffled from (seed, pool, epoch). Drawing
+ * with replacement instead left one batch in eight of a 2-image labeled set
+ * holding a single image, whose classes were then the only references the
+ * unlabeled half could match. The order is a function of the position in the
+ * walk alone, so a resumed run draws the same samples without saving it. */
+typedef struct sample_pool {
+    int *members;  /* (size) sample indices, in set order */
+    int *order;    /* (size) the members in the order of epoch `epoch` */
+    int size;
+    int which;     /* 0 labeled, 1 unlabeled */
+    int64_t epoch; /* of `order`; -1 before the first draw */
+} sample_pool;
+
 struct rl_trainer {
     rl_unet *net;
     rl_train_config cfg;
     const rl_sample_set *set;
     rl_optimizer *opt;
     int nl, nu, n;      /* labeled, unlabeled and total images per step */
-    int *labeled;       /* indices of the labeled samples */
-    int num_labeled;
-    int *unlabeled;     /* indices of the unlabeled samples */
-    int num_unlabeled;
+    sample_pool labeled, unlabeled;
     int *batch_samples; /* the samples of the current batch, for error messages */
     float *x;           /* (n, C, P_h, P_w) */
     int32_t *y;         /* (n, P_h, P_w) */
@@ -154,8 +168,10 @@ void rl_train_auto_patch(const rl_sample_set *set, int depth, int max_edge, int 
 void rl_trainer_free(rl_trainer *tr) {
     if (!tr) return;
     rl_optim_free(tr->opt);
-    free(tr->labeled);
-    free(tr->unlabeled);
+    free(tr->labeled.members);
+    free(tr->labeled.order);
+    free(tr->unlabeled.members);
+    free(tr->unlabeled.order);
     free(tr->batch_samples);
     free(tr->x);
     free(tr->y);
@@ -233,7 +249,7 @@ static int create_semi(rl_trainer *tr, rl_error *err) {
     const rl_semi_config *sc = &cfg->semi;
     const rl_sample_set *set = tr->set;
     size_t hw = (size_t)cfg->patch_h * cfg->patch_w, k = (size_t)set->num_classes;
-    if (tr->num_unlabeled == 0)
+    if (tr->unlabeled.size == 0)
         return rl_error_set(err, RL_EINVAL, "method %s needs unlabeled images; all %d are labeled",
                             rl_method_name(sc->method), set->count);
     if (!(sc->lambda >= 0) || !(sc->warmup_fraction >= 0) || !(sc->ramp_fraction >= 0) ||
@@ -404,8 +420,15 @@ int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg
     tr->n = tr->nl + tr->nu;
     size_t n = (size_t)tr->n, hw = (size_t)cfg->patch_h * (size_t)cfg->patch_w;
     size_t nparams = rl_unet_param_count(net);
-    tr->labeled = malloc((size_t)set->count * sizeof *tr->labeled);
-    tr->unlabeled = malloc((size_t)set->count * sizeof *tr->unlabeled);
+    sample_pool *pools[2] = {&tr->labeled, &tr->unlabeled};
+    int pools_ok = 1;
+    for (int p = 0; p < 2; p++) {
+        pools[p]->members = malloc((size_t)set->count * sizeof *pools[p]->members);
+        pools[p]->order = malloc((size_t)set->count * sizeof *pools[p]->order);
+        pools[p]->which = p;
+        pools[p]->epoch = -1;
+        pools_ok = pools_ok && pools[p]->members && pools[p]->order;
+    }
     tr->batch_samples = malloc(n * sizeof *tr->batch_samples);
     tr->x = malloc(n * (size_t)set->channels * hw * sizeof *tr->x);
     tr->y = malloc(n * hw * sizeof *tr->y);
@@ -415,14 +438,14 @@ int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg
     count_norm_state(net, &stats, &counters);
     tr->norm_stats_before = malloc((stats + 1) * sizeof *tr->norm_stats_before);
     tr->counters_before = malloc((counters + 1) * sizeof *tr->counters_before);
-    if (!tr->labeled || !tr->unlabeled || !tr->batch_samples || !tr->x || !tr->y ||
+    if (!pools_ok || !tr->batch_samples || !tr->x || !tr->y ||
         !tr->dlogits || !tr->augment_scratch || !tr->norm_stats_before || !tr->counters_before) {
         rl_trainer_free(tr);
         return rl_error_set(err, RL_ENOMEM, "out of memory for the training buffers");
     }
     for (int i = 0; i < set->count; i++) {
-        if (set->samples[i].labels) tr->labeled[tr->num_labeled++] = i;
-        else tr->unlabeled[tr->num_unlabeled++] = i;
+        sample_pool *pool = set->samples[i].labels ? &tr->labeled : &tr->unlabeled;
+        pool->members[pool->size++] = i;
     }
 
     rl_optim_span *spans = NULL;
@@ -506,16 +529,28 @@ static int nonfinite_error(const rl_trainer *tr, const char *what, rl_error *err
                         (long long)tr->steps_done + 1, what, cases);
 }
 
+/* The sample at `position` of the pool's walk (pool->size > 0). */
+static int pool_draw(sample_pool *pool, uint64_t seed, int64_t position) {
+    int64_t epoch = position / pool->size;
+    if (epoch != pool->epoch) {
+        rl_rng rng;
+        rl_rng_seed(&rng, seed, STREAM_EPOCHS + 2u * (uint64_t)epoch + (uint64_t)pool->which);
+        memcpy(pool->order, pool->members, (size_t)pool->size * sizeof *pool->order);
+        rl_rng_shuffle(&rng, pool->order, pool->size);
+        pool->epoch = epoch;
+    }
+    return pool->order[position % pool->size];
+}
+
 static int fill_batch(rl_trainer *tr, rl_error *err) {
     const rl_train_config *cfg = &tr->cfg;
     const rl_sample_set *set = tr->set;
     int ph = cfg->patch_h, pw = cfg->patch_w;
     size_t hw = (size_t)ph * pw;
     for (int b = 0; b < tr->n; b++) {
-        int from_labeled = b < tr->nl;
-        const int *pool = from_labeled ? tr->labeled : tr->unlabeled;
-        int pool_size = from_labeled ? tr->num_labeled : tr->num_unlabeled;
-        int idx = pool[rl_rng_below(&tr->sampling_rng, (uint32_t)pool_size)];
+        int idx = b < tr->nl
+                      ? pool_draw(&tr->labeled, cfg->seed, tr->steps_done * tr->nl + b)
+                      : pool_draw(&tr->unlabeled, cfg->seed, tr->steps_done * tr->nu + b - tr->nl);
         tr->batch_samples[b] = idx;
         float *x = tr->x + (size_t)b * set->channels * hw;
         int32_t *y = tr->y + (size_t)b * hw;
@@ -1024,7 +1059,7 @@ static void trainer_signature(const rl_trainer *tr, char *buf, size_t size) {
              "bank=%dx%dx%d",
              rl_method_name(c->semi.method), tr->nl, tr->nu, c->patch_h, c->patch_w,
              (long long)c->steps, rl_optim_name(c->optim.kind), rl_optim_state_count(tr->opt),
-             tr->set->count, tr->num_labeled, tr->set->channels, tr->set->num_classes,
+             tr->set->count, tr->labeled.size, tr->set->channels, tr->set->num_classes,
              tr->has_bank ? rl_feature_source_name(c->semi.features) : "none",
              tr->has_bank ? tr->bank.cfg.memory_batches : 0,
              tr->has_bank ? tr->bank.slot_capacity : 0, tr->has_bank ? tr->bank.cfg.dim : 0);
