@@ -255,6 +255,67 @@ static void test_set_case_labels(void) {
 }
 
 
+/* ---- batch sampling --------------------------------------------------- */
+
+/* Which sample image b of the last batch is: without augmentation, and with
+ * the patch the size of every sample, the batch holds the images as they are. */
+static int batch_sample(const rl_trainer_batch *b, const rl_sample_set *set, int image) {
+    const float *x = b->x + (size_t)image * H * W;
+    for (int i = 0; i < set->count; i++)
+        if (memcmp(x, set->samples[i].image, H * W * sizeof(float)) == 0) return i;
+    return -1;
+}
+
+/* Each half of a batch walks its pool in shuffled epochs: with fewer labeled
+ * samples than the batch holds, every labeled sample is in every batch (drawn
+ * with replacement, a batch of 4 from 2 samples held one of them only in one
+ * step of eight), and a sample is drawn again only when all others have been. */
+static void check_epochs(int labeled, int batch, int unlabeled_batch, int steps) {
+    rl_sample_set set;
+    make_set(&set, 12);
+    for (int i = labeled; i < CASES; i++) {
+        set.samples[i].hidden_labels = set.samples[i].labels;
+        set.samples[i].labels = NULL;
+    }
+    set.labeled_count = labeled;
+    set.hidden_count = CASES - labeled;
+    rl_train_config cfg = small_config();
+    cfg.augment = 0;
+    cfg.batch = batch;
+    cfg.semi.method = RL_METHOD_PREDPL;
+    cfg.semi.unlabeled_batch = unlabeled_batch;
+    rl_unet *net = make_net();
+    rl_trainer *tr = NULL;
+    rl_error err = {0, ""};
+    CHECK_OK(rl_trainer_create(&tr, net, &cfg, &set, &err));
+    int drawn[CASES] = {0}, position[2] = {0, 0};
+    for (int step = 0; step < steps; step++) {
+        CHECK_OK(rl_trainer_step(tr, NULL, &err));
+        rl_trainer_batch b;
+        rl_trainer_last_batch(tr, &b);
+        for (int image = 0; image < b.labeled + b.unlabeled; image++) {
+            int i = batch_sample(&b, &set, image);
+            int pool = image >= b.labeled, size = pool ? CASES - labeled : labeled;
+            CHECK_MSG(i >= 0 && (i >= labeled) == pool, "step %d image %d: sample %d", step,
+                      image, i);
+            if (i < 0) continue;
+            /* Within epoch e of a pool, every member is drawn e or e+1 times. */
+            int epoch = position[pool]++ / size;
+            CHECK_MSG(drawn[i] == epoch, "step %d: sample %d drawn %d times in epoch %d", step,
+                      i, drawn[i], epoch);
+            drawn[i]++;
+        }
+    }
+    rl_trainer_free(tr);
+    rl_unet_free(net);
+    rl_sample_set_free(&set);
+}
+
+static void test_batches_walk_the_pools_in_epochs(void) {
+    check_epochs(2, 4, 3, 4); /* 2 labeled, 4 per batch: both, twice, in every batch */
+    check_epochs(3, 2, 2, 6); /* batches straddle the epochs of both pools */
+}
+
 /* ---- refpl feature sources ---------------------------------------------- */
 
 /* Hides the labels of the second half of the set (semi-supervised methods). */
@@ -689,6 +750,7 @@ int main(void) {
     test_bad_configs();
     test_predict_case_shape();
     test_set_case_labels();
+    test_batches_walk_the_pools_in_epochs();
     test_refpl_pseudo_labels_match_brute_force();
     test_refpl_hypercolumn_steady_and_signed();
     /* One thread from here: these tests are about what the state holds, and
