@@ -55,6 +55,11 @@ struct rl_trainer {
     int64_t steps_done;
     /* semi-supervised state (NULL / unused for supervised) */
     int32_t *pseudo;    /* (nu, P_h, P_w) pseudo-labels, RL_IGNORE where none */
+    /* (nu, P_h, P_w) the labels before the confidence threshold (RL_IGNORE
+     * on padding): their class shares are what drifts when the loop
+     * collapses, whereas the kept pixels lean towards the easy classes by
+     * design of the threshold. */
+    int32_t *matched;
     int32_t *hidden;    /* (nu, P_h, P_w) hidden labels, RL_IGNORE where unknown */
     float *confidence;  /* (nu, P_h, P_w) margin (refpl) or softmax maximum (predpl) */
     uint8_t *valid;     /* (nu, P_h, P_w) pixel of an unlabeled image, not padding */
@@ -178,6 +183,7 @@ void rl_trainer_free(rl_trainer *tr) {
     free(tr->dlogits);
     free(tr->augment_scratch);
     free(tr->pseudo);
+    free(tr->matched);
     free(tr->hidden);
     free(tr->confidence);
     free(tr->valid);
@@ -257,6 +263,7 @@ static int create_semi(rl_trainer *tr, rl_error *err) {
         return rl_error_set(err, RL_EINVAL,
                             "lambda, warm-up and ramp must be >= 0, warm-up + ramp <= 1");
     tr->pseudo = malloc((size_t)tr->nu * hw * sizeof *tr->pseudo);
+    tr->matched = malloc((size_t)tr->nu * hw * sizeof *tr->matched);
     tr->hidden = malloc((size_t)tr->nu * hw * sizeof *tr->hidden);
     tr->confidence = malloc((size_t)tr->nu * hw * sizeof *tr->confidence);
     tr->valid = malloc((size_t)tr->nu * hw);
@@ -265,7 +272,7 @@ static int create_semi(rl_trainer *tr, rl_error *err) {
     tr->pl_dice = calloc(k, sizeof(double));
     /* (K, K), or (K, 3) per-structure counts for multi-label data */
     tr->confusion = calloc(k * (k > 3 ? k : 3), sizeof(int64_t));
-    if (!tr->pseudo || !tr->hidden || !tr->confidence || !tr->valid || !tr->labeled_share ||
+    if (!tr->pseudo || !tr->matched || !tr->hidden || !tr->confidence || !tr->valid || !tr->labeled_share ||
         !tr->pl_share || !tr->pl_dice || !tr->confusion)
         return rl_error_set(err, RL_ENOMEM, "out of memory for the unlabeled batch");
     compute_labeled_share(set, tr->labeled_share);
@@ -585,6 +592,16 @@ static void decode_unlabeled(rl_trainer *tr, size_t count) {
     }
 }
 
+/* pseudo = matched where the pixel is an unlabeled image's and its
+ * confidence reaches the threshold, RL_IGNORE elsewhere; matched is set to
+ * RL_IGNORE on padding. */
+static void keep_confident(rl_trainer *tr, size_t count, float threshold) {
+    for (size_t i = 0; i < count; i++) {
+        if (!tr->valid[i]) tr->matched[i] = RL_IGNORE;
+        tr->pseudo[i] = tr->valid[i] && tr->confidence[i] >= threshold ? tr->matched[i] : RL_IGNORE;
+    }
+}
+
 /* refpl: the labeled half's features (n, D, P_h, P_w) and labels become the
  * references, every unlabeled pixel takes its best match's label; pixels
  * whose margin is below the threshold are ignored. */
@@ -595,13 +612,12 @@ static int refpl_labels(rl_trainer *tr, size_t count, rl_error *err) {
     if (rc) return rc;
     rl_match_out out;
     memset(&out, 0, sizeof out);
-    out.label = tr->pseudo;
+    out.label = tr->matched;
     out.margin = tr->confidence;
     const float *queries = features + (size_t)tr->nl * dim * h * w;
     rc = rl_match(&tr->matcher, &tr->bank, queries, tr->nu, h, w, &out, err);
     if (rc) return rc;
-    for (size_t i = 0; i < count; i++)
-        if (!tr->valid[i] || tr->confidence[i] < tr->cfg.semi.min_margin) tr->pseudo[i] = RL_IGNORE;
+    keep_confident(tr, count, tr->cfg.semi.min_margin);
     return RL_OK;
 }
 
@@ -619,27 +635,28 @@ static void predpl_labels(rl_trainer *tr, size_t count) {
         double sum = 0;
         for (int c = 0; c < k; c++) sum += exp((double)z[(size_t)c * hw] - z[(size_t)best * hw]);
         tr->confidence[i] = (float)(1.0 / sum);
-        tr->pseudo[i] = tr->valid[i] && tr->confidence[i] >= tr->cfg.semi.min_confidence
-                            ? best
-                            : RL_IGNORE;
+        tr->matched[i] = best;
     }
+    keep_confident(tr, count, tr->cfg.semi.min_confidence);
 }
 
 /* The step's pseudo-label summary into info, from the counts of either
  * kind of labels (classes or bit sets): kept share, accuracy against the
- * hidden labels, drift (total variation) of the class shares. */
+ * hidden labels, drift (total variation) of the class shares before the
+ * threshold. */
 static void report_pl_stats(rl_trainer *tr, rl_train_step_info *info, int64_t valid,
                             int64_t kept, int64_t known, int64_t correct, double drift) {
     info->pl_kept = valid ? (double)kept / (double)valid : 0;
     info->pl_accuracy = known ? (double)correct / (double)known : NAN;
-    info->pl_drift = kept ? 0.5 * drift : NAN;
+    info->pl_drift = valid ? 0.5 * drift : NAN;
     info->pl_dice = tr->pl_dice;
     info->pl_share = tr->pl_share;
     info->labeled_share = tr->labeled_share;
 }
 
-/* Pseudo-label statistics of this step: kept share, class shares and drift
- * from the labeled shares, and accuracy / Dice against hidden labels. */
+/* Pseudo-label statistics of this step: kept share; class shares of the
+ * labels before the threshold (matched) and their drift from the labeled
+ * shares; accuracy / Dice of the kept ones against hidden labels. */
 static void pseudo_label_stats(rl_trainer *tr, size_t count, rl_train_step_info *info) {
     int k = tr->set->num_classes;
     int64_t valid = 0, kept = 0, known = 0, correct = 0;
@@ -648,10 +665,10 @@ static void pseudo_label_stats(rl_trainer *tr, size_t count, rl_train_step_info 
     for (size_t i = 0; i < count; i++) {
         if (!tr->valid[i]) continue;
         valid++;
+        if (tr->matched[i] >= 0 && tr->matched[i] < k) tr->pl_share[tr->matched[i]] += 1;
         int p = tr->pseudo[i];
         if (p < 0) continue;
         kept++;
-        tr->pl_share[p] += 1;
         if (tr->hidden[i] >= 0 && tr->hidden[i] < k) {
             known++;
             correct += p == tr->hidden[i];
@@ -660,7 +677,7 @@ static void pseudo_label_stats(rl_trainer *tr, size_t count, rl_train_step_info 
     }
     double drift = 0;
     for (int c = 0; c < k; c++) {
-        tr->pl_share[c] = kept ? tr->pl_share[c] / (double)kept : 0;
+        tr->pl_share[c] = valid ? tr->pl_share[c] / (double)valid : 0;
         drift += fabs(tr->pl_share[c] - tr->labeled_share[c]);
     }
     for (int c = 0; c < k; c++) {
@@ -698,7 +715,7 @@ static int unlabeled_loss(rl_trainer *tr, double lambda, rl_train_step_info *inf
             int best = 0;
             for (int c = 1; c < k; c++)
                 if (p[(size_t)c * hw] > p[(size_t)best * hw]) best = c;
-            tr->pseudo[i] = tr->valid[i] ? best : RL_IGNORE;
+            tr->pseudo[i] = tr->matched[i] = tr->valid[i] ? best : RL_IGNORE;
         }
     } else {
         if (sc->method == RL_METHOD_REFPL) {
@@ -798,10 +815,8 @@ static int refpl_masks(rl_trainer *tr, size_t count, rl_error *err) {
     rc = rl_match(&tr->matcher, &tr->bank, f.data + (size_t)tr->nl * f.c * hw, tr->nu, f.h, f.w,
                   &out, err);
     if (rc) return rc;
-    for (size_t i = 0; i < count; i++)
-        tr->pseudo[i] = tr->valid[i] && tr->confidence[i] >= tr->cfg.semi.min_margin
-                            ? (int32_t)tr->match_masks[i]
-                            : RL_IGNORE;
+    for (size_t i = 0; i < count; i++) tr->matched[i] = (int32_t)tr->match_masks[i];
+    keep_confident(tr, count, tr->cfg.semi.min_margin);
     return RL_OK;
 }
 
@@ -815,11 +830,9 @@ static void predpl_masks(rl_trainer *tr, size_t count) {
     const float *logits = rl_unet_logits(tr->net).data + (size_t)tr->nl * s * hw;
     for (size_t i = 0; i < count; i++) {
         const float *z = logits + (i / hw) * s * hw + i % hw;
-        int32_t bits = rl_bitset_from_logits(z, s, hw, &tr->confidence[i]);
-        tr->pseudo[i] = tr->valid[i] && tr->confidence[i] >= tr->cfg.semi.min_confidence
-                            ? bits
-                            : RL_IGNORE;
+        tr->matched[i] = rl_bitset_from_logits(z, s, hw, &tr->confidence[i]);
     }
+    keep_confident(tr, count, tr->cfg.semi.min_confidence);
 }
 
 /* Multi-label pseudo-label statistics: index 0 stands for "no structure",
@@ -836,11 +849,12 @@ static void pseudo_mask_stats(rl_trainer *tr, size_t count, rl_train_step_info *
     for (size_t i = 0; i < count; i++) {
         if (!tr->valid[i]) continue;
         valid++;
+        int32_t m = tr->matched[i];
+        tr->pl_share[0] += m == 0;
+        for (int c = 1; c < k; c++) tr->pl_share[c] += (m >> (c - 1)) & 1;
         int32_t p = tr->pseudo[i];
         if (p < 0) continue;
         kept++;
-        tr->pl_share[0] += p == 0;
-        for (int c = 1; c < k; c++) tr->pl_share[c] += (p >> (c - 1)) & 1;
         int32_t h = tr->hidden[i];
         if (h < 0) continue;
         known++;
@@ -855,7 +869,7 @@ static void pseudo_mask_stats(rl_trainer *tr, size_t count, rl_train_step_info *
     }
     double drift = 0;
     for (int c = 0; c < k; c++) {
-        tr->pl_share[c] = kept ? tr->pl_share[c] / (double)kept : 0;
+        tr->pl_share[c] = valid ? tr->pl_share[c] / (double)valid : 0;
         drift += fabs(tr->pl_share[c] - tr->labeled_share[c]);
         int64_t both = counts[3 * c + 1] + counts[3 * c + 2];
         tr->pl_dice[c] = known == 0  ? NAN
