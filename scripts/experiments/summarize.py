@@ -154,11 +154,13 @@ def moving_average(values, width):
 
 
 def svg_figure(runs, path):
-    """Pseudo-label pixel accuracy vs step at 5%: refpl with its defaults and
-    with the per-class cap it had before, predpl and the mean teacher."""
+    """Pseudo-label pixel accuracy vs step at 5%: refpl with its defaults,
+    with a margin threshold and with the per-class cap it had before, predpl
+    and the mean teacher (those of them that ran)."""
     series = []
-    for name, colour in (("refpl-5", "#1f77b4"), ("refpl-5-perclass", "#9467bd"),
-                         ("predpl-5", "#d62728"), ("meanteacher-5", "#2ca02c")):
+    for name, colour in (("refpl-5", "#1f77b4"), ("refpl-5-margin", "#ff7f0e"),
+                         ("refpl-5-perclass", "#9467bd"), ("predpl-5", "#d62728"),
+                         ("meanteacher-5", "#2ca02c")):
         curves = []
         for run in runs.get(name, {}).values():
             log = os.path.join(run["path"], "log.csv")
@@ -198,11 +200,10 @@ def svg_figure(runs, path):
         points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(steps, values))
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.8" '
                      f'points="{points}"/>')
-        ly = top + 18 + 18 * i
-        parts.append(f'<line x1="{w - right - 190}" x2="{w - right - 165}" y1="{py(0) - 60 + 18 * i}" '
-                     f'y2="{py(0) - 60 + 18 * i}" stroke="{colour}" stroke-width="2"/>'
-                     f'<text x="{w - right - 160}" y="{py(0) - 56 + 18 * i}">{label}</text>')
-        del ly
+        ly = py(0) - 18 * (len(series) - i) + 4  # legend rows above the bottom axis
+        parts.append(f'<line x1="{w - right - 190}" x2="{w - right - 165}" y1="{ly:.1f}" '
+                     f'y2="{ly:.1f}" stroke="{colour}" stroke-width="2"/>'
+                     f'<text x="{w - right - 160}" y="{ly + 4:.1f}">{label}</text>')
     parts.append("</svg>")
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
