@@ -272,8 +272,8 @@ static int create_semi(rl_trainer *tr, rl_error *err) {
     tr->pl_dice = calloc(k, sizeof(double));
     /* (K, K), or (K, 3) per-structure counts for multi-label data */
     tr->confusion = calloc(k * (k > 3 ? k : 3), sizeof(int64_t));
-    if (!tr->pseudo || !tr->matched || !tr->hidden || !tr->confidence || !tr->valid || !tr->labeled_share ||
-        !tr->pl_share || !tr->pl_dice || !tr->confusion)
+    if (!tr->pseudo || !tr->matched || !tr->hidden || !tr->confidence || !tr->valid ||
+        !tr->labeled_share || !tr->pl_share || !tr->pl_dice || !tr->confusion)
         return rl_error_set(err, RL_ENOMEM, "out of memory for the unlabeled batch");
     compute_labeled_share(set, tr->labeled_share);
     if (sc->method == RL_METHOD_REFPL) {
