@@ -417,7 +417,7 @@ static int csv_append(csv_log *log, const char *line) {
 #define DRIFT_WARNING 0.25
 
 /* The scale of --min-margin depends on the data and the network: 0.1 keeps
- * 15-50% of the pixels on the 2 mm brain atlas with width 8, 0-5% with the
+ * 20-53% of the pixels on the 2 mm brain atlas with width 8, 0-5% with the
  * demo's width 16, and 1% on the stripes data (docs/TRAINING.md). So the
  * share kept over the first KEPT_WATCH_STEPS steps of the unlabeled loss is
  * checked once, and a share below KEPT_WARNING is reported. */
