@@ -208,11 +208,17 @@ static int png_encode(png_ctx *ctx, const char *path, const void *values, int nx
     return RL_OK;
 }
 
-/* The writers' common path: a temporary file renamed when complete. */
-static int png_write_file(const char *path, const void *values, int nx, int ny, int bit_depth,
-                          int channels, rl_error *err) {
+/* The size check of both writers, before they read any pixel. */
+static int png_check_size(const char *path, int nx, int ny, rl_error *err) {
     if (nx <= 0 || ny <= 0 || nx > RL_PNG_MAX_EDGE || ny > RL_PNG_MAX_EDGE)
         return rl_error_set(err, RL_ERANGE, "%s: %dx%d image cannot be a PNG", path, nx, ny);
+    return RL_OK;
+}
+
+/* The writers' common path (size already checked): a temporary file renamed
+ * when complete. */
+static int png_write_file(const char *path, const void *values, int nx, int ny, int bit_depth,
+                          int channels, rl_error *err) {
     rl_atomic_file file;
     int rc = rl_atomic_open(&file, path, err);
     if (rc) return rc;
@@ -238,8 +244,8 @@ int rl_png_write_u16(const char *path, const uint16_t *values, int nx, int ny, i
                      rl_error *err) {
     if (bit_depth != 8 && bit_depth != 16)
         return rl_error_set(err, RL_EINVAL, "%s: PNG bit depth must be 8 or 16", path);
-    if (nx <= 0 || ny <= 0 || nx > RL_PNG_MAX_EDGE || ny > RL_PNG_MAX_EDGE)
-        return rl_error_set(err, RL_ERANGE, "%s: %dx%d image cannot be a PNG", path, nx, ny);
+    int rc = png_check_size(path, nx, ny, err);
+    if (rc) return rc;
     if (bit_depth == 8)
         for (size_t i = 0; i < (size_t)nx * ny; i++)
             if (values[i] > 255)
@@ -249,5 +255,6 @@ int rl_png_write_u16(const char *path, const uint16_t *values, int nx, int ny, i
 }
 
 int rl_png_write_rgb8(const char *path, const uint8_t *rgb, int nx, int ny, rl_error *err) {
-    return png_write_file(path, rgb, nx, ny, 8, 3, err);
+    int rc = png_check_size(path, nx, ny, err);
+    return rc ? rc : png_write_file(path, rgb, nx, ny, 8, 3, err);
 }
