@@ -73,6 +73,9 @@ static const char *train_usage =
     "  --min-margin X        pixels whose match margin is below X get no label: no loss\n"
     "                        online, ignored in the next round's labels offline (0)\n"
     "  --memory M            refpl only: also keep the last M-1 labeled batches (1)\n"
+    "  --keep-fraction F     refpl only: of each pseudo-label class in a batch, keep the\n"
+    "                        share F of its pixels with the highest margin, ignore the\n"
+    "                        rest; unlike --min-margin, means the same on any data (1)\n"
     "  --rounds N            offline rounds: train, pseudo-label every unlabeled case with\n"
     "                        the options above (defaults: every labeled pixel, top-1\n"
     "                        cosine on the last decoder map, the paper's rule), retrain a\n"
@@ -241,6 +244,12 @@ static int parse_options(int argc, char **argv, train_options *o) {
         else if (!strcmp(a, "--ref-count")) rc = cli_parse_int("train", a, v, 1, 1 << 26, &sc->sample_count);
         else if (!strcmp(a, "--class-floor")) rc = cli_parse_int("train", a, v, 0, 1 << 24, &sc->class_floor);
         else if (!strcmp(a, "--memory")) rc = cli_parse_int("train", a, v, 1, 4096, &sc->memory_batches);
+        else if (!strcmp(a, "--keep-fraction")) {
+            rc = cli_parse_float("train", a, v, 0.0, 1.0, &d);
+            if (!rc && !(d > 0))
+                rc = cli_usage_error("train", "%s expects a number in (0, 1], got '%s'", a, v);
+            if (!rc) sc->keep_fraction = d;
+        }
         else if (!strcmp(a, "--topk")) rc = cli_parse_int("train", a, v, 1, 1024, &sc->top_k);
         else if (!strcmp(a, "--similarity")) {
             if (v && !strcmp(v, "cosine")) sc->similarity = RL_SIM_COSINE;
@@ -332,6 +341,7 @@ static char *training_json(const train_options *o, const rl_train_config *cfg, i
         cJSON_AddStringToObject(s, "match_mode", sc->match_mode == RL_MATCH_POOLED ? "pooled" : "per-image");
         cJSON_AddStringToObject(s, "similarity", sc->similarity == RL_SIM_COSINE ? "cosine" : "dot");
         cJSON_AddNumberToObject(s, "min_margin", sc->min_margin);
+        cJSON_AddNumberToObject(s, "keep_fraction", sc->keep_fraction);
         cJSON_AddNumberToObject(s, "min_confidence", sc->min_confidence);
         cJSON_AddNumberToObject(s, "ema_decay", sc->ema_decay);
     }
@@ -958,6 +968,7 @@ static const char *run_setting(const train_options *o, int i, char *buf, size_t 
     case 35: TEXT("--norm", rl_norm_name(o->norm));
     case 36: return snprintf(buf, size, "%ld", o->seed), "--seed";
     case 37: TEXT("--features", rl_feature_source_name(sc->features));
+    case 38: REAL("--keep-fraction", sc->keep_fraction);
     default: return NULL;
     }
 #undef TEXT

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "reflabel/loss.h"
+#include "reflabel/pseudolabel.h"
 #include "reflabel/train.h"
 
 /* Random streams, one per purpose, so that changing e.g. augmentation does
@@ -55,6 +56,7 @@ struct rl_trainer {
     int64_t steps_done;
     /* semi-supervised state (NULL / unused for supervised) */
     int32_t *pseudo;    /* (nu, P_h, P_w) pseudo-labels, RL_IGNORE where none */
+    float *rank_scratch; /* (nu, P_h, P_w) margins being ranked, refpl keep_fraction < 1 */
     /* (nu, P_h, P_w) the labels before the confidence threshold (RL_IGNORE
      * on padding): their class shares are what drifts when the loop
      * collapses, whereas the kept pixels lean towards the easy classes by
@@ -150,6 +152,7 @@ rl_train_config rl_train_default_config(int64_t steps, int batch) {
     s->match_mode = RL_MATCH_POOLED;
     s->similarity = RL_SIM_COSINE;
     s->min_margin = 0.0f;
+    s->keep_fraction = 1.0;
     s->min_confidence = 0.9f;
     s->ema_decay = 0.99f;
     return c;
@@ -186,6 +189,7 @@ void rl_trainer_free(rl_trainer *tr) {
     free(tr->matched);
     free(tr->hidden);
     free(tr->confidence);
+    free(tr->rank_scratch);
     free(tr->valid);
     free(tr->teacher_probs);
     free(tr->hypercolumn);
@@ -277,6 +281,14 @@ static int create_semi(rl_trainer *tr, rl_error *err) {
         return rl_error_set(err, RL_ENOMEM, "out of memory for the unlabeled batch");
     compute_labeled_share(set, tr->labeled_share);
     if (sc->method == RL_METHOD_REFPL) {
+        if (!(sc->keep_fraction > 0 && sc->keep_fraction <= 1))
+            return rl_error_set(err, RL_EINVAL, "keep fraction must be in (0, 1], not %g",
+                                sc->keep_fraction);
+        if (sc->keep_fraction < 1) {
+            tr->rank_scratch = malloc((size_t)tr->nu * hw * sizeof *tr->rank_scratch);
+            if (!tr->rank_scratch)
+                return rl_error_set(err, RL_ENOMEM, "out of memory for the unlabeled batch");
+        }
         int dim = rl_feature_dim(rl_unet_get_config(tr->net), sc->features);
         if (dim < 1)
             return rl_error_set(err, RL_EINVAL, "unknown refpl feature source %d",
@@ -602,6 +614,17 @@ static void keep_confident(rl_trainer *tr, size_t count, float threshold) {
     }
 }
 
+/* refpl's two thresholds: the margin must reach min_margin, and be among the
+ * keep_fraction highest of its class in this batch (num_labels classes; 0:
+ * bit sets, ranked in one pool). */
+static void keep_most_confident(rl_trainer *tr, size_t count, int num_labels) {
+    const rl_semi_config *sc = &tr->cfg.semi;
+    keep_confident(tr, count, sc->min_margin);
+    if (sc->keep_fraction < 1)
+        rl_pseudolabel_keep_fraction(tr->pseudo, tr->confidence, (int64_t)count, num_labels,
+                                     sc->keep_fraction, RL_IGNORE, tr->rank_scratch);
+}
+
 /* refpl: the labeled half's features (n, D, P_h, P_w) and labels become the
  * references, every unlabeled pixel takes its best match's label; pixels
  * whose margin is below the threshold are ignored. */
@@ -617,7 +640,7 @@ static int refpl_labels(rl_trainer *tr, size_t count, rl_error *err) {
     const float *queries = features + (size_t)tr->nl * dim * h * w;
     rc = rl_match(&tr->matcher, &tr->bank, queries, tr->nu, h, w, &out, err);
     if (rc) return rc;
-    keep_confident(tr, count, tr->cfg.semi.min_margin);
+    keep_most_confident(tr, count, tr->set->num_classes);
     return RL_OK;
 }
 
@@ -816,7 +839,7 @@ static int refpl_masks(rl_trainer *tr, size_t count, rl_error *err) {
                   &out, err);
     if (rc) return rc;
     for (size_t i = 0; i < count; i++) tr->matched[i] = (int32_t)tr->match_masks[i];
-    keep_confident(tr, count, tr->cfg.semi.min_margin);
+    keep_most_confident(tr, count, 0);
     return RL_OK;
 }
 
