@@ -126,8 +126,8 @@ typedef struct rl_semi_config {
     rl_match_mode match_mode;  /* pooled, or per reference image then vote */
     rl_similarity similarity;  /* cosine (default) or dot */
     float min_margin;  /* refpl: pixels whose margin is below become ignored */
-    /* refpl: of each pseudo-label class in a batch, only this share of its
-     * pixels, those of highest margin, is kept (1: all; in (0, 1]) */
+    /* refpl: only this share of a batch's unlabeled pixels, those of highest
+     * margin, is kept (1: all; in (0, 1]) */
     double keep_fraction;
     float min_confidence; /* predpl: pixels whose softmax maximum is below are ignored */
     float ema_decay;      /* meanteacher: teacher = decay teacher + (1-decay) student */

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Tables and the pseudo-label accuracy figure of docs/RESULTS.md.
 
-    /usr/bin/python3 scripts/experiments/summarize.py RESULTS_DIR [--svg FILE]
+    /usr/bin/python3 scripts/experiments/summarize.py RESULTS_DIR... [--svg FILE]
 
-RESULTS_DIR holds the finished runs of scripts/experiments/atlas.sh
-(NAME-sSEED/ with test_metrics.json and log.csv). Prints Markdown: one row per
+Each RESULTS_DIR holds finished runs of scripts/experiments/atlas.sh
+(NAME-sSEED/ with test_metrics.json, command.txt and log.csv), or their
+copies kept in git by scripts/experiments/archive.sh (log.csv.gz); a run found
+in several folders is taken from the last one. Prints Markdown: one row per
 configuration with the mean and standard deviation over its seeds of
 
 - pooled Dice: per class, 2*sum(intersection) / sum(|pred| + |expert|) over all
@@ -21,6 +23,7 @@ pixel accuracy against step (mean over seeds, 25-step moving average) for the
 refpl-* and predpl-* runs at 5% labels.
 """
 import csv
+import gzip
 import json
 import math
 import os
@@ -60,8 +63,25 @@ def fmt(ms, digits=3):
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
-def load_runs(root):
+def open_log(run_path):
+    """The run's log.csv, or the gzipped copy of an archived run; None if neither."""
+    plain = os.path.join(run_path, "log.csv")
+    if os.path.isfile(plain):
+        return open(plain, newline="")
+    packed = plain + ".gz"
+    if os.path.isfile(packed):
+        return gzip.open(packed, "rt", newline="")
+    return None
+
+
+def load_runs(roots):
     runs = defaultdict(dict)  # name -> seed -> run info
+    for root in roots:
+        load_runs_from(root, runs)
+    return runs
+
+
+def load_runs_from(root, runs):
     for entry in sorted(os.listdir(root)):
         match = RUN_NAME.match(entry)
         path = os.path.join(root, entry)
@@ -90,7 +110,6 @@ def load_runs(root):
             "hd95": sum(hd) / len(hd) if hd else float("nan"),
             "command": command,
         }
-    return runs
 
 
 def order_key(name):
@@ -130,9 +149,37 @@ def tables(runs):
     return "\n".join(out)
 
 
-def read_curve(path, column):
+def pl_table(runs):
+    """Pseudo-label accuracy against the hidden labels over the first and the
+    last 100 steps in which the unlabeled loss acts (lambda > 0), and the share
+    of the unlabeled pixels kept, per configuration (mean of its seeds)."""
+    out = ["| configuration | seeds | kept share | accuracy, first 100 steps | "
+           "accuracy, last 100 steps |", "|---|---|---|---|---|"]
+    for name in sorted(runs, key=order_key):
+        first, last, kept, seeds = [], [], [], []
+        for seed, run in sorted(runs[name].items()):
+            log = open_log(run["path"])
+            if not log:
+                continue
+            with log:
+                rows = [r for r in csv.DictReader(log)
+                        if float(r.get("lambda") or 0) > 0 and r.get("pl_accuracy") not in (None, "", "nan")]
+            if len(rows) < 200:
+                continue
+            mean = lambda rs, k: sum(float(r[k]) for r in rs) / len(rs)
+            first.append(mean(rows[:100], "pl_accuracy"))
+            last.append(mean(rows[-100:], "pl_accuracy"))
+            kept.append(mean(rows, "pl_kept"))
+            seeds.append(seed)
+        if seeds:
+            out.append(f"| `{name}` | {','.join(map(str, seeds))} | {fmt(mean_std(kept), 2)} | "
+                       f"{fmt(mean_std(first))} | {fmt(mean_std(last))} |")
+    return "\n".join(out) if len(out) > 2 else ""
+
+
+def read_curve(f, column):
     steps, values = [], []
-    with open(path) as f:
+    with f:
         for row in csv.DictReader(f):
             v = row.get(column, "")
             if v in ("", "nan"):
@@ -163,8 +210,8 @@ def svg_figure(runs, path):
                          ("meanteacher-5", "#2ca02c")):
         curves = []
         for run in runs.get(name, {}).values():
-            log = os.path.join(run["path"], "log.csv")
-            if os.path.isfile(log):
+            log = open_log(run["path"])
+            if log:
                 curves.append(dict(zip(*read_curve(log, "pl_accuracy"))))
         if not curves:
             continue
@@ -216,11 +263,15 @@ def main(argv):
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
-    runs = load_runs(argv[1])
+    roots = argv[1:argv.index("--svg")] if "--svg" in argv else argv[1:]
+    runs = load_runs(roots)
     if not runs:
-        print(f"summarize.py: no finished runs in {argv[1]}", file=sys.stderr)
+        print(f"summarize.py: no finished runs in {' '.join(roots)}", file=sys.stderr)
         return 1
     print(tables(runs))
+    pl = pl_table(runs)
+    if pl:
+        print("\nPseudo-labels while the unlabeled loss acts (hidden labels):\n\n" + pl)
     if "--svg" in argv:
         path = argv[argv.index("--svg") + 1]
         if svg_figure(runs, path):

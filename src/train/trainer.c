@@ -615,13 +615,14 @@ static void keep_confident(rl_trainer *tr, size_t count, float threshold) {
 }
 
 /* refpl's two thresholds: the margin must reach min_margin, and be among the
- * keep_fraction highest of its class in this batch (num_labels classes; 0:
- * bit sets, ranked in one pool). */
-static void keep_most_confident(rl_trainer *tr, size_t count, int num_labels) {
+ * keep_fraction highest of the batch's unlabeled pixels, all classes ranked
+ * together. (Ranking each class apart keeps a class the matches drifted into
+ * as much as any other; on the atlas that collapsed, docs/TRAINING.md.) */
+static void keep_most_confident(rl_trainer *tr, size_t count) {
     const rl_semi_config *sc = &tr->cfg.semi;
     keep_confident(tr, count, sc->min_margin);
     if (sc->keep_fraction < 1)
-        rl_pseudolabel_keep_fraction(tr->pseudo, tr->confidence, (int64_t)count, num_labels,
+        rl_pseudolabel_keep_fraction(tr->pseudo, tr->confidence, (int64_t)count, 0,
                                      sc->keep_fraction, RL_IGNORE, tr->rank_scratch);
 }
 
@@ -640,7 +641,7 @@ static int refpl_labels(rl_trainer *tr, size_t count, rl_error *err) {
     const float *queries = features + (size_t)tr->nl * dim * h * w;
     rc = rl_match(&tr->matcher, &tr->bank, queries, tr->nu, h, w, &out, err);
     if (rc) return rc;
-    keep_most_confident(tr, count, tr->set->num_classes);
+    keep_most_confident(tr, count);
     return RL_OK;
 }
 
@@ -839,7 +840,7 @@ static int refpl_masks(rl_trainer *tr, size_t count, rl_error *err) {
                   &out, err);
     if (rc) return rc;
     for (size_t i = 0; i < count; i++) tr->matched[i] = (int32_t)tr->match_masks[i];
-    keep_most_confident(tr, count, 0);
+    keep_most_confident(tr, count);
     return RL_OK;
 }
 

@@ -1,6 +1,8 @@
 """`reflabel train` feature-source and rounds options, end to end on the
 synthetic shapes data:
 
+- online refpl with --keep-fraction 0.5 keeps half of the unlabeled pixels
+  in every step, and out-of-range values are refused with one line;
 - online refpl with --features hypercolumn: the first step's pseudo-labels
   (pl_accuracy in log.csv) differ from those of the last decoder map while
   the supervised part of that step is the same, the model's metadata names
@@ -107,12 +109,32 @@ for f, d in online.items():
 resumable = train("online-resumable", *REFPL, "--features", "hypercolumn",
                   "--checkpoint-every", 3)
 for words, word in ((["--features", "last"], "--features"),
-                    (["--sampling", "per-class"], "--sampling")):
+                    (["--sampling", "per-class"], "--sampling"),
+                    (["--keep-fraction", "0.5"], "--keep-fraction")):
     rc, _, err = run(EXE, "train", "--resume", resumable, *words)
     T.check(rc != 0 and word in err and "conflicts" in err and len(err.strip().splitlines()) == 1,
             f"--resume with {words}: exit {rc}, {err!r}")
 rc, _, err = run(EXE, "train", "--resume", resumable, "--quiet")
 T.check(rc == 0, f"--resume of a complete hypercolumn run: {err}")
+
+# ---- online refpl --keep-fraction ---------------------------------------------------
+# Of each pseudo-label class half the pixels (the higher margins) are kept, so
+# the kept share of every step is 0.5 up to rounding and ties; the supervised
+# part of the first step is untouched.
+half = train("online-keep-half", *REFPL, "--keep-fraction", 0.5)
+half_rows = csv_rows(os.path.join(half, "log.csv"))
+T.check(len(half_rows) == 6 and all(0.5 <= float(r["pl_kept"]) <= 0.52 for r in half_rows),
+        f"--keep-fraction 0.5: kept shares {[r.get('pl_kept') for r in half_rows]}")
+T.check(bool(half_rows) and half_rows[0]["ce"] == steps["last"][0]["ce"],
+        "--keep-fraction changed the supervised loss of step 1")
+T.check(training_metadata(os.path.join(half, "model.safetensors")).get("semi", {})
+        .get("keep_fraction") == 0.5, "model metadata of --keep-fraction 0.5")
+for value in ("0", "1.5", "-0.1", "half"):
+    rc, _, err = run(EXE, "train", *COMMON, *REFPL, "--keep-fraction", value,
+                     "--out", os.path.join(ROOT, "bad"))
+    T.check(rc == 2 and "--keep-fraction expects a number in" in err
+            and len(err.strip().splitlines()) == 1, f"--keep-fraction {value}: exit {rc}, {err!r}")
+T.check(not os.path.exists(os.path.join(ROOT, "bad")), "a refused option wrote a run folder")
 
 # ---- pseudo-label rounds ----------------------------------------------------------
 base = train("rounds", "--rounds", 2)
