@@ -106,17 +106,14 @@ size_t rl_pseudolabeler_bank_bytes(const rl_pseudolabeler *pl);
 int64_t rl_pseudolabel_apply_min_margin(int32_t *labels, const float *margin, int64_t n,
                                         float min_margin, int32_t ignore_value);
 
-/* Keeps, of the pixels labeled c for each c in [0, num_labels), the
- * ceil(fraction * n_c) whose confidence is highest, and gives the others
- * ignore_value: a threshold relative to each class, so that it means the same
- * whatever the scale of the confidence and no class is thinned out more than
- * another. Ties at the cut are all kept. num_labels == 0 ranks every pixel
- * whose label is not ignore_value in one pool (bit-set labels). Pixels with
- * any other label are left as they are; fraction >= 1 changes nothing.
- * fraction must be > 0; scratch holds n floats. Returns how many changed. */
+/* Keeps the ceil(fraction * m) labels of highest confidence among the m
+ * pixels whose label is not ignore_value, and gives the others ignore_value:
+ * a threshold relative to the batch, so that it means the same whatever the
+ * scale of the confidence. All labels are ranked together; ties at the cut
+ * are all kept. fraction >= 1 changes nothing; fraction must be > 0.
+ * scratch holds n floats. Returns how many labels were changed. */
 int64_t rl_pseudolabel_keep_fraction(int32_t *labels, const float *confidence, int64_t n,
-                                     int num_labels, double fraction, int32_t ignore_value,
-                                     float *scratch);
+                                     double fraction, int32_t ignore_value, float *scratch);
 
 /* Agreement of pseudo-labels with the labels they stand in for: a confusion
  * count over voxels whose reference label is not ignore_label (-1: none) and

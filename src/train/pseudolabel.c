@@ -383,36 +383,21 @@ static float kth_largest(float *v, int64_t m, int64_t k) {
     return v[target];
 }
 
-/* One pool: the pixels whose label is `label` (or, with any_label, every
- * label but ignore_value) keep theirs when among the share most confident. */
-static int64_t keep_top_share(int32_t *labels, const float *confidence, int64_t n, int32_t label,
-                              int any_label, double fraction, int32_t ignore_value, float *scratch) {
+int64_t rl_pseudolabel_keep_fraction(int32_t *labels, const float *confidence, int64_t n,
+                                     double fraction, int32_t ignore_value, float *scratch) {
+    if (!(fraction < 1.0)) return 0;
     int64_t m = 0;
     for (int64_t i = 0; i < n; i++)
-        if (any_label ? labels[i] != ignore_value : labels[i] == label) scratch[m++] = confidence[i];
-    if (m == 0) return 0;
+        if (labels[i] != ignore_value) scratch[m++] = confidence[i];
     int64_t k = (int64_t)ceil(fraction * (double)m);
-    if (k >= m) return 0;
+    if (m == 0 || k >= m) return 0;
     float cut = kth_largest(scratch, m, k < 1 ? 1 : k);
     int64_t changed = 0;
     for (int64_t i = 0; i < n; i++)
-        if ((any_label ? labels[i] != ignore_value : labels[i] == label) && confidence[i] < cut) {
+        if (labels[i] != ignore_value && confidence[i] < cut) {
             labels[i] = ignore_value;
             changed++;
         }
-    return changed;
-}
-
-int64_t rl_pseudolabel_keep_fraction(int32_t *labels, const float *confidence, int64_t n,
-                                     int num_labels, double fraction, int32_t ignore_value,
-                                     float *scratch) {
-    if (!(fraction < 1.0)) return 0;
-    if (num_labels == 0)
-        return keep_top_share(labels, confidence, n, 0, 1, fraction, ignore_value, scratch);
-    int64_t changed = 0;
-    for (int c = 0; c < num_labels; c++)
-        if (c != ignore_value)
-            changed += keep_top_share(labels, confidence, n, c, 0, fraction, ignore_value, scratch);
     return changed;
 }
 

@@ -622,7 +622,7 @@ static void keep_most_confident(rl_trainer *tr, size_t count) {
     const rl_semi_config *sc = &tr->cfg.semi;
     keep_confident(tr, count, sc->min_margin);
     if (sc->keep_fraction < 1)
-        rl_pseudolabel_keep_fraction(tr->pseudo, tr->confidence, (int64_t)count, 0,
+        rl_pseudolabel_keep_fraction(tr->pseudo, tr->confidence, (int64_t)count,
                                      sc->keep_fraction, RL_IGNORE, tr->rank_scratch);
 }
 

@@ -118,7 +118,7 @@ rc, _, err = run(EXE, "train", "--resume", resumable, "--quiet")
 T.check(rc == 0, f"--resume of a complete hypercolumn run: {err}")
 
 # ---- online refpl --keep-fraction ---------------------------------------------------
-# Of each pseudo-label class half the pixels (the higher margins) are kept, so
+# Half of the unlabeled pixels (the higher margins) are kept, so
 # the kept share of every step is 0.5 up to rounding and ties; the supervised
 # part of the first step is untouched.
 half = train("online-keep-half", *REFPL, "--keep-fraction", 0.5)
