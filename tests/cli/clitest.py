@@ -1,4 +1,5 @@
 """Small harness for the end-to-end tests of the reflabel command."""
+import importlib
 import json
 import os
 import shutil
@@ -30,6 +31,19 @@ class Checks:
     def report(self):
         print(f"{self.name}: {self.passed} passed, {self.failed} failed")
         return 0 if self.failed == 0 and self.passed > 0 else 1
+
+
+def require(checks, *modules):
+    """Imports the oracle modules a test needs (numpy, nibabel, PIL.Image...)
+    and returns them in order. They are test dependencies that
+    scripts/setup.sh installs, so a missing one fails the test, with one
+    line, instead of skipping it."""
+    try:
+        return [importlib.import_module(m) for m in modules]
+    except ImportError as e:
+        checks.check(False, f"{e.name} missing: run with /usr/bin/python3 (bash scripts/setup.sh "
+                            f"installs it)")
+        sys.exit(checks.report())
 
 
 def scratch(name):

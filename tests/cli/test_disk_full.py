@@ -23,7 +23,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from clitest import Checks, files_under, main_args, run, scratch  # noqa: E402
+from clitest import Checks, files_under, main_args, require, run, scratch  # noqa: E402
 
 EXE = main_args()
 T = Checks("cli_test_disk_full")
@@ -34,12 +34,7 @@ NOBODY = 65534
 # Set to None once src/io/nifti.c reports errno on failed writes.
 NIFTI_ERRNO_GAP = None
 
-try:
-    import nibabel as nib
-    import numpy as np
-except ImportError as e:  # the oracle packages are test dependencies: fail, not skip
-    T.check(False, f"{e.name} missing: run with /usr/bin/python3 (bash scripts/setup.sh)")
-    sys.exit(T.report())
+nib, np = require(T, "nibabel", "numpy")
 
 
 def try_mount_tmpfs(path, size):

@@ -8,7 +8,7 @@ import sys
 import zlib
 
 sys.path.insert(0, os.path.dirname(__file__))
-from clitest import Checks, files_under, main_args, run, scratch  # noqa: E402
+from clitest import Checks, files_under, main_args, require, run, scratch  # noqa: E402
 
 EXE = main_args()
 T = Checks("cli_test_errors")
@@ -112,12 +112,7 @@ def empty(d):
 train_fails("empty", "imagesTr", empty)
 
 # NIfTI datasets: a truncated gzip image.
-try:
-    import nibabel as nib
-    import numpy as np
-except ImportError:  # the oracle packages are test dependencies: fail, not skip
-    T.check(False, "nibabel/numpy missing (bash scripts/setup.sh installs them)")
-    sys.exit(T.report())
+nib, np = require(T, "nibabel", "numpy")
 
 nii = os.path.join(ROOT, "nii")
 for sub in ("imagesTr", "labelsTr"):

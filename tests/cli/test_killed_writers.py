@@ -24,7 +24,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from clitest import Checks, main_args, run, scratch  # noqa: E402
+from clitest import Checks, main_args, require, run, scratch  # noqa: E402
 
 EXE = main_args()
 T = Checks("cli_test_killed_writers")
@@ -39,13 +39,7 @@ atexit.register(shutil.rmtree, ROOT, ignore_errors=True)  # memory, when on /dev
 KILLS_PER_COMMAND = 3
 RNG = random.Random(20261126)  # the kill moments are reproducible
 
-try:
-    import nibabel as nib
-    import numpy as np
-    from PIL import Image
-except ImportError as e:  # the oracle packages are test dependencies: fail, not skip
-    T.check(False, f"{e.name} missing: run with /usr/bin/python3 (bash scripts/setup.sh)")
-    sys.exit(T.report())
+nib, np, Image = require(T, "nibabel", "numpy", "PIL.Image")
 
 TEMP_FILE = re.compile(r"^\..+\.tmp\d+(\.[A-Za-z0-9.]+)?$")
 STAGING_DIR = re.compile(r"^\..+\.tmp\.\d+$")

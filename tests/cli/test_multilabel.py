@@ -12,17 +12,11 @@ import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from clitest import Checks, main_args, run, scratch  # noqa: E402
+from clitest import Checks, main_args, require, run, scratch  # noqa: E402
 
 EXE = main_args()
 T = Checks("cli_test_multilabel")
-try:
-    import nibabel as nib
-    import numpy as np
-    from PIL import Image
-except ImportError as e:
-    T.check(False, f"{e.name} missing: run with /usr/bin/python3 (nibabel, numpy, PIL)")
-    sys.exit(T.report())
+nib, np, Image = require(T, "nibabel", "numpy", "PIL.Image")
 
 ROOT = scratch("cli-multilabel")
 DATA = os.path.join(ROOT, "data")

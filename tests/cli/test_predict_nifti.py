@@ -6,16 +6,11 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from clitest import Checks, main_args, run, scratch  # noqa: E402
+from clitest import Checks, main_args, require, run, scratch  # noqa: E402
 
 EXE = main_args()
 T = Checks("cli_test_predict_nifti")
-try:
-    import nibabel as nib
-    import numpy as np
-except ImportError:
-    T.check(False, "nibabel/numpy missing (bash scripts/setup.sh installs them)")
-    sys.exit(T.report())
+nib, np = require(T, "nibabel", "numpy")
 
 ROOT = scratch("cli-predict-nifti")
 DATA = os.path.join(ROOT, "data")

@@ -22,16 +22,11 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from clitest import Checks, main_args, run, scratch  # noqa: E402
+from clitest import Checks, main_args, require, run, scratch  # noqa: E402
 
 EXE = main_args()
 T = Checks("cli_test_train_warnings")
-try:
-    import numpy as np
-    from PIL import Image
-except ImportError as e:
-    T.check(False, f"{e.name} missing: run with /usr/bin/python3 (numpy, PIL)")
-    sys.exit(T.report())
+np, Image = require(T, "numpy", "PIL.Image")
 
 ROOT = scratch("cli-train-warnings")
 SIZE, CASES, LABELED = 32, 12, ["sq_000", "sq_003", "sq_006", "sq_009"]
