@@ -457,7 +457,7 @@ static int kept_too_few(kept_watch *w, const rl_train_step_info *info) {
  * SHARE_WATCH_FLOOR of the labeled pixels and whose mean share falls under
  * SHARE_WATCH_RATIO times that is reported, once per class. Replayed on the
  * logs of that benchmark, this fired for the two runs that lost classes and
- * for none of the four that did not. It cannot tell a loss from unlabeled
+ * for none of the seven that did not. It cannot tell a loss from unlabeled
  * images that hold less of the class, hence the wording of the warning. */
 #define SHARE_WATCH_STEPS 100
 #define SHARE_WATCH_RATIO 0.5
