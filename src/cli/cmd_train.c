@@ -467,7 +467,7 @@ typedef struct share_watch {
     int num_classes;
     int steps;            /* of the unlabeled loss in the current window */
     int64_t first_step;   /* of the current window */
-    double *sum;          /* (K) pl_share summed over the window; its mean once complete */
+    double *sum;          /* (K) pl_share summed over the window */
     unsigned char *state; /* (K) 0, SHARE_STARVED (report now) or SHARE_REPORTED */
 } share_watch;
 
@@ -485,9 +485,14 @@ static void share_watch_free(share_watch *w) {
     free(w->state);
 }
 
-/* Adds a step. At the step that completes a window, leaves the window's mean
- * shares in w->sum, marks the classes to report now SHARE_STARVED and
- * returns how many; otherwise returns 0. */
+/* Class c's mean share of the pseudo-labels over the current window. */
+static double share_watch_mean(const share_watch *w, int c) {
+    return w->sum[c] / SHARE_WATCH_STEPS;
+}
+
+/* Adds a step. At the step that completes a window, marks the classes to
+ * report now SHARE_STARVED and returns how many; otherwise returns 0. The
+ * window's sums stay until the next step adds to a new window. */
 static int share_watch_add(share_watch *w, const rl_train_step_info *info) {
     if (!(info->lambda > 0) || info->skipped || !info->pl_share || isnan(info->pl_drift)) return 0;
     if (w->steps == SHARE_WATCH_STEPS) { /* the previous window was reported */
@@ -499,10 +504,9 @@ static int share_watch_add(share_watch *w, const rl_train_step_info *info) {
     if (++w->steps < SHARE_WATCH_STEPS) return 0;
     int starved = 0;
     for (int c = 0; c < w->num_classes; c++) {
-        w->sum[c] /= SHARE_WATCH_STEPS;
         double labeled = info->labeled_share[c];
         if (w->state[c] == 0 && labeled >= SHARE_WATCH_FLOOR &&
-            w->sum[c] < SHARE_WATCH_RATIO * labeled) {
+            share_watch_mean(w, c) < SHARE_WATCH_RATIO * labeled) {
             w->state[c] = SHARE_STARVED;
             starved++;
         }
@@ -724,7 +728,8 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
                         "unlabeled images hold less of it, the pseudo-labels are losing it "
                         "and the network will follow (docs/TRAINING.md); see %s\n",
                         (long long)shares.first_step, (long long)info.step, r->ds.class_names[c],
-                        100.0 * shares.sum[c], 100.0 * info.labeled_share[c], log_path);
+                        100.0 * share_watch_mean(&shares, c), 100.0 * info.labeled_share[c],
+                        log_path);
             }
         }
         if (r->cfg.semi.method == RL_METHOD_REFPL && kept_too_few(&kept, &info)) {
