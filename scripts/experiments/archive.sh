@@ -6,8 +6,9 @@
 #   bash scripts/experiments/archive.sh [RESULTS_DIR [ARCHIVE_DIR]]
 #
 # Defaults: results/atlas -> docs/results/atlas. Per run NAME-sSEED/ it keeps
-# command.txt, test_metrics.json and log.csv as log.csv.gz (gzip -n: the same
-# log gives the same bytes), which is all that summarize.py reads:
+# command.txt, test_metrics.json, rounds.csv (runs with --rounds: the quality of
+# each round's pseudo-labels) and log.csv as log.csv.gz (gzip -n: the same log
+# gives the same bytes), which is all that summarize.py reads:
 #   /usr/bin/python3 scripts/experiments/summarize.py docs/results/atlas
 # Runs already archived are copied again (a rerun replaces them); unfinished
 # (.partial) runs are skipped.
@@ -24,7 +25,7 @@ for run in "$src"/*-s[0-9]*; do
   rm -rf "$tmp"
   mkdir -p "$tmp"
   cp "$run/test_metrics.json" "$tmp/"
-  [ -f "$run/command.txt" ] && cp "$run/command.txt" "$tmp/"
+  for f in command.txt rounds.csv; do if [ -f "$run/$f" ]; then cp "$run/$f" "$tmp/"; fi; done
   gzip -n -9 < "$run/log.csv" > "$tmp/log.csv.gz"
   rm -rf "${dst:?}/$name"
   mv "$tmp" "$dst/$name"

@@ -151,12 +151,20 @@ def tables(runs):
 
 def pl_table(runs):
     """Pseudo-label accuracy against the hidden labels over the first and the
-    last 100 steps in which the unlabeled loss acts (lambda > 0), and the share
-    of the unlabeled pixels kept, per configuration (mean of its seeds)."""
+    last 100 steps in which the unlabeled loss acts (lambda > 0), the share
+    of the unlabeled pixels kept, per configuration (mean of its seeds), and
+    for each seed the class most under-represented in the pseudo-labels over
+    the last 100 steps: its share of the matches (pl_share, before any
+    threshold) over its share of the labeled pixels, for classes of at least
+    1% of them, as train's class-share warning computes it. The pooled
+    accuracy can hide a lost class, and so can the per-class Dice of the
+    kept pixels once a threshold drops the class (docs/TRAINING.md, item 5 of
+    "Status of the defaults"); this ratio does not."""
     out = ["| configuration | seeds | kept share | accuracy, first 100 steps | "
-           "accuracy, last 100 steps |", "|---|---|---|---|---|"]
+           "accuracy, last 100 steps | lowest share ratio, last 100 steps (per seed) |",
+           "|---|---|---|---|---|---|"]
     for name in sorted(runs, key=order_key):
-        first, last, kept, seeds = [], [], [], []
+        first, last, kept, seeds, worst = [], [], [], [], []
         for seed, run in sorted(runs[name].items()):
             log = open_log(run["path"])
             if not log:
@@ -171,9 +179,19 @@ def pl_table(runs):
             last.append(mean(rows[-100:], "pl_accuracy"))
             kept.append(mean(rows, "pl_kept"))
             seeds.append(seed)
+            ratio = {}
+            for k in rows[0]:
+                if k.startswith("labeled_share_"):
+                    cls = k[len("labeled_share_"):]
+                    labeled = float(rows[0][k])
+                    if labeled >= 0.01 and f"pl_share_{cls}" in rows[0]:
+                        ratio[cls] = mean(rows[-100:], f"pl_share_{cls}") / labeled
+            if ratio:
+                cls = min(ratio, key=ratio.get)
+                worst.append(f"{cls} {ratio[cls]:.2f}")
         if seeds:
             out.append(f"| `{name}` | {','.join(map(str, seeds))} | {fmt(mean_std(kept), 2)} | "
-                       f"{fmt(mean_std(first))} | {fmt(mean_std(last))} |")
+                       f"{fmt(mean_std(first))} | {fmt(mean_std(last))} | {'; '.join(worst)} |")
     return "\n".join(out) if len(out) > 2 else ""
 
 

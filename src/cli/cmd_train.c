@@ -651,6 +651,15 @@ static int resume_log(csv_log *log, const char *log_path, int64_t done, double *
     return rc;
 }
 
+/* RUN_DIR and RUN_DIR/labeled.txt, the labeled cases of the run. */
+static int make_run_dir(const train_run *r, rl_error *err) {
+    char path[4096];
+    int rc = rl_make_dirs(r->o.out, err);
+    if (rc) return rc;
+    snprintf(path, sizeof path, "%s/labeled.txt", r->o.out);
+    return write_labeled_list(path, &r->ds, r->keep, err);
+}
+
 /* Skipped batches are reported one line each up to this many; the total is
  * in the log and in the final message. */
 #define SKIP_REPORTS 10
@@ -666,6 +675,9 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
     if (round == 1) snprintf(log_path, sizeof log_path, "%s/log.csv", o->out);
     else snprintf(log_path, sizeof log_path, "%s/log_round%d.csv", o->out, round);
     int rc = rl_trainer_create(&tr, net, &r->cfg, &r->set, err);
+    /* The run folder is made once the trainer has accepted the options, so
+     * that a refused run leaves nothing behind. */
+    if (!rc && round == 1) rc = make_run_dir(r, err);
     if (!rc && csv_header(&log, &r->ds)) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
     double seconds_before = 0;
     if (!rc && r->resume_state && round == 1) {
@@ -1216,12 +1228,6 @@ int cmd_train(int argc, char **argv) {
         rc = rl_error_set(&err, RL_EINVAL,
                           "%s: --min-margin between rounds is not supported for multi-label data",
                           o->data);
-    if (!rc) rc = rl_make_dirs(o->out, &err);
-    if (!rc) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/labeled.txt", o->out);
-        rc = write_labeled_list(path, &r.ds, r.keep, &err);
-    }
     if (!rc && o->rounds > 1) {
         char cell[512];
         rc = csv_append(&rounds_log, "round,references,cases,pl_accuracy,kept");

@@ -212,7 +212,7 @@ rc, _, err = run(EXE, "train", "--data", DATA, "--out", os.path.join(ROOT, "quot
                  "refpl", "--labeled", "6", "--steps", "2", "--keep-fraction", "0.5",
                  "--keep-rule", "quota", *NET)
 T.check(rc == 1 and "quota keep rule" in err and "use the pooled rule" in err
-        and err.count("\n") == 1,
+        and err.count("\n") == 1 and not os.path.exists(os.path.join(ROOT, "quota")),
         f"--keep-rule quota on multi-label data refused in one line: {rc} {err!r}")
 rc, _, err = run(EXE, "train", "--data", DATA, "--out", os.path.join(ROOT, "mt"), "--method",
                  "meanteacher", "--labeled", "6", "--steps", "2", *NET)
