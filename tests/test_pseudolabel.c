@@ -282,66 +282,6 @@ static void test_keep_fraction(void) {
     CHECK(l2[0] == 0 && l2[1] == -1 && l2[2] == -1 && l2[3] == -1 && l2[4] == 2);
 }
 
-/* rl_pseudolabel_keep_quota against its definition, by sorting each class:
- * of the m pixels not ignored, class c keeps those whose confidence reaches
- * the q-th largest of its own, q = ceil(F share_c m), or all of them when it
- * has no more than q. Class 3 is absent from the shares (quota 0: dropped)
- * and labels outside [0, K) stay. */
-static void check_keep_quota(int ties, double fraction, uint64_t seed) {
-    enum { N = 3001, K = 4, IGNORE = -1 };
-    static int32_t labels[N], expect[N];
-    static float confidence[N], scratch[N], sorted[N];
-    const double share[K] = {0.7, 0.05, 0.25, 0.0};
-    rl_rng rng;
-    rl_rng_seed(&rng, seed, 0);
-    int m = 0;
-    for (int i = 0; i < N; i++) {
-        /* class 1 over-represented against its share, class 2 under */
-        uint32_t r = rl_rng_below(&rng, 100);
-        labels[i] = r < 10 ? IGNORE : r < 55 ? 0 : r < 85 ? 1 : r < 95 ? 2 : r < 98 ? 3 : 7;
-        confidence[i] = ties ? (float)rl_rng_below(&rng, 8) / 8 : rl_rng_uniform(&rng) * 2 - 0.5f;
-        m += labels[i] != IGNORE;
-    }
-    memcpy(expect, labels, sizeof labels);
-    int64_t expect_changed = 0;
-    for (int c = 0; c < K && fraction < 1; c++) {
-        int mc = 0;
-        for (int i = 0; i < N; i++)
-            if (labels[i] == c) sorted[mc++] = confidence[i];
-        qsort(sorted, (size_t)mc, sizeof *sorted, compare_desc);
-        int q = (int)ceil(fraction * share[c] * m);
-        int kept = 0;
-        for (int i = 0; i < N; i++) {
-            if (labels[i] != c) continue;
-            int keep = mc <= q || (q > 0 && confidence[i] >= sorted[q - 1]);
-            if (!keep) expect[i] = IGNORE, expect_changed++;
-            kept += keep;
-        }
-        CHECK_MSG(ties ? kept >= (mc < q ? mc : q) : kept == (mc < q ? mc : q),
-                  "class %d: kept %d of %d, quota %d", c, kept, mc, q);
-    }
-    int64_t changed = rl_pseudolabel_keep_quota(labels, confidence, N, fraction, share, K, IGNORE,
-                                                scratch);
-    CHECK_MSG(changed == expect_changed, "ties %d F %g: changed %lld, expected %lld", ties,
-              fraction, (long long)changed, (long long)expect_changed);
-    CHECK_MSG(memcmp(labels, expect, sizeof labels) == 0, "ties %d F %g", ties, fraction);
-}
-
-static void test_keep_quota(void) {
-    const double fractions[] = {1e-4, 0.1, 0.5, 0.999, 1.0};
-    for (int f = 0; f < (int)(sizeof fractions / sizeof *fractions); f++)
-        for (int ties = 0; ties < 2; ties++) check_keep_quota(ties, fractions[f], 20 + (uint64_t)f);
-    /* 10 pixels: class 0 (share 0.8) has 4, all kept (quota 4); class 1
-     * (share 0.2, quota 1) has 6 and keeps its single best, whatever the
-     * margins of class 0, which pooled ranking would have dropped first */
-    int32_t l[10] = {0, 0, 0, 0, 1, 1, 1, 1, 1, 1};
-    float c[10] = {0.1f, 0.1f, 0.2f, 0.1f, 0.9f, 0.8f, 0.95f, 0.7f, 0.6f, 0.85f}, scratch[10];
-    const double share[2] = {0.8, 0.2};
-    CHECK(rl_pseudolabel_keep_quota(l, c, 10, 0.5, share, 2, -1, scratch) == 5);
-    CHECK(l[0] == 0 && l[1] == 0 && l[2] == 0 && l[3] == 0 && l[6] == 1);
-    CHECK(l[4] == -1 && l[5] == -1 && l[7] == -1 && l[8] == -1 && l[9] == -1);
-}
-
 /* Reference labels equal to the ignore label are left out of the bank, and
  * more reference slices than planned are refused. */
 static void test_bank_limits(void) {
@@ -421,7 +361,6 @@ int main(void) {
     test_identity();
     test_min_confidence();
     test_keep_fraction();
-    test_keep_quota();
     test_bank_limits();
     test_choose_labeled();
     test_agreement();

@@ -115,20 +115,6 @@ int64_t rl_pseudolabel_apply_min_margin(int32_t *labels, const float *margin, in
 int64_t rl_pseudolabel_keep_fraction(int32_t *labels, const float *confidence, int64_t n,
                                      double fraction, int32_t ignore_value, float *scratch);
 
-/* A threshold relative to the batch that also holds each class to its
- * share: among the m pixels whose label is not ignore_value, class c keeps
- * at most ceil(fraction * class_share[c] * m) pixels, those of highest
- * confidence (ties at the cut are all kept), and the others get
- * ignore_value. class_share[c] is the class's share of the labeled pixels
- * (num_classes values summing to 1), so a class the matches drifted into
- * cannot hold more of the kept labels than fraction times its share, and a
- * class of low confidence still keeps its best pixels. Labels outside
- * [0, num_classes) are left as they are. fraction >= 1 changes nothing;
- * scratch holds n floats. Returns how many labels were changed. */
-int64_t rl_pseudolabel_keep_quota(int32_t *labels, const float *confidence, int64_t n,
-                                  double fraction, const double *class_share, int num_classes,
-                                  int32_t ignore_value, float *scratch);
-
 /* Agreement of pseudo-labels with the labels they stand in for: a confusion
  * count over voxels whose reference label is not ignore_label (-1: none) and
  * whose prediction is not pred_ignore (-1: none; the ignored predictions are

@@ -103,13 +103,6 @@ const char *rl_method_name(rl_method method);
 /* "supervised", "refpl", "predpl", "meanteacher" -> method; -1 otherwise. */
 int rl_method_from_name(const char *name);
 
-/* Which of a batch's pseudo-labels --keep-fraction keeps (refpl). */
-typedef enum rl_keep_rule {
-    RL_KEEP_POOLED = 0, /* the highest margins of the batch, all classes ranked together */
-    RL_KEEP_QUOTA       /* each class at most its labeled share of them, its own
-                           highest margins (rl_pseudolabel_keep_quota) */
-} rl_keep_rule;
-
 /* The semi-supervised part of a training step. Each step draws a labeled
  * and an unlabeled batch through the same network; the unlabeled loss is
  * weighted by lambda(t): 0 during the first warmup_fraction of the steps,
@@ -136,7 +129,6 @@ typedef struct rl_semi_config {
     /* refpl: only this share of a batch's unlabeled pixels, those of highest
      * margin, is kept (1: all; in (0, 1]) */
     double keep_fraction;
-    rl_keep_rule keep_rule; /* how that share is ranked; quota: single-label data only */
     float min_confidence; /* predpl: pixels whose softmax maximum is below are ignored */
     float ema_decay;      /* meanteacher: teacher = decay teacher + (1-decay) student */
 } rl_semi_config;

@@ -249,10 +249,6 @@ static int parse_options(int argc, char **argv, train_options *o) {
             if (!rc && !(d > 0))
                 rc = cli_usage_error("train", "%s expects a number in (0, 1], got '%s'", a, v);
             if (!rc) sc->keep_fraction = d;
-        } else if (!strcmp(a, "--keep-rule")) {
-            if (v && !strcmp(v, "pooled")) sc->keep_rule = RL_KEEP_POOLED;
-            else if (v && !strcmp(v, "quota")) sc->keep_rule = RL_KEEP_QUOTA;
-            else rc = cli_usage_error("train", "--keep-rule must be pooled or quota");
         }
         else if (!strcmp(a, "--topk")) rc = cli_parse_int("train", a, v, 1, 1024, &sc->top_k);
         else if (!strcmp(a, "--similarity")) {
@@ -346,7 +342,6 @@ static char *training_json(const train_options *o, const rl_train_config *cfg, i
         cJSON_AddStringToObject(s, "similarity", sc->similarity == RL_SIM_COSINE ? "cosine" : "dot");
         cJSON_AddNumberToObject(s, "min_margin", sc->min_margin);
         cJSON_AddNumberToObject(s, "keep_fraction", sc->keep_fraction);
-        cJSON_AddStringToObject(s, "keep_rule", sc->keep_rule == RL_KEEP_QUOTA ? "quota" : "pooled");
         cJSON_AddNumberToObject(s, "min_confidence", sc->min_confidence);
         cJSON_AddNumberToObject(s, "ema_decay", sc->ema_decay);
     }
@@ -1072,7 +1067,6 @@ static const char *run_setting(const train_options *o, int i, char *buf, size_t 
     case 36: return snprintf(buf, size, "%ld", o->seed), "--seed";
     case 37: TEXT("--features", rl_feature_source_name(sc->features));
     case 38: REAL("--keep-fraction", sc->keep_fraction);
-    case 39: TEXT("--keep-rule", sc->keep_rule == RL_KEEP_QUOTA ? "quota" : "pooled");
     default: return NULL;
     }
 #undef TEXT

@@ -401,30 +401,6 @@ int64_t rl_pseudolabel_keep_fraction(int32_t *labels, const float *confidence, i
     return changed;
 }
 
-int64_t rl_pseudolabel_keep_quota(int32_t *labels, const float *confidence, int64_t n,
-                                  double fraction, const double *class_share, int num_classes,
-                                  int32_t ignore_value, float *scratch) {
-    if (!(fraction < 1.0)) return 0;
-    int64_t m = 0;
-    for (int64_t i = 0; i < n; i++) m += labels[i] != ignore_value;
-    int64_t changed = 0;
-    for (int c = 0; c < num_classes; c++) {
-        int64_t mc = 0;
-        for (int64_t i = 0; i < n; i++)
-            if (labels[i] == c) scratch[mc++] = confidence[i];
-        int64_t quota = (int64_t)ceil(fraction * class_share[c] * (double)m);
-        if (mc <= quota) continue;
-        /* quota 0 (a class the labeled pixels never show) keeps nothing */
-        float cut = quota > 0 ? kth_largest(scratch, mc, quota) : INFINITY;
-        for (int64_t i = 0; i < n; i++)
-            if (labels[i] == c && !(confidence[i] >= cut)) {
-                labels[i] = ignore_value;
-                changed++;
-            }
-    }
-    return changed;
-}
-
 /* ---- agreement with hidden labels --------------------------------------- */
 
 int rl_label_agreement_init(rl_label_agreement *a, int num_classes, rl_error *err) {

@@ -153,7 +153,6 @@ rl_train_config rl_train_default_config(int64_t steps, int batch) {
     s->similarity = RL_SIM_COSINE;
     s->min_margin = 0.0f;
     s->keep_fraction = 1.0;
-    s->keep_rule = RL_KEEP_POOLED;
     s->min_confidence = 0.9f;
     s->ema_decay = 0.99f;
     return c;
@@ -285,12 +284,6 @@ static int create_semi(rl_trainer *tr, rl_error *err) {
         if (!(sc->keep_fraction > 0 && sc->keep_fraction <= 1))
             return rl_error_set(err, RL_EINVAL, "keep fraction must be in (0, 1], not %g",
                                 sc->keep_fraction);
-        if (sc->keep_rule != RL_KEEP_POOLED && sc->keep_rule != RL_KEEP_QUOTA)
-            return rl_error_set(err, RL_EINVAL, "unknown keep rule %d", (int)sc->keep_rule);
-        if (sc->keep_fraction < 1 && sc->keep_rule == RL_KEEP_QUOTA && set->multilabel)
-            return rl_error_set(err, RL_EINVAL,
-                                "the quota keep rule ranks classes, and multi-label pseudo-labels "
-                                "are bit sets: use the pooled rule");
         if (sc->keep_fraction < 1) {
             tr->rank_scratch = malloc((size_t)tr->nu * hw * sizeof *tr->rank_scratch);
             if (!tr->rank_scratch)
@@ -622,21 +615,13 @@ static void keep_confident(rl_trainer *tr, size_t count, float threshold) {
 }
 
 /* refpl's two thresholds: the margin must reach min_margin, and be among the
- * keep_fraction highest of the batch's unlabeled pixels: all classes ranked
- * together (pooled), or each class up to its share of the labeled pixels
- * (quota). (Ranking each class apart with the same share for all keeps a
- * class the matches drifted into as much as any other, and pooled ranking
- * can drop a class of low margins altogether; on the atlas both lost
- * classes, docs/TRAINING.md.) */
+ * keep_fraction highest of the batch's unlabeled pixels, all classes ranked
+ * together. (Ranking each class apart keeps a class the matches drifted into
+ * as much as any other; on the atlas that collapsed, docs/TRAINING.md.) */
 static void keep_most_confident(rl_trainer *tr, size_t count) {
     const rl_semi_config *sc = &tr->cfg.semi;
     keep_confident(tr, count, sc->min_margin);
-    if (!(sc->keep_fraction < 1)) return;
-    if (sc->keep_rule == RL_KEEP_QUOTA)
-        rl_pseudolabel_keep_quota(tr->pseudo, tr->confidence, (int64_t)count, sc->keep_fraction,
-                                  tr->labeled_share, tr->set->num_classes, RL_IGNORE,
-                                  tr->rank_scratch);
-    else
+    if (sc->keep_fraction < 1)
         rl_pseudolabel_keep_fraction(tr->pseudo, tr->confidence, (int64_t)count,
                                      sc->keep_fraction, RL_IGNORE, tr->rank_scratch);
 }

@@ -2,10 +2,7 @@
 synthetic shapes data:
 
 - online refpl with --keep-fraction 0.5 keeps half of the unlabeled pixels
-  in every step, and out-of-range values are refused with one line; with
-  --keep-rule quota it keeps at most half, other pixels than the pooled rule
-  (the classes' shares of the labeled pixels cap them), and the model's
-  metadata names the rule;
+  in every step, and out-of-range values are refused with one line;
 - online refpl with --features hypercolumn: the first step's pseudo-labels
   (pl_accuracy in log.csv) differ from those of the last decoder map while
   the supervised part of that step is the same, the model's metadata names
@@ -137,24 +134,6 @@ for value in ("0", "1.5", "-0.1", "half"):
                      "--out", os.path.join(ROOT, "bad"))
     T.check(rc == 2 and "--keep-fraction expects a number in" in err
             and len(err.strip().splitlines()) == 1, f"--keep-fraction {value}: exit {rc}, {err!r}")
-T.check(not os.path.exists(os.path.join(ROOT, "bad")), "a refused option wrote a run folder")
-
-# Quota: each class keeps at most half its labeled share of the pixels, so
-# at most half of them in all (ties aside), and a class whose matches exceed
-# its share keeps fewer than the pooled rule would give it: other pixels.
-quota = train("online-keep-quota", *REFPL, "--keep-fraction", 0.5, "--keep-rule", "quota")
-quota_rows = csv_rows(os.path.join(quota, "log.csv"))
-T.check(len(quota_rows) == 6 and all(0 < float(r["pl_kept"]) <= 0.51 for r in quota_rows),
-        f"--keep-rule quota: kept shares {[r.get('pl_kept') for r in quota_rows]}")
-T.check([r["pl_accuracy"] for r in quota_rows[:1]] != [r["pl_accuracy"] for r in half_rows[:1]]
-        or [r["pl_kept"] for r in quota_rows[:1]] != [r["pl_kept"] for r in half_rows[:1]],
-        "--keep-rule quota kept the same pixels as the pooled rule in step 1")
-T.check(training_metadata(os.path.join(quota, "model.safetensors")).get("semi", {})
-        .get("keep_rule") == "quota", "model metadata of --keep-rule quota")
-rc, _, err = run(EXE, "train", *COMMON, *REFPL, "--keep-rule", "best",
-                 "--out", os.path.join(ROOT, "bad"))
-T.check(rc == 2 and "--keep-rule must be pooled or quota" in err
-        and len(err.strip().splitlines()) == 1, f"--keep-rule best: exit {rc}, {err!r}")
 T.check(not os.path.exists(os.path.join(ROOT, "bad")), "a refused option wrote a run folder")
 
 # ---- pseudo-label rounds ----------------------------------------------------------
