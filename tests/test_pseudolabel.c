@@ -259,7 +259,8 @@ static void check_keep_fraction(int ties, double fraction, uint64_t seed) {
         expect_changed += labels[i] != IGNORE && !keep;
         kept += keep;
     }
-    int64_t changed = rl_pseudolabel_keep_fraction(labels, confidence, N, fraction, IGNORE, scratch);
+    int64_t changed = rl_pseudolabel_keep_fraction(labels, confidence, N, fraction, 0, 0, IGNORE,
+                                                   scratch);
     CHECK_MSG(changed == expect_changed, "ties %d F %g: changed %lld, expected %lld", ties,
               fraction, (long long)changed, (long long)expect_changed);
     CHECK_MSG(memcmp(labels, expect, sizeof labels) == 0, "ties %d F %g", ties, fraction);
@@ -274,11 +275,11 @@ static void test_keep_fraction(void) {
     /* equal confidences cannot be told apart: all are kept */
     int32_t l[4] = {1, 1, 0, 1};
     float c[4] = {0.2f, 0.2f, 0.2f, 0.2f}, scratch[5];
-    CHECK(rl_pseudolabel_keep_fraction(l, c, 4, 0.3, -1, scratch) == 0);
+    CHECK(rl_pseudolabel_keep_fraction(l, c, 4, 0.3, 0, 0, -1, scratch) == 0);
     /* classes are ranked together, ignored pixels neither count nor change */
     int32_t l2[5] = {0, 1, -1, 0, 2};
     float c2[5] = {0.4f, -1.0f, 9.0f, 0.1f, 0.3f};
-    CHECK(rl_pseudolabel_keep_fraction(l2, c2, 5, 0.5, -1, scratch) == 2);
+    CHECK(rl_pseudolabel_keep_fraction(l2, c2, 5, 0.5, 0, 0, -1, scratch) == 2);
     CHECK(l2[0] == 0 && l2[1] == -1 && l2[2] == -1 && l2[3] == -1 && l2[4] == 2);
 }
 
