@@ -268,10 +268,65 @@ static void check_keep_fraction(int ties, double fraction, uint64_t seed) {
     CHECK(fraction >= 1 ? changed == 0 : fraction < 0.9 ? changed > 0 : 1);
 }
 
+/* With a class floor: a pixel of class c in [0, K) is also kept when its
+ * confidence reaches the ceil(G m_c)-th largest of class c; labels from K on
+ * (here up to 63) have the pooled cut only. */
+static void check_keep_floor(int ties, double fraction, double floor, uint64_t seed) {
+    enum { N = 3001, K = 4, IGNORE = -1 };
+    static int32_t labels[N], expect[N];
+    static float confidence[N], scratch[N], sorted[N];
+    rl_rng rng;
+    rl_rng_seed(&rng, seed, 0);
+    int m = 0;
+    for (int i = 0; i < N; i++) {
+        uint32_t r = rl_rng_below(&rng, 100);
+        labels[i] = r < 10 ? IGNORE : r < 60 ? 0 : (int32_t)(1 + rl_rng_below(&rng, 63));
+        /* class 2 has low confidence: the pooled cut alone drops most of it */
+        float u = ties ? (float)rl_rng_below(&rng, 8) / 8 : rl_rng_uniform(&rng);
+        confidence[i] = labels[i] == 2 ? u * 0.3f : u;
+        if (labels[i] != IGNORE) sorted[m++] = confidence[i];
+    }
+    qsort(sorted, (size_t)m, sizeof *sorted, compare_desc);
+    int k = (int)ceil(fraction * m);
+    float cut = sorted[(k < 1 ? 1 : k > m ? m : k) - 1];
+    float own[K];
+    for (int c = 0; c < K; c++) {
+        int mc = 0;
+        for (int i = 0; i < N; i++)
+            if (labels[i] == c) sorted[mc++] = confidence[i];
+        qsort(sorted, (size_t)mc, sizeof *sorted, compare_desc);
+        int q = (int)ceil(floor * mc);
+        own[c] = mc == 0 ? INFINITY : sorted[(q < 1 ? 1 : q > mc ? mc : q) - 1];
+    }
+    int64_t expect_changed = 0;
+    int kept2 = 0, all2 = 0;
+    for (int i = 0; i < N; i++) {
+        int32_t l = labels[i];
+        int keep = l != IGNORE && (k >= m || confidence[i] >= cut ||
+                                   (l < K && confidence[i] >= own[l]));
+        expect[i] = keep ? l : IGNORE;
+        expect_changed += l != IGNORE && !keep;
+        all2 += l == 2;
+        kept2 += l == 2 && keep;
+    }
+    int64_t changed = rl_pseudolabel_keep_fraction(labels, confidence, N, fraction, floor, K,
+                                                   IGNORE, scratch);
+    CHECK_MSG(changed == expect_changed, "floor %g F %g ties %d: changed %lld, expected %lld",
+              floor, fraction, ties, (long long)changed, (long long)expect_changed);
+    CHECK_MSG(memcmp(labels, expect, sizeof labels) == 0, "floor %g F %g ties %d", floor,
+              fraction, ties);
+    /* the floor holds for the low-confidence class */
+    CHECK_MSG(kept2 >= (int)ceil(floor * all2), "class 2 kept %d of %d", kept2, all2);
+}
+
 static void test_keep_fraction(void) {
     const double fractions[] = {1e-4, 0.1, 0.3, 0.5, 0.75, 0.999, 1.0};
     for (int f = 0; f < (int)(sizeof fractions / sizeof *fractions); f++)
-        for (int ties = 0; ties < 2; ties++) check_keep_fraction(ties, fractions[f], 10 + (uint64_t)f);
+        for (int ties = 0; ties < 2; ties++) {
+            check_keep_fraction(ties, fractions[f], 10 + (uint64_t)f);
+            check_keep_floor(ties, fractions[f], 0.25, 30 + (uint64_t)f);
+            check_keep_floor(ties, fractions[f], 1.0, 40 + (uint64_t)f);
+        }
     /* equal confidences cannot be told apart: all are kept */
     int32_t l[4] = {1, 1, 0, 1};
     float c[4] = {0.2f, 0.2f, 0.2f, 0.2f}, scratch[5];
@@ -281,6 +336,11 @@ static void test_keep_fraction(void) {
     float c2[5] = {0.4f, -1.0f, 9.0f, 0.1f, 0.3f};
     CHECK(rl_pseudolabel_keep_fraction(l2, c2, 5, 0.5, 0, 0, -1, scratch) == 2);
     CHECK(l2[0] == 0 && l2[1] == -1 && l2[2] == -1 && l2[3] == -1 && l2[4] == 2);
+    /* with a floor of 0.5, class 1's only pixel and class 0's better half
+     * stay: 0 at 0.1 is dropped, 1 at -1.0 is kept */
+    int32_t l3[5] = {0, 1, -1, 0, 2};
+    CHECK(rl_pseudolabel_keep_fraction(l3, c2, 5, 0.5, 0.5, 3, -1, scratch) == 1);
+    CHECK(l3[0] == 0 && l3[1] == 1 && l3[2] == -1 && l3[3] == -1 && l3[4] == 2);
 }
 
 /* Reference labels equal to the ignore label are left out of the bank, and
