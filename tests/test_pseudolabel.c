@@ -233,10 +233,14 @@ static int compare_desc(const void *a, const void *b) {
 
 /* rl_pseudolabel_keep_fraction against its definition, by sorting: of the
  * pixels not ignored, those whose confidence reaches the ceil(F m)-th largest
- * keep their label, whatever it is. Confidences drawn from 8 values make ties
- * at the cut common; continuous ones make the kept count exact. */
-static void check_keep_fraction(int ties, double fraction, uint64_t seed) {
-    enum { N = 3001, IGNORE = -1 };
+ * keep their label, whatever it is; with a class floor G > 0, a pixel of
+ * class c in [0, K) is also kept when its confidence reaches the
+ * ceil(G m_c)-th largest of class c (labels from K on, here up to 63 like bit
+ * sets, have the common cut only). Class 2 has low confidences, so the common
+ * cut alone drops most of it. Confidences drawn from 8 values make ties at the
+ * cut common; continuous ones make the kept count exact. */
+static void check_keep_fraction(int ties, double fraction, double floor, uint64_t seed) {
+    enum { N = 3001, K = 4, IGNORE = -1 };
     static int32_t labels[N], expect[N];
     static float confidence[N], scratch[N], sorted[N];
     rl_rng rng;
@@ -247,43 +251,7 @@ static void check_keep_fraction(int ties, double fraction, uint64_t seed) {
         uint32_t r = rl_rng_below(&rng, 100);
         labels[i] = r < 10 ? IGNORE : r < 60 ? 0 : (int32_t)(1 + rl_rng_below(&rng, 63));
         confidence[i] = ties ? (float)rl_rng_below(&rng, 8) / 8 : rl_rng_uniform(&rng) * 2 - 0.5f;
-        if (labels[i] != IGNORE) sorted[m++] = confidence[i];
-    }
-    qsort(sorted, (size_t)m, sizeof *sorted, compare_desc);
-    int k = (int)ceil(fraction * m);
-    float cut = sorted[(k < 1 ? 1 : k > m ? m : k) - 1];
-    int64_t expect_changed = 0, kept = 0;
-    for (int i = 0; i < N; i++) {
-        int keep = labels[i] != IGNORE && (fraction >= 1 || confidence[i] >= cut);
-        expect[i] = keep ? labels[i] : IGNORE;
-        expect_changed += labels[i] != IGNORE && !keep;
-        kept += keep;
-    }
-    int64_t changed = rl_pseudolabel_keep_fraction(labels, confidence, N, fraction, 0, 0, IGNORE,
-                                                   scratch);
-    CHECK_MSG(changed == expect_changed, "ties %d F %g: changed %lld, expected %lld", ties,
-              fraction, (long long)changed, (long long)expect_changed);
-    CHECK_MSG(memcmp(labels, expect, sizeof labels) == 0, "ties %d F %g", ties, fraction);
-    if (fraction < 1) CHECK(ties ? kept >= k : kept == (k < 1 ? 1 : k));
-    CHECK(fraction >= 1 ? changed == 0 : fraction < 0.9 ? changed > 0 : 1);
-}
-
-/* With a class floor: a pixel of class c in [0, K) is also kept when its
- * confidence reaches the ceil(G m_c)-th largest of class c; labels from K on
- * (here up to 63) have the pooled cut only. */
-static void check_keep_floor(int ties, double fraction, double floor, uint64_t seed) {
-    enum { N = 3001, K = 4, IGNORE = -1 };
-    static int32_t labels[N], expect[N];
-    static float confidence[N], scratch[N], sorted[N];
-    rl_rng rng;
-    rl_rng_seed(&rng, seed, 0);
-    int m = 0;
-    for (int i = 0; i < N; i++) {
-        uint32_t r = rl_rng_below(&rng, 100);
-        labels[i] = r < 10 ? IGNORE : r < 60 ? 0 : (int32_t)(1 + rl_rng_below(&rng, 63));
-        /* class 2 has low confidence: the pooled cut alone drops most of it */
-        float u = ties ? (float)rl_rng_below(&rng, 8) / 8 : rl_rng_uniform(&rng);
-        confidence[i] = labels[i] == 2 ? u * 0.3f : u;
+        if (labels[i] == 2) confidence[i] = confidence[i] * 0.3f - 0.2f;
         if (labels[i] != IGNORE) sorted[m++] = confidence[i];
     }
     qsort(sorted, (size_t)m, sizeof *sorted, compare_desc);
@@ -296,25 +264,28 @@ static void check_keep_floor(int ties, double fraction, double floor, uint64_t s
             if (labels[i] == c) sorted[mc++] = confidence[i];
         qsort(sorted, (size_t)mc, sizeof *sorted, compare_desc);
         int q = (int)ceil(floor * mc);
-        own[c] = mc == 0 ? INFINITY : sorted[(q < 1 ? 1 : q > mc ? mc : q) - 1];
+        own[c] = floor <= 0 || mc == 0 ? INFINITY : sorted[(q < 1 ? 1 : q > mc ? mc : q) - 1];
     }
-    int64_t expect_changed = 0;
+    int64_t expect_changed = 0, kept = 0;
     int kept2 = 0, all2 = 0;
     for (int i = 0; i < N; i++) {
         int32_t l = labels[i];
-        int keep = l != IGNORE && (k >= m || confidence[i] >= cut ||
+        int keep = l != IGNORE && (fraction >= 1 || k >= m || confidence[i] >= cut ||
                                    (l < K && confidence[i] >= own[l]));
         expect[i] = keep ? l : IGNORE;
         expect_changed += l != IGNORE && !keep;
+        kept += keep;
         all2 += l == 2;
         kept2 += l == 2 && keep;
     }
     int64_t changed = rl_pseudolabel_keep_fraction(labels, confidence, N, fraction, floor, K,
                                                    IGNORE, scratch);
-    CHECK_MSG(changed == expect_changed, "floor %g F %g ties %d: changed %lld, expected %lld",
-              floor, fraction, ties, (long long)changed, (long long)expect_changed);
-    CHECK_MSG(memcmp(labels, expect, sizeof labels) == 0, "floor %g F %g ties %d", floor,
-              fraction, ties);
+    CHECK_MSG(changed == expect_changed, "ties %d F %g G %g: changed %lld, expected %lld", ties,
+              fraction, floor, (long long)changed, (long long)expect_changed);
+    CHECK_MSG(memcmp(labels, expect, sizeof labels) == 0, "ties %d F %g G %g", ties, fraction,
+              floor);
+    if (fraction < 1 && floor <= 0) CHECK(ties ? kept >= k : kept == (k < 1 ? 1 : k));
+    CHECK(fraction >= 1 ? changed == 0 : fraction < 0.9 ? changed > 0 : 1);
     /* the floor holds for the low-confidence class */
     CHECK_MSG(kept2 >= (int)ceil(floor * all2), "class 2 kept %d of %d", kept2, all2);
 }
@@ -323,9 +294,9 @@ static void test_keep_fraction(void) {
     const double fractions[] = {1e-4, 0.1, 0.3, 0.5, 0.75, 0.999, 1.0};
     for (int f = 0; f < (int)(sizeof fractions / sizeof *fractions); f++)
         for (int ties = 0; ties < 2; ties++) {
-            check_keep_fraction(ties, fractions[f], 10 + (uint64_t)f);
-            check_keep_floor(ties, fractions[f], 0.25, 30 + (uint64_t)f);
-            check_keep_floor(ties, fractions[f], 1.0, 40 + (uint64_t)f);
+            check_keep_fraction(ties, fractions[f], 0, 10 + (uint64_t)f);
+            check_keep_fraction(ties, fractions[f], 0.25, 30 + (uint64_t)f);
+            check_keep_fraction(ties, fractions[f], 1.0, 40 + (uint64_t)f);
         }
     /* equal confidences cannot be told apart: all are kept */
     int32_t l[4] = {1, 1, 0, 1};
