@@ -233,14 +233,10 @@ static int compare_desc(const void *a, const void *b) {
 
 /* rl_pseudolabel_keep_fraction against its definition, by sorting: of the
  * pixels not ignored, those whose confidence reaches the ceil(F m)-th largest
- * keep their label, whatever it is; with a class floor G > 0, a pixel of
- * class c in [0, K) is also kept when its confidence reaches the
- * ceil(G m_c)-th largest of class c (labels from K on, here up to 63 like bit
- * sets, have the common cut only). Class 2 has low confidences, so the common
- * cut alone drops most of it. Confidences drawn from 8 values make ties at the
- * cut common; continuous ones make the kept count exact. */
-static void check_keep_fraction(int ties, double fraction, double floor, uint64_t seed) {
-    enum { N = 3001, K = 4, IGNORE = -1 };
+ * keep their label, whatever it is. Confidences drawn from 8 values make ties
+ * at the cut common; continuous ones make the kept count exact. */
+static void check_keep_fraction(int ties, double fraction, uint64_t seed) {
+    enum { N = 3001, IGNORE = -1 };
     static int32_t labels[N], expect[N];
     static float confidence[N], scratch[N], sorted[N];
     rl_rng rng;
@@ -251,67 +247,39 @@ static void check_keep_fraction(int ties, double fraction, double floor, uint64_
         uint32_t r = rl_rng_below(&rng, 100);
         labels[i] = r < 10 ? IGNORE : r < 60 ? 0 : (int32_t)(1 + rl_rng_below(&rng, 63));
         confidence[i] = ties ? (float)rl_rng_below(&rng, 8) / 8 : rl_rng_uniform(&rng) * 2 - 0.5f;
-        if (labels[i] == 2) confidence[i] = confidence[i] * 0.3f - 0.2f;
         if (labels[i] != IGNORE) sorted[m++] = confidence[i];
     }
     qsort(sorted, (size_t)m, sizeof *sorted, compare_desc);
     int k = (int)ceil(fraction * m);
     float cut = sorted[(k < 1 ? 1 : k > m ? m : k) - 1];
-    float own[K];
-    for (int c = 0; c < K; c++) {
-        int mc = 0;
-        for (int i = 0; i < N; i++)
-            if (labels[i] == c) sorted[mc++] = confidence[i];
-        qsort(sorted, (size_t)mc, sizeof *sorted, compare_desc);
-        int q = (int)ceil(floor * mc);
-        own[c] = floor <= 0 || mc == 0 ? INFINITY : sorted[(q < 1 ? 1 : q > mc ? mc : q) - 1];
-    }
     int64_t expect_changed = 0, kept = 0;
-    int kept2 = 0, all2 = 0;
     for (int i = 0; i < N; i++) {
-        int32_t l = labels[i];
-        int keep = l != IGNORE && (fraction >= 1 || k >= m || confidence[i] >= cut ||
-                                   (l < K && confidence[i] >= own[l]));
-        expect[i] = keep ? l : IGNORE;
-        expect_changed += l != IGNORE && !keep;
+        int keep = labels[i] != IGNORE && (fraction >= 1 || confidence[i] >= cut);
+        expect[i] = keep ? labels[i] : IGNORE;
+        expect_changed += labels[i] != IGNORE && !keep;
         kept += keep;
-        all2 += l == 2;
-        kept2 += l == 2 && keep;
     }
-    int64_t changed = rl_pseudolabel_keep_fraction(labels, confidence, N, fraction, floor, K,
-                                                   IGNORE, scratch);
-    CHECK_MSG(changed == expect_changed, "ties %d F %g G %g: changed %lld, expected %lld", ties,
-              fraction, floor, (long long)changed, (long long)expect_changed);
-    CHECK_MSG(memcmp(labels, expect, sizeof labels) == 0, "ties %d F %g G %g", ties, fraction,
-              floor);
-    if (fraction < 1 && floor <= 0) CHECK(ties ? kept >= k : kept == (k < 1 ? 1 : k));
+    int64_t changed = rl_pseudolabel_keep_fraction(labels, confidence, N, fraction, IGNORE, scratch);
+    CHECK_MSG(changed == expect_changed, "ties %d F %g: changed %lld, expected %lld", ties,
+              fraction, (long long)changed, (long long)expect_changed);
+    CHECK_MSG(memcmp(labels, expect, sizeof labels) == 0, "ties %d F %g", ties, fraction);
+    if (fraction < 1) CHECK(ties ? kept >= k : kept == (k < 1 ? 1 : k));
     CHECK(fraction >= 1 ? changed == 0 : fraction < 0.9 ? changed > 0 : 1);
-    /* the floor holds for the low-confidence class */
-    CHECK_MSG(kept2 >= (int)ceil(floor * all2), "class 2 kept %d of %d", kept2, all2);
 }
 
 static void test_keep_fraction(void) {
     const double fractions[] = {1e-4, 0.1, 0.3, 0.5, 0.75, 0.999, 1.0};
     for (int f = 0; f < (int)(sizeof fractions / sizeof *fractions); f++)
-        for (int ties = 0; ties < 2; ties++) {
-            check_keep_fraction(ties, fractions[f], 0, 10 + (uint64_t)f);
-            check_keep_fraction(ties, fractions[f], 0.25, 30 + (uint64_t)f);
-            check_keep_fraction(ties, fractions[f], 1.0, 40 + (uint64_t)f);
-        }
+        for (int ties = 0; ties < 2; ties++) check_keep_fraction(ties, fractions[f], 10 + (uint64_t)f);
     /* equal confidences cannot be told apart: all are kept */
     int32_t l[4] = {1, 1, 0, 1};
     float c[4] = {0.2f, 0.2f, 0.2f, 0.2f}, scratch[5];
-    CHECK(rl_pseudolabel_keep_fraction(l, c, 4, 0.3, 0, 0, -1, scratch) == 0);
+    CHECK(rl_pseudolabel_keep_fraction(l, c, 4, 0.3, -1, scratch) == 0);
     /* classes are ranked together, ignored pixels neither count nor change */
     int32_t l2[5] = {0, 1, -1, 0, 2};
     float c2[5] = {0.4f, -1.0f, 9.0f, 0.1f, 0.3f};
-    CHECK(rl_pseudolabel_keep_fraction(l2, c2, 5, 0.5, 0, 0, -1, scratch) == 2);
+    CHECK(rl_pseudolabel_keep_fraction(l2, c2, 5, 0.5, -1, scratch) == 2);
     CHECK(l2[0] == 0 && l2[1] == -1 && l2[2] == -1 && l2[3] == -1 && l2[4] == 2);
-    /* with a floor of 0.5, class 1's only pixel and class 0's better half
-     * stay: 0 at 0.1 is dropped, 1 at -1.0 is kept */
-    int32_t l3[5] = {0, 1, -1, 0, 2};
-    CHECK(rl_pseudolabel_keep_fraction(l3, c2, 5, 0.5, 0.5, 3, -1, scratch) == 1);
-    CHECK(l3[0] == 0 && l3[1] == 1 && l3[2] == -1 && l3[3] == -1 && l3[4] == 2);
 }
 
 /* Reference labels equal to the ignore label are left out of the bank, and

@@ -110,15 +110,10 @@ int64_t rl_pseudolabel_apply_min_margin(int32_t *labels, const float *margin, in
  * pixels whose label is not ignore_value, and gives the others ignore_value:
  * a threshold relative to the batch, so that it means the same whatever the
  * scale of the confidence. All labels are ranked together; ties at the cut
- * are all kept. With class_floor > 0, a pixel whose label c is a class in
- * [0, num_classes) is also kept when it is among the ceil(class_floor * m_c)
- * most confident of the m_c pixels labeled c: one ranking alone drops first
- * the classes of low confidence, and can drop one altogether. fraction >= 1
- * changes nothing; fraction must be > 0. scratch holds n floats. Returns how
- * many labels were changed. */
+ * are all kept. fraction >= 1 changes nothing; fraction must be > 0.
+ * scratch holds n floats. Returns how many labels were changed. */
 int64_t rl_pseudolabel_keep_fraction(int32_t *labels, const float *confidence, int64_t n,
-                                     double fraction, double class_floor, int num_classes,
-                                     int32_t ignore_value, float *scratch);
+                                     double fraction, int32_t ignore_value, float *scratch);
 
 /* Agreement of pseudo-labels with the labels they stand in for: a confusion
  * count over voxels whose reference label is not ignore_label (-1: none) and

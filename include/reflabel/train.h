@@ -129,9 +129,6 @@ typedef struct rl_semi_config {
     /* refpl: only this share of a batch's unlabeled pixels, those of highest
      * margin, is kept (1: all; in (0, 1]) */
     double keep_fraction;
-    /* refpl with keep_fraction < 1: each class also keeps this share of its
-     * own pixels, those of highest margin (0: none; single-label data) */
-    double keep_floor;
     float min_confidence; /* predpl: pixels whose softmax maximum is below are ignored */
     float ema_decay;      /* meanteacher: teacher = decay teacher + (1-decay) student */
 } rl_semi_config;

@@ -76,8 +76,6 @@ static const char *train_usage =
     "  --keep-fraction F     refpl only: keep the share F of each batch's unlabeled pixels\n"
     "                        with the highest margins, ignore the rest; unlike\n"
     "                        --min-margin, means the same on any data (1)\n"
-    "  --keep-floor G        with --keep-fraction: each class also keeps the share G of\n"
-    "                        its own pixels with the highest margins (0)\n"
     "  --rounds N            offline rounds: train, pseudo-label every unlabeled case with\n"
     "                        the options above (defaults: every labeled pixel, top-1\n"
     "                        cosine on the last decoder map, the paper's rule), retrain a\n"
@@ -251,9 +249,6 @@ static int parse_options(int argc, char **argv, train_options *o) {
             if (!rc && !(d > 0))
                 rc = cli_usage_error("train", "%s expects a number in (0, 1], got '%s'", a, v);
             if (!rc) sc->keep_fraction = d;
-        } else if (!strcmp(a, "--keep-floor")) {
-            rc = cli_parse_float("train", a, v, 0.0, 1.0, &d);
-            if (!rc) sc->keep_floor = d;
         }
         else if (!strcmp(a, "--topk")) rc = cli_parse_int("train", a, v, 1, 1024, &sc->top_k);
         else if (!strcmp(a, "--similarity")) {
@@ -347,7 +342,6 @@ static char *training_json(const train_options *o, const rl_train_config *cfg, i
         cJSON_AddStringToObject(s, "similarity", sc->similarity == RL_SIM_COSINE ? "cosine" : "dot");
         cJSON_AddNumberToObject(s, "min_margin", sc->min_margin);
         cJSON_AddNumberToObject(s, "keep_fraction", sc->keep_fraction);
-        cJSON_AddNumberToObject(s, "keep_floor", sc->keep_floor);
         cJSON_AddNumberToObject(s, "min_confidence", sc->min_confidence);
         cJSON_AddNumberToObject(s, "ema_decay", sc->ema_decay);
     }
@@ -1073,7 +1067,6 @@ static const char *run_setting(const train_options *o, int i, char *buf, size_t 
     case 36: return snprintf(buf, size, "%ld", o->seed), "--seed";
     case 37: TEXT("--features", rl_feature_source_name(sc->features));
     case 38: REAL("--keep-fraction", sc->keep_fraction);
-    case 39: REAL("--keep-floor", sc->keep_floor);
     default: return NULL;
     }
 #undef TEXT

@@ -383,44 +383,21 @@ static float kth_largest(float *v, int64_t m, int64_t k) {
     return v[target];
 }
 
-/* The cut that keeps the ceil(fraction * m) largest of the m values in
- * scratch (reordered); m > 0. */
-static float keep_cut(float *scratch, int64_t m, double fraction) {
-    int64_t k = (int64_t)ceil(fraction * (double)m);
-    return kth_largest(scratch, m, k < 1 ? 1 : k > m ? m : k);
-}
-
 int64_t rl_pseudolabel_keep_fraction(int32_t *labels, const float *confidence, int64_t n,
-                                     double fraction, double class_floor, int num_classes,
-                                     int32_t ignore_value, float *scratch) {
+                                     double fraction, int32_t ignore_value, float *scratch) {
     if (!(fraction < 1.0)) return 0;
     int64_t m = 0;
     for (int64_t i = 0; i < n; i++)
         if (labels[i] != ignore_value) scratch[m++] = confidence[i];
-    if (m == 0 || (int64_t)ceil(fraction * (double)m) >= m) return 0;
-    float cut = keep_cut(scratch, m, fraction);
+    int64_t k = (int64_t)ceil(fraction * (double)m);
+    if (m == 0 || k >= m) return 0;
+    float cut = kth_largest(scratch, m, k < 1 ? 1 : k);
     int64_t changed = 0;
-    /* Each class's own cut, where a floor is asked for; a class keeps what
-     * reaches either cut. */
-    for (int c = 0; c < num_classes && class_floor > 0; c++) {
-        int64_t mc = 0;
-        for (int64_t i = 0; i < n; i++)
-            if (labels[i] == c) scratch[mc++] = confidence[i];
-        if (mc == 0) continue;
-        float own = keep_cut(scratch, mc, class_floor < 1 ? class_floor : 1);
-        for (int64_t i = 0; i < n; i++)
-            if (labels[i] == c && confidence[i] < cut && confidence[i] < own) {
-                labels[i] = ignore_value;
-                changed++;
-            }
-    }
-    for (int64_t i = 0; i < n; i++) {
-        int floored = class_floor > 0 && labels[i] >= 0 && labels[i] < num_classes;
-        if (labels[i] != ignore_value && !floored && confidence[i] < cut) {
+    for (int64_t i = 0; i < n; i++)
+        if (labels[i] != ignore_value && confidence[i] < cut) {
             labels[i] = ignore_value;
             changed++;
         }
-    }
     return changed;
 }
 

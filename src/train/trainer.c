@@ -153,7 +153,6 @@ rl_train_config rl_train_default_config(int64_t steps, int batch) {
     s->similarity = RL_SIM_COSINE;
     s->min_margin = 0.0f;
     s->keep_fraction = 1.0;
-    s->keep_floor = 0.0;
     s->min_confidence = 0.9f;
     s->ema_decay = 0.99f;
     return c;
@@ -285,12 +284,6 @@ static int create_semi(rl_trainer *tr, rl_error *err) {
         if (!(sc->keep_fraction > 0 && sc->keep_fraction <= 1))
             return rl_error_set(err, RL_EINVAL, "keep fraction must be in (0, 1], not %g",
                                 sc->keep_fraction);
-        if (!(sc->keep_floor >= 0 && sc->keep_floor <= 1))
-            return rl_error_set(err, RL_EINVAL, "keep floor must be in [0, 1], not %g",
-                                sc->keep_floor);
-        /* bit sets are not classes: a floor per bit set is not defined */
-        if (sc->keep_floor > 0 && set->multilabel)
-            return rl_error_set(err, RL_EINVAL, "a keep floor per class needs single-label data");
         if (sc->keep_fraction < 1) {
             tr->rank_scratch = malloc((size_t)tr->nu * hw * sizeof *tr->rank_scratch);
             if (!tr->rank_scratch)
@@ -623,17 +616,14 @@ static void keep_confident(rl_trainer *tr, size_t count, float threshold) {
 
 /* refpl's two thresholds: the margin must reach min_margin, and be among the
  * keep_fraction highest of the batch's unlabeled pixels, all classes ranked
- * together, or among the keep_floor highest of its own class. (Ranking each
- * class apart alone keeps a class the matches drifted into as much as any
- * other; on the atlas that collapsed; one ranking alone lost the classes of
- * low margins; docs/TRAINING.md.) */
+ * together. (Ranking each class apart keeps a class the matches drifted into
+ * as much as any other; on the atlas that collapsed, docs/TRAINING.md.) */
 static void keep_most_confident(rl_trainer *tr, size_t count) {
     const rl_semi_config *sc = &tr->cfg.semi;
     keep_confident(tr, count, sc->min_margin);
     if (sc->keep_fraction < 1)
         rl_pseudolabel_keep_fraction(tr->pseudo, tr->confidence, (int64_t)count,
-                                     sc->keep_fraction, sc->keep_floor, tr->set->num_classes,
-                                     RL_IGNORE, tr->rank_scratch);
+                                     sc->keep_fraction, RL_IGNORE, tr->rank_scratch);
 }
 
 /* refpl: the labeled half's features (n, D, P_h, P_w) and labels become the

@@ -208,12 +208,6 @@ rc, _, err = run(EXE, "train", "--data", DATA, "--out", os.path.join(ROOT, "roun
                  "--labeled", "6", "--steps", "2", "--rounds", "2", "--min-margin", "0.1", *NET)
 T.check(rc == 1 and "--min-margin between rounds is not supported for multi-label" in err
         and err.count("\n") == 1, f"--rounds with --min-margin on multi-label data: {rc} {err!r}")
-rc, _, err = run(EXE, "train", "--data", DATA, "--out", os.path.join(ROOT, "floor"), "--method",
-                 "refpl", "--labeled", "6", "--steps", "2", "--keep-fraction", "0.5",
-                 "--keep-floor", "0.2", *NET)
-T.check(rc == 1 and "keep floor per class needs single-label data" in err
-        and err.count("\n") == 1 and not os.path.exists(os.path.join(ROOT, "floor")),
-        f"--keep-floor on multi-label data refused in one line, no run folder: {rc} {err!r}")
 rc, _, err = run(EXE, "train", "--data", DATA, "--out", os.path.join(ROOT, "mt"), "--method",
                  "meanteacher", "--labeled", "6", "--steps", "2", *NET)
 # The trainer refuses it before the run folder is made: nothing is left behind.

@@ -2,9 +2,7 @@
 synthetic shapes data:
 
 - online refpl with --keep-fraction 0.5 keeps half of the unlabeled pixels
-  in every step, and out-of-range values are refused with one line; with
-  --keep-floor 1 every class also keeps all of its own pixels (so all are
-  kept), with --keep-floor 0.25 between half and all;
+  in every step, and out-of-range values are refused with one line;
 - online refpl with --features hypercolumn: the first step's pseudo-labels
   (pl_accuracy in log.csv) differ from those of the last decoder map while
   the supervised part of that step is the same, the model's metadata names
@@ -136,20 +134,6 @@ for value in ("0", "1.5", "-0.1", "half"):
                      "--out", os.path.join(ROOT, "bad"))
     T.check(rc == 2 and "--keep-fraction expects a number in" in err
             and len(err.strip().splitlines()) == 1, f"--keep-fraction {value}: exit {rc}, {err!r}")
-T.check(not os.path.exists(os.path.join(ROOT, "bad")), "a refused option wrote a run folder")
-
-# A floor: each class also keeps its own best share of its pixels.
-for floor, low, high in ((1, 1.0, 1.0), (0.25, 0.5, 1.0)):
-    out = train(f"online-keep-floor-{floor}", *REFPL, "--keep-fraction", 0.5, "--keep-floor", floor)
-    rows = csv_rows(os.path.join(out, "log.csv"))
-    T.check(len(rows) == 6 and all(low <= float(r["pl_kept"]) <= high for r in rows),
-            f"--keep-floor {floor}: kept shares {[r.get('pl_kept') for r in rows]}")
-    T.check(training_metadata(os.path.join(out, "model.safetensors")).get("semi", {})
-            .get("keep_floor") == floor, f"model metadata of --keep-floor {floor}")
-rc, _, err = run(EXE, "train", *COMMON, *REFPL, "--keep-floor", "1.5",
-                 "--out", os.path.join(ROOT, "bad"))
-T.check(rc == 2 and "--keep-floor" in err and len(err.strip().splitlines()) == 1,
-        f"--keep-floor 1.5: exit {rc}, {err!r}")
 T.check(not os.path.exists(os.path.join(ROOT, "bad")), "a refused option wrote a run folder")
 
 # ---- pseudo-label rounds ----------------------------------------------------------
