@@ -9,11 +9,17 @@
 # NAME-sSEED.partial/ and is renamed when it has finished and been scored, so
 # an interrupted sweep (Ctrl-C, SIGKILL, reboot) restarts the unfinished runs
 # only: rerun the same command. Finished runs are never repeated; delete a
-# run's folder to repeat it. When all runs are done, summarise with
-#   /usr/bin/python3 scripts/experiments/summarize.py $RL_EXP_DIR
+# run's folder to repeat it. A run archived in git (RL_ARCHIVE, by
+# scripts/experiments/archive.sh) counts as finished too, so that a new
+# machine, whose results folder is empty, runs only what the archive lacks.
+# When all runs are done, archive them and summarise both folders:
+#   bash scripts/experiments/archive.sh $RL_EXP_DIR
+#   /usr/bin/python3 scripts/experiments/summarize.py $RL_ARCHIVE $RL_EXP_DIR
 #
 # Environment:
 #   RL_EXP_DIR   results folder (default results/atlas)
+#   RL_ARCHIVE   archived runs that are not repeated (default docs/results/atlas;
+#                empty: repeat them)
 #   RL_DATA      the 2 mm atlas dataset, built when missing (default
 #                $RL_EXP_DIR/atlas2: `reflabel data atlas --downsample 2`)
 #   RL_SEEDS     seeds (default "0 1 2")
@@ -25,6 +31,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 exe=${RL_REFLABEL:-$root/build/reflabel}
 out=${RL_EXP_DIR:-results/atlas}
+archive=${RL_ARCHIVE-$root/docs/results/atlas}
 data=${RL_DATA:-$out/atlas2}
 seeds=${RL_SEEDS:-0 1 2}
 jobs=${RL_JOBS:-1}
@@ -55,6 +62,7 @@ for seed in $seeds; do
     [[ -z $name || $name == \#* ]] && continue
     wanted "$name" "$group" || continue
     [ -f "$out/$name-s$seed/test_metrics.json" ] && continue
+    [ -n "$archive" ] && [ -f "$archive/$name-s$seed/test_metrics.json" ] && continue
     pending+=("$name $seed $options")
   done < "$configs"
 done
