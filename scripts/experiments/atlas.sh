@@ -27,6 +27,10 @@
 #   RL_REFLABEL  the executable (default build/reflabel)
 #   RL_STEPS     training steps of every run (default 2000; the pilot: 400)
 set -euo pipefail
+# The whole script is one block, read before it runs: bash reads a script as
+# it goes, so editing a plain script under a running sweep would make the sweep
+# run whatever now sits at its old position in the file.
+{
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 exe=${RL_REFLABEL:-$root/build/reflabel}
@@ -94,3 +98,5 @@ source_rev=$(git -C "$(dirname "$exe")" rev-parse --short HEAD 2>/dev/null || ec
 export exe out data common threads source_rev
 
 printf '%s\n' "${pending[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one {}'
+exit
+}
