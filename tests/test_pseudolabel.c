@@ -282,6 +282,72 @@ static void test_keep_fraction(void) {
     CHECK(l2[0] == 0 && l2[1] == -1 && l2[2] == -1 && l2[3] == -1 && l2[4] == 2);
 }
 
+/* rl_pseudolabel_margin_for_accuracy against its definition, by trying every
+ * margin that occurs as the threshold: the answer is the smallest t whose
+ * kept set {margin >= t} is right in at least the share A; -INFINITY when
+ * that t is the lowest margin (all kept), +INFINITY when no t qualifies.
+ * Margins drawn from 6 values make ties common; continuous ones do not. */
+static float margin_for_accuracy_by_definition(const float *right, int nr, const float *wrong,
+                                               int nw, double accuracy) {
+    float best = INFINITY, lowest = INFINITY;
+    for (int s = 0; s < 2; s++)
+        for (int c = 0; c < (s ? nw : nr); c++) {
+            float t = s ? wrong[c] : right[c];
+            int kr = 0, kw = 0;
+            for (int i = 0; i < nr; i++) kr += right[i] >= t;
+            for (int i = 0; i < nw; i++) kw += wrong[i] >= t;
+            if ((double)kr >= accuracy * (kr + kw) && t < best) best = t;
+            if (t < lowest) lowest = t;
+        }
+    return best == lowest ? -INFINITY : best;
+}
+
+static void check_margin_for_accuracy(int ties, double accuracy, double wrong_share,
+                                      uint64_t seed) {
+    enum { N = 700 };
+    static float right[N], wrong[N], right2[N], wrong2[N];
+    rl_rng rng;
+    rl_rng_seed(&rng, seed, 0);
+    int nr = 0, nw = 0;
+    for (int i = 0; i < N; i++) {
+        /* wrong matches lean to small margins, as in the matcher's output */
+        int is_wrong = rl_rng_uniform(&rng) < wrong_share;
+        float m = ties ? (float)rl_rng_below(&rng, 6) / 8 : rl_rng_uniform(&rng);
+        if (is_wrong) wrong[nw++] = m * m;
+        else right[nr++] = m;
+    }
+    memcpy(right2, right, sizeof right);
+    memcpy(wrong2, wrong, sizeof wrong);
+    float expect = margin_for_accuracy_by_definition(right, nr, wrong, nw, accuracy);
+    float got = rl_pseudolabel_margin_for_accuracy(right2, nr, wrong2, nw, accuracy);
+    CHECK_MSG(got == expect, "ties %d A %g wrong %g: %g, expected %g", ties, accuracy,
+              wrong_share, got, expect);
+}
+
+static void test_margin_for_accuracy(void) {
+    const double accuracies[] = {0.5, 0.8, 0.9, 0.95, 0.99, 1.0};
+    const double wrong_shares[] = {0.0, 0.05, 0.3, 0.9};
+    uint64_t seed = 40;
+    for (int a = 0; a < 6; a++)
+        for (int w = 0; w < 4; w++)
+            for (int ties = 0; ties < 2; ties++)
+                check_margin_for_accuracy(ties, accuracies[a], wrong_shares[w], seed++);
+    /* the cases by hand: 3 right at 0.5, 0.4, 0.1, 1 wrong at 0.3 */
+    float r[3] = {0.1f, 0.5f, 0.4f}, w[1] = {0.3f};
+    CHECK(rl_pseudolabel_margin_for_accuracy(r, 3, w, 1, 0.75) == -INFINITY); /* 3/4 */
+    CHECK(rl_pseudolabel_margin_for_accuracy(r, 3, w, 1, 0.8) == 0.4f);       /* 2/2 */
+    float r2[1] = {0.2f}, w2[2] = {0.9f, 0.1f};
+    CHECK(rl_pseudolabel_margin_for_accuracy(r2, 1, w2, 2, 0.9) == INFINITY); /* none */
+    CHECK(rl_pseudolabel_margin_for_accuracy(r2, 1, w2, 2, 0.5) == 0.2f);     /* 1/2 */
+    /* a tie of a right and a wrong pixel is kept or dropped as one */
+    float r3[2] = {0.6f, 0.3f}, w3[1] = {0.6f};
+    CHECK(rl_pseudolabel_margin_for_accuracy(r3, 2, w3, 1, 0.6) == -INFINITY); /* 2/3 */
+    CHECK(rl_pseudolabel_margin_for_accuracy(r3, 2, w3, 1, 0.7) == INFINITY);  /* 1/2, 2/3 */
+    CHECK(isnan(rl_pseudolabel_margin_for_accuracy(r3, 0, w3, 0, 0.9)));
+    float only[2] = {0.2f, 0.7f};
+    CHECK(rl_pseudolabel_margin_for_accuracy(only, 2, NULL, 0, 0.99) == -INFINITY);
+}
+
 /* Reference labels equal to the ignore label are left out of the bank, and
  * more reference slices than planned are refused. */
 static void test_bank_limits(void) {
@@ -361,6 +427,7 @@ int main(void) {
     test_identity();
     test_min_confidence();
     test_keep_fraction();
+    test_margin_for_accuracy();
     test_bank_limits();
     test_choose_labeled();
     test_agreement();

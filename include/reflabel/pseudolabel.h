@@ -115,6 +115,20 @@ int64_t rl_pseudolabel_apply_min_margin(int32_t *labels, const float *margin, in
 int64_t rl_pseudolabel_keep_fraction(int32_t *labels, const float *confidence, int64_t n,
                                      double fraction, int32_t ignore_value, float *scratch);
 
+/* The margin threshold at which matches of known label reach a target
+ * accuracy: the smallest t such that, of the pixels with margin >= t, at
+ * least the share `accuracy` was matched to its right label. right[] holds
+ * the margins of the n_right rightly matched pixels, wrong[] those of the
+ * n_wrong others; both are sorted in place (descending). Returns -INFINITY
+ * when all pixels together reach the accuracy (keep every pixel),
+ * +INFINITY when no threshold does (keep none), NAN when there are no
+ * pixels. Margins must not be NaN. Used by refpl's --margin-accuracy: the
+ * labeled half of a batch is matched against itself, image against the
+ * other images, and the threshold found there is applied to the unlabeled
+ * half (docs/TRAINING.md). */
+float rl_pseudolabel_margin_for_accuracy(float *right, int64_t n_right, float *wrong,
+                                         int64_t n_wrong, double accuracy);
+
 /* Agreement of pseudo-labels with the labels they stand in for: a confusion
  * count over voxels whose reference label is not ignore_label (-1: none) and
  * whose prediction is not pred_ignore (-1: none; the ignored predictions are

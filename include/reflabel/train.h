@@ -129,6 +129,14 @@ typedef struct rl_semi_config {
     /* refpl: only this share of a batch's unlabeled pixels, those of highest
      * margin, is kept (1: all; in (0, 1]) */
     double keep_fraction;
+    /* refpl: > 0 calibrates the margin threshold in every step. Each labeled
+     * image of the batch is matched against the batch's other labeled
+     * images (those of other samples); the threshold is the smallest margin
+     * at which those matches reach this accuracy
+     * (rl_pseudolabel_margin_for_accuracy), and min_margin, if larger,
+     * still applies. 0: off. Multi-class data; needs 2 labeled images per
+     * step and 2 labeled samples. */
+    double margin_accuracy;
     float min_confidence; /* predpl: pixels whose softmax maximum is below are ignored */
     float ema_decay;      /* meanteacher: teacher = decay teacher + (1-decay) student */
 } rl_semi_config;
@@ -172,6 +180,8 @@ typedef struct rl_train_step_info {
     double pl_accuracy;   /* pixel accuracy against hidden labels; NaN if none */
     double pl_drift;      /* total variation distance between the pseudo-label
                              class shares and the labeled images' shares */
+    double pl_min_margin; /* refpl: the margin threshold of this step (min_margin,
+                             or the calibrated one); NaN for other methods */
     const double *pl_dice;       /* (K) Dice per class vs hidden labels; NaN if none */
     const double *pl_share;      /* (K) class shares of this step's pseudo-labels */
     const double *labeled_share; /* (K) class shares of the labeled images */

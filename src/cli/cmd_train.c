@@ -76,6 +76,10 @@ static const char *train_usage =
     "  --keep-fraction F     refpl only: keep the share F of each batch's unlabeled pixels\n"
     "                        with the highest margins, ignore the rest; unlike\n"
     "                        --min-margin, means the same on any data (1)\n"
+    "  --margin-accuracy A   refpl only: each step, match every labeled image of the\n"
+    "                        batch against the other labeled images and ignore the\n"
+    "                        unlabeled pixels below the smallest margin at which\n"
+    "                        those matches are right in the share A (0: off)\n"
     "  --rounds N            offline rounds: train, pseudo-label every unlabeled case with\n"
     "                        the options above (defaults: every labeled pixel, top-1\n"
     "                        cosine on the last decoder map, the paper's rule), retrain a\n"
@@ -244,6 +248,8 @@ static int parse_options(int argc, char **argv, train_options *o) {
         else if (!strcmp(a, "--ref-count")) rc = cli_parse_int("train", a, v, 1, 1 << 26, &sc->sample_count);
         else if (!strcmp(a, "--class-floor")) rc = cli_parse_int("train", a, v, 0, 1 << 24, &sc->class_floor);
         else if (!strcmp(a, "--memory")) rc = cli_parse_int("train", a, v, 1, 4096, &sc->memory_batches);
+        else if (!strcmp(a, "--margin-accuracy"))
+            rc = cli_parse_float("train", a, v, 0.0, 1.0, &sc->margin_accuracy);
         else if (!strcmp(a, "--keep-fraction")) {
             rc = cli_parse_float("train", a, v, 0.0, 1.0, &d);
             if (!rc && !(d > 0))
@@ -280,6 +286,8 @@ static int parse_options(int argc, char **argv, train_options *o) {
     if (method < 0)
         return cli_usage_error("train", "--method must be supervised, refpl, predpl or meanteacher");
     o->semi.method = (rl_method)method;
+    if (o->semi.margin_accuracy > 0 && o->semi.method != RL_METHOD_REFPL)
+        return cli_usage_error("train", "--margin-accuracy is for --method refpl");
     return 0;
 }
 
@@ -342,6 +350,7 @@ static char *training_json(const train_options *o, const rl_train_config *cfg, i
         cJSON_AddStringToObject(s, "similarity", sc->similarity == RL_SIM_COSINE ? "cosine" : "dot");
         cJSON_AddNumberToObject(s, "min_margin", sc->min_margin);
         cJSON_AddNumberToObject(s, "keep_fraction", sc->keep_fraction);
+        cJSON_AddNumberToObject(s, "margin_accuracy", sc->margin_accuracy);
         cJSON_AddNumberToObject(s, "min_confidence", sc->min_confidence);
         cJSON_AddNumberToObject(s, "ema_decay", sc->ema_decay);
     }
@@ -517,7 +526,7 @@ static int share_watch_add(share_watch *w, const rl_train_step_info *info) {
 static int csv_header(csv_log *log, const rl_dataset *ds) {
     char col[512];
     if (csv_append(log, "step,loss,ce,dice,lr,grad_norm,unsup_loss,lambda,pl_kept,pl_accuracy,"
-                        "pl_drift"))
+                        "pl_drift,pl_min_margin"))
         return -1;
     for (int pass = 0; pass < 3; pass++)
         for (int c = 0; c < ds->num_classes; c++) {
@@ -534,7 +543,7 @@ static int csv_row(csv_log *log, const rl_train_step_info *info, int k, double s
     if (csv_append(log, cell)) return -1;
     double values[] = {info->loss, info->ce, info->dice, info->lr, info->grad_norm,
                        info->unsup_loss, info->lambda, info->pl_kept, info->pl_accuracy,
-                       info->pl_drift};
+                       info->pl_drift, info->pl_min_margin};
     for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
         snprintf(cell, sizeof cell, ",%.6g", values[i]);
         if (csv_append(log, cell)) return -1;
@@ -746,12 +755,20 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
         }
         if (r->cfg.semi.method == RL_METHOD_REFPL && kept_too_few(&kept, &info)) {
             rl_progress_finish(&bar);
+            const rl_semi_config *sc = &r->cfg.semi;
+            char threshold[96];
+            if (sc->margin_accuracy > 0)
+                snprintf(threshold, sizeof threshold,
+                         "the margin calibrated for --margin-accuracy %g", sc->margin_accuracy);
+            else
+                snprintf(threshold, sizeof threshold, "--min-margin %g", sc->min_margin);
             fprintf(stderr,
                     "reflabel train: warning: only %.1f%% of the unlabeled pixels reached "
-                    "--min-margin %g in the first %d steps of the unlabeled loss, so refpl trains "
-                    "almost on the labeled images alone; a lower --min-margin keeps more "
+                    "%s in the first %d steps of the unlabeled loss, so refpl trains "
+                    "almost on the labeled images alone; a lower %s keeps more "
                     "(docs/TRAINING.md)\n",
-                    100.0 * kept.sum / KEPT_WATCH_STEPS, r->cfg.semi.min_margin, KEPT_WATCH_STEPS);
+                    100.0 * kept.sum / KEPT_WATCH_STEPS, threshold, KEPT_WATCH_STEPS,
+                    sc->margin_accuracy > 0 ? "accuracy" : "--min-margin");
         }
         char line[256];
         if (r->cfg.semi.method != RL_METHOD_SUPERVISED && !isnan(info.pl_accuracy))
@@ -1067,6 +1084,7 @@ static const char *run_setting(const train_options *o, int i, char *buf, size_t 
     case 36: return snprintf(buf, size, "%ld", o->seed), "--seed";
     case 37: TEXT("--features", rl_feature_source_name(sc->features));
     case 38: REAL("--keep-fraction", sc->keep_fraction);
+    case 39: REAL("--margin-accuracy", sc->margin_accuracy);
     default: return NULL;
     }
 #undef TEXT

@@ -358,6 +358,37 @@ int64_t rl_pseudolabel_apply_min_margin(int32_t *labels, const float *margin, in
     return changed;
 }
 
+static int descending(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+float rl_pseudolabel_margin_for_accuracy(float *right, int64_t n_right, float *wrong,
+                                         int64_t n_wrong, double accuracy) {
+    if (n_right + n_wrong == 0) return NAN;
+    qsort(right, (size_t)n_right, sizeof *right, descending);
+    qsort(wrong, (size_t)n_wrong, sizeof *wrong, descending);
+    /* Lower the threshold one distinct margin at a time; every pixel equal
+     * to it joins the kept set together, so ties are kept or dropped alike. */
+    float best = INFINITY;
+    int64_t i = 0, j = 0;
+    while (i < n_right || j < n_wrong) {
+        float t = i == n_right ? wrong[j] : j == n_wrong ? right[i] : fmaxf(right[i], wrong[j]);
+        while (i < n_right && right[i] == t) i++;
+        while (j < n_wrong && wrong[j] == t) j++;
+        if ((double)i >= accuracy * (double)(i + j)) best = t;
+    }
+    /* best is the lowest margin of all: every pixel is kept, and so should
+     * an unlabeled pixel of lower margin still be. */
+    if (i + j > 0 && best != INFINITY) {
+        float lowest = n_right == 0               ? wrong[n_wrong - 1]
+                       : n_wrong == 0             ? right[n_right - 1]
+                                                  : fminf(right[n_right - 1], wrong[n_wrong - 1]);
+        if (best == lowest) return -INFINITY;
+    }
+    return best;
+}
+
 /* The k-th largest of v[0..m), 1 <= k <= m, by Hoare's selection (v is
  * reordered). Deterministic, as the answer is a value, not a position. */
 static float kth_largest(float *v, int64_t m, int64_t k) {

@@ -14,6 +14,8 @@
 /* Random streams, one per purpose, so that changing e.g. augmentation does
  * not change which samples are drawn. */
 enum { STREAM_SAMPLING = 1, STREAM_AUGMENT = 2, STREAM_BANK = 3, STREAM_TEACHER = 4 };
+/* XORed into the seed of the margin calibration's streams, one per step. */
+#define CALIBRATION_SEED 0x63616c6962726174ull /* "calibrat" */
 /* Epoch e of pool p (0 labeled, 1 unlabeled) is shuffled by the stream
  * STREAM_EPOCHS + 2 e + p, apart from the streams above. */
 #define STREAM_EPOCHS 16u
@@ -70,6 +72,17 @@ struct rl_trainer {
     rl_bank bank;
     rl_matcher matcher;
     int has_bank;
+    /* refpl margin_accuracy > 0: the labeled half matched against itself,
+     * image by image, to calibrate the margin threshold of each step. */
+    rl_bank calib_bank;      /* the other labeled images of the batch */
+    rl_matcher calib_matcher;
+    int has_calib;
+    float *calib_features;   /* (nl - 1, D, P_h, P_w) those images' features */
+    int32_t *calib_labels;   /* (nl - 1, P_h, P_w) and labels */
+    int32_t *calib_matched;  /* (P_h, P_w) the labels one image's pixels matched */
+    float *calib_margin;     /* (P_h, P_w) and their margins */
+    float *calib_right, *calib_wrong; /* (nl, P_h, P_w) margins, by outcome */
+    float min_margin;        /* the threshold of the current step */
     /* refpl with hypercolumn features: (n, D, P_h, P_w), written after each
      * forward pass. NULL for the last decoder map, which the bank and the
      * matcher read in place from the network's activations. */
@@ -198,6 +211,16 @@ void rl_trainer_free(rl_trainer *tr) {
         rl_matcher_free(&tr->matcher);
         rl_bank_free(&tr->bank);
     }
+    if (tr->has_calib) {
+        rl_matcher_free(&tr->calib_matcher);
+        rl_bank_free(&tr->calib_bank);
+    }
+    free(tr->calib_features);
+    free(tr->calib_labels);
+    free(tr->calib_matched);
+    free(tr->calib_margin);
+    free(tr->calib_right);
+    free(tr->calib_wrong);
     free(tr->labeled_share);
     free(tr->pl_share);
     free(tr->pl_dice);
@@ -254,6 +277,48 @@ static void compute_labeled_share(const rl_sample_set *set, double *share) {
     for (int c = 0; c < k; c++) share[c] = total > 0 ? share[c] / total : 0;
 }
 
+/* refpl --margin-accuracy: a second bank and matcher, configured as the
+ * main ones but for the nl - 1 other labeled images and with no memory (a
+ * remembered batch may hold the very image being matched). */
+static int create_calibration(rl_trainer *tr, const rl_bank_config *bank_cfg,
+                              const rl_match_config *match_cfg, rl_error *err) {
+    const rl_semi_config *sc = &tr->cfg.semi;
+    if (!(sc->margin_accuracy <= 1))
+        return rl_error_set(err, RL_EINVAL, "margin accuracy must be in (0, 1], not %g",
+                            sc->margin_accuracy);
+    if (tr->set->multilabel)
+        return rl_error_set(err, RL_EINVAL, "margin accuracy is for multi-class data; "
+                                            "use a fixed margin on multi-label data");
+    if (tr->nl < 2 || tr->labeled.size < 2)
+        return rl_error_set(err, RL_EINVAL,
+                            "margin accuracy needs 2 labeled images per step and 2 labeled "
+                            "samples to match against each other (batch %d, %d labeled)",
+                            tr->nl, tr->labeled.size);
+    size_t hw = (size_t)tr->cfg.patch_h * tr->cfg.patch_w, dim = (size_t)bank_cfg->dim;
+    size_t others = (size_t)tr->nl - 1;
+    tr->calib_features = malloc(others * dim * hw * sizeof *tr->calib_features);
+    tr->calib_labels = malloc(others * hw * sizeof *tr->calib_labels);
+    tr->calib_matched = malloc(hw * sizeof *tr->calib_matched);
+    tr->calib_margin = malloc(hw * sizeof *tr->calib_margin);
+    tr->calib_right = malloc((size_t)tr->nl * hw * sizeof *tr->calib_right);
+    tr->calib_wrong = malloc((size_t)tr->nl * hw * sizeof *tr->calib_wrong);
+    if (!tr->calib_features || !tr->calib_labels || !tr->calib_matched || !tr->calib_margin ||
+        !tr->calib_right || !tr->calib_wrong)
+        return rl_error_set(err, RL_ENOMEM, "out of memory for the margin calibration");
+    rl_bank_config bc = *bank_cfg;
+    bc.max_images = (int)others;
+    bc.memory_batches = 1;
+    int rc = rl_bank_init(&tr->calib_bank, &bc, err);
+    if (rc) return rc;
+    rc = rl_matcher_init(&tr->calib_matcher, match_cfg, &bc, err);
+    if (rc) {
+        rl_bank_free(&tr->calib_bank);
+        return rc;
+    }
+    tr->has_calib = 1;
+    return RL_OK;
+}
+
 static int create_semi(rl_trainer *tr, rl_error *err) {
     const rl_train_config *cfg = &tr->cfg;
     const rl_semi_config *sc = &cfg->semi;
@@ -281,6 +346,9 @@ static int create_semi(rl_trainer *tr, rl_error *err) {
         return rl_error_set(err, RL_ENOMEM, "out of memory for the unlabeled batch");
     compute_labeled_share(set, tr->labeled_share);
     if (sc->method == RL_METHOD_REFPL) {
+        if (!(sc->margin_accuracy >= 0))
+            return rl_error_set(err, RL_EINVAL, "margin accuracy must be in (0, 1], not %g",
+                                sc->margin_accuracy);
         if (!(sc->keep_fraction > 0 && sc->keep_fraction <= 1))
             return rl_error_set(err, RL_EINVAL, "keep fraction must be in (0, 1], not %g",
                                 sc->keep_fraction);
@@ -329,6 +397,10 @@ static int create_semi(rl_trainer *tr, rl_error *err) {
             return rc;
         }
         tr->has_bank = 1;
+        if (sc->margin_accuracy > 0) {
+            rc = create_calibration(tr, &bc, &mc, err);
+            if (rc) return rc;
+        }
     } else if (sc->method == RL_METHOD_MEANTEACHER) {
         if (!(sc->ema_decay >= 0 && sc->ema_decay < 1))
             return rl_error_set(err, RL_EINVAL, "EMA decay must be in [0, 1)");
@@ -620,10 +692,62 @@ static void keep_confident(rl_trainer *tr, size_t count, float threshold) {
  * as much as any other; on the atlas that collapsed, docs/TRAINING.md.) */
 static void keep_most_confident(rl_trainer *tr, size_t count) {
     const rl_semi_config *sc = &tr->cfg.semi;
-    keep_confident(tr, count, sc->min_margin);
+    keep_confident(tr, count, tr->min_margin);
     if (sc->keep_fraction < 1)
         rl_pseudolabel_keep_fraction(tr->pseudo, tr->confidence, (int64_t)count,
                                      sc->keep_fraction, RL_IGNORE, tr->rank_scratch);
+}
+
+/* refpl --margin-accuracy: the smallest margin at which the labeled half's
+ * matches among themselves reach the target accuracy. Each labeled image is
+ * matched against the batch's labeled images of other samples (a copy of
+ * the same slice, augmented apart, would match it too well); its pixels'
+ * margins are split by whether the match was right. A fixed threshold
+ * means different things for different networks and data (0.1 keeps a third
+ * of the atlas's pixels and 1% of the stripes', docs/TRAINING.md); an
+ * accuracy does not. No image with another sample to match against (an
+ * epoch boundary can repeat one): +INFINITY, no pseudo-label this step.
+ * The bank's draws use a stream of their own, seeded from the step, so that
+ * the main bank's stream and the trainer state are those of a run without
+ * calibration. */
+static int calibrate_min_margin(rl_trainer *tr, const float *features, float *threshold,
+                                rl_error *err) {
+    int h = tr->cfg.patch_h, w = tr->cfg.patch_w;
+    size_t hw = (size_t)h * w, stride = (size_t)tr->calib_bank.cfg.dim * hw;
+    int64_t n_right = 0, n_wrong = 0;
+    rl_rng rng;
+    rl_rng_seed(&rng, tr->cfg.seed ^ CALIBRATION_SEED, (uint64_t)tr->steps_done);
+    for (int b = 0; b < tr->nl; b++) {
+        int others = 0;
+        for (int j = 0; j < tr->nl; j++) {
+            if (tr->batch_samples[j] == tr->batch_samples[b]) continue;
+            memcpy(tr->calib_features + others * stride, features + j * stride,
+                   stride * sizeof *features);
+            memcpy(tr->calib_labels + others * hw, tr->y + j * hw, hw * sizeof *tr->y);
+            others++;
+        }
+        if (others == 0) continue;
+        int rc = rl_bank_add(&tr->calib_bank, tr->calib_features, tr->calib_labels, NULL, others,
+                             h, w, &rng, err);
+        if (rc) return rc;
+        rl_match_out out;
+        memset(&out, 0, sizeof out);
+        out.label = tr->calib_matched;
+        out.margin = tr->calib_margin;
+        rc = rl_match(&tr->calib_matcher, &tr->calib_bank, features + b * stride, 1, h, w, &out,
+                      err);
+        if (rc) return rc;
+        const int32_t *truth = tr->y + b * hw;
+        for (size_t i = 0; i < hw; i++) {
+            if (truth[i] < 0) continue; /* padding */
+            if (tr->calib_matched[i] == truth[i]) tr->calib_right[n_right++] = tr->calib_margin[i];
+            else tr->calib_wrong[n_wrong++] = tr->calib_margin[i];
+        }
+    }
+    float t = rl_pseudolabel_margin_for_accuracy(tr->calib_right, n_right, tr->calib_wrong,
+                                                 n_wrong, tr->cfg.semi.margin_accuracy);
+    *threshold = isnan(t) ? INFINITY : t;
+    return RL_OK;
 }
 
 /* refpl: the labeled half's features (n, D, P_h, P_w) and labels become the
@@ -632,6 +756,13 @@ static void keep_most_confident(rl_trainer *tr, size_t count) {
 static int refpl_labels(rl_trainer *tr, size_t count, rl_error *err) {
     int h = tr->cfg.patch_h, w = tr->cfg.patch_w, dim = tr->bank.cfg.dim;
     const float *features = tr->hypercolumn ? tr->hypercolumn : rl_unet_features(tr->net).data;
+    tr->min_margin = tr->cfg.semi.min_margin;
+    if (tr->has_calib) {
+        float calibrated;
+        int rc = calibrate_min_margin(tr, features, &calibrated, err);
+        if (rc) return rc;
+        if (calibrated > tr->min_margin) tr->min_margin = calibrated;
+    }
     int rc = rl_bank_add(&tr->bank, features, tr->y, NULL, tr->nl, h, w, &tr->bank_rng, err);
     if (rc) return rc;
     rl_match_out out;
@@ -745,6 +876,7 @@ static int unlabeled_loss(rl_trainer *tr, double lambda, rl_train_step_info *inf
         if (sc->method == RL_METHOD_REFPL) {
             int rc = refpl_labels(tr, count, err);
             if (rc) return rc;
+            info->pl_min_margin = tr->min_margin;
         } else {
             predpl_labels(tr, count);
         }
@@ -840,6 +972,7 @@ static int refpl_masks(rl_trainer *tr, size_t count, rl_error *err) {
                   &out, err);
     if (rc) return rc;
     for (size_t i = 0; i < count; i++) tr->matched[i] = (int32_t)tr->match_masks[i];
+    tr->min_margin = tr->cfg.semi.min_margin; /* no calibration on multi-label data */
     keep_most_confident(tr, count);
     return RL_OK;
 }
@@ -919,6 +1052,7 @@ static int unlabeled_mask_loss(rl_trainer *tr, double lambda, rl_train_step_info
     if (sc->method == RL_METHOD_REFPL) {
         int rc = refpl_masks(tr, count, err);
         if (rc) return rc;
+        info->pl_min_margin = tr->min_margin;
     } else {
         predpl_masks(tr, count);
     }
@@ -965,7 +1099,7 @@ int rl_trainer_step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err)
     /* NaN until computed, so that a skipped step logs none of them as 0. */
     info.loss = info.ce = info.grad_norm = NAN;
     info.dice = cfg->dice_weight > 0 ? NAN : 0.0;
-    info.pl_accuracy = info.pl_drift = NAN;
+    info.pl_accuracy = info.pl_drift = info.pl_min_margin = NAN;
     info.skipped_total = tr->skipped;
     int rc = fill_batch(tr, err);
     if (rc) return rc;
