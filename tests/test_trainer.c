@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reflabel/pseudolabel.h"
 #include "reflabel/synthetic.h"
 #include "reflabel/train.h"
 #include "testutil.h"
@@ -452,6 +453,123 @@ static void test_refpl_pseudo_labels_match_brute_force(void) {
     }
 }
 
+/* refpl --margin-accuracy: the step's threshold (pl_min_margin) is the one
+ * rl_pseudolabel_margin_for_accuracy finds for the labeled half matched
+ * against itself, image by image against the other labeled samples, here
+ * matched the slow way on features recomputed by a twin network. The
+ * thresholds must agree to within 1e-4: float and double margins differ by
+ * about 1e-7, and a near tie settled the other way moves the threshold to
+ * a neighbouring margin. Of the accuracies, 0.95 is below that of all the
+ * matches (threshold -INFINITY, so min_margin applies), the two others not. */
+static void test_refpl_margin_accuracy_calibrates_on_the_labeled_half(void) {
+    enum { TRAINED_STEPS = 40 };
+    const double accuracies[] = {0.95, 0.97, 0.98};
+    int finite = 0;
+    for (int a = 0; a < 3; a++) {
+        rl_sample_set set;
+        make_set(&set, 8);
+        hide_half_of_the_labels(&set); /* 3 labeled samples, all in every batch of 3 */
+        rl_train_config cfg = small_config();
+        cfg.steps = TRAINED_STEPS;
+        cfg.schedule.base_lr = 1e-2;
+        cfg.augment = 0;
+        cfg.semi.method = RL_METHOD_REFPL;
+        cfg.semi.sampling = RL_SAMPLE_ALL;
+        cfg.semi.min_margin = -1.0f; /* the calibrated threshold alone */
+        cfg.semi.margin_accuracy = accuracies[a];
+        rl_unet *net = make_net(), *twin = make_net();
+        rl_trainer *tr = NULL;
+        rl_error err = {0, ""};
+        CHECK_OK(rl_trainer_create(&tr, net, &cfg, &set, &err));
+        rl_train_step_info info;
+        /* Trained a little first: the features of a fresh network are so
+         * alike that every margin is under 0.002. The twin takes the
+         * weights of the last step's forward pass (group norm: no
+         * running statistics). */
+        for (int step = 1; step < TRAINED_STEPS; step++) CHECK_OK(rl_trainer_step(tr, &info, &err));
+        memcpy(rl_unet_params(twin), rl_unet_params(net), rl_unet_param_count(net) * sizeof(float));
+        CHECK_OK(rl_trainer_step(tr, &info, &err));
+        rl_trainer_batch b;
+        rl_trainer_last_batch(tr, &b);
+        int dim = rl_feature_dim(rl_unet_get_config(twin), RL_FEATURES_LAST);
+        size_t hw = (size_t)H * W;
+        float *feats = malloc((size_t)(b.labeled + b.unlabeled) * dim * hw * sizeof *feats);
+        float *trio = malloc(3 * (size_t)dim * hw * sizeof *trio);
+        int32_t *trio_labels = malloc(2 * hw * sizeof *trio_labels), *want = malloc(hw * sizeof *want);
+        double *gap = malloc(hw * sizeof *gap);
+        float *right = malloc(3 * hw * sizeof *right), *wrong = malloc(3 * hw * sizeof *wrong);
+        CHECK_OK(rl_unet_plan(twin, b.labeled + b.unlabeled, H, W, 1, &err));
+        CHECK_OK(rl_unet_forward(twin, b.x, 1, &err));
+        CHECK_OK(rl_unet_extract_features(twin, RL_FEATURES_LAST, feats, &err));
+        int64_t n_right = 0, n_wrong = 0;
+        size_t image = (size_t)dim * hw;
+        for (int q = 0; q < b.labeled; q++) {
+            /* the two other labeled images as references, image q as the query */
+            int r = 0;
+            for (int j = 0; j < b.labeled; j++) {
+                if (j == q) continue;
+                memcpy(trio + r * image, feats + j * image, image * sizeof *feats);
+                memcpy(trio_labels + r * hw, b.labels + j * hw, hw * sizeof *b.labels);
+                r++;
+            }
+            memcpy(trio + 2 * image, feats + q * image, image * sizeof *feats);
+            brute_force_match(trio, trio_labels, 2, 1, dim, want, gap);
+            for (size_t p = 0; p < hw; p++) {
+                int32_t truth = b.labels[q * hw + p];
+                if (truth < 0) continue;
+                if (want[p] == truth) right[n_right++] = (float)gap[p];
+                else wrong[n_wrong++] = (float)gap[p];
+            }
+        }
+        float expect = rl_pseudolabel_margin_for_accuracy(right, n_right, wrong, n_wrong,
+                                                          accuracies[a]);
+        /* the step applies the larger of it and min_margin */
+        double got = info.pl_min_margin, effective = fmax(expect, cfg.semi.min_margin);
+        CHECK_MSG(n_wrong > 0 && n_right > 0, "A %g: %lld right, %lld wrong", accuracies[a],
+                  (long long)n_right, (long long)n_wrong);
+        CHECK_MSG(got == effective || fabs(got - effective) <= 1e-4,
+                  "A %g: calibrated threshold %g, brute force %g", accuracies[a], got, effective);
+        finite += isfinite(expect);
+        free(feats);
+        free(trio);
+        free(trio_labels);
+        free(want);
+        free(gap);
+        free(right);
+        free(wrong);
+        rl_trainer_free(tr);
+        rl_unet_free(net);
+        rl_unet_free(twin);
+        rl_sample_set_free(&set);
+    }
+    CHECK_MSG(finite >= 2, "only %d of 3 accuracies gave a finite threshold", finite);
+
+    /* Refused: an accuracy outside (0, 1] and
+     * a batch with one labeled image. */
+    rl_sample_set set;
+    make_set(&set, 8);
+    rl_unet *net = make_net();
+    rl_error err = {0, ""};
+    rl_trainer *tr = NULL;
+    hide_half_of_the_labels(&set);
+    const double bad[] = {1.5, -0.1, NAN};
+    for (int i = 0; i < 3; i++) {
+        rl_train_config cfg = small_config();
+        cfg.semi.method = RL_METHOD_REFPL;
+        cfg.semi.margin_accuracy = bad[i];
+        CHECK(rl_trainer_create(&tr, net, &cfg, &set, &err) == RL_EINVAL && tr == NULL);
+        CHECK(strstr(err.msg, "margin accuracy") != NULL);
+    }
+    rl_train_config one = small_config();
+    one.batch = 1;
+    one.semi.method = RL_METHOD_REFPL;
+    one.semi.margin_accuracy = 0.9;
+    CHECK(rl_trainer_create(&tr, net, &one, &set, &err) == RL_EINVAL && tr == NULL);
+    CHECK_MSG(strstr(err.msg, "2 labeled images per step") != NULL, "%s", err.msg);
+    rl_unet_free(net);
+    rl_sample_set_free(&set);
+}
+
 /* Hypercolumn refpl: steady steps call no allocator, and a saved state
  * does not load into a trainer that matches the last decoder map. */
 static void test_refpl_hypercolumn_steady_and_signed(void) {
@@ -752,6 +870,7 @@ int main(void) {
     test_set_case_labels();
     test_batches_walk_the_pools_in_epochs();
     test_refpl_pseudo_labels_match_brute_force();
+    test_refpl_margin_accuracy_calibrates_on_the_labeled_half();
     test_refpl_hypercolumn_steady_and_signed();
     /* One thread from here: these tests are about what the state holds, and
      * tests/cli/test_resume.py covers resuming with two threads. */

@@ -3,6 +3,9 @@ synthetic shapes data:
 
 - online refpl with --keep-fraction 0.5 keeps half of the unlabeled pixels
   in every step, and out-of-range values are refused with one line;
+- online refpl with --margin-accuracy logs its threshold (pl_min_margin),
+  a stricter accuracy gives a threshold no lower, the option is recorded,
+  checked on --resume and refused with one line where it cannot work;
 - online refpl with --features hypercolumn: the first step's pseudo-labels
   (pl_accuracy in log.csv) differ from those of the last decoder map while
   the supervised part of that step is the same, the model's metadata names
@@ -134,6 +137,48 @@ for value in ("0", "1.5", "-0.1", "half"):
                      "--out", os.path.join(ROOT, "bad"))
     T.check(rc == 2 and "--keep-fraction expects a number in" in err
             and len(err.strip().splitlines()) == 1, f"--keep-fraction {value}: exit {rc}, {err!r}")
+T.check(not os.path.exists(os.path.join(ROOT, "bad")), "a refused option wrote a run folder")
+
+# ---- online refpl --margin-accuracy ------------------------------------------------
+# Each step logs the threshold it applied: --min-margin (0) without
+# calibration; with it, the calibrated margin (-inf: keep all, inf: keep
+# none). The random streams of the run are untouched, so step 1's supervised
+# loss is the same; a stricter accuracy never lowers the threshold of step 1
+# (same network, same batch), and keeps no more of its pixels.
+T.check(all(r["pl_min_margin"] == "0" for r in steps["last"]),
+        f"refpl without calibration logs pl_min_margin 0: {[r['pl_min_margin'] for r in steps['last']]}")
+calibrated = {a: csv_rows(os.path.join(train(f"online-acc{a}", *REFPL, "--margin-accuracy", a),
+                                        "log.csv")) for a in (0.5, 0.99)}
+T.check(all(len(rows) == 6 for rows in calibrated.values()), "calibrated runs log 6 steps each")
+if all(len(rows) == 6 for rows in calibrated.values()):
+    lax, strict = calibrated[0.5][0], calibrated[0.99][0]
+    T.check(lax["ce"] == strict["ce"] == steps["last"][0]["ce"],
+            "--margin-accuracy changed the supervised loss of step 1")
+    T.check(float(strict["pl_min_margin"]) >= float(lax["pl_min_margin"])
+            and float(strict["pl_kept"]) <= float(lax["pl_kept"]),
+            f"step 1: accuracy 0.99 gave threshold {strict['pl_min_margin']} (kept "
+            f"{strict['pl_kept']}), 0.5 gave {lax['pl_min_margin']} (kept {lax['pl_kept']})")
+    T.check(all(r["pl_min_margin"] not in ("nan", "") for rows in calibrated.values() for r in rows),
+            "every calibrated step logs its threshold")
+T.check(training_metadata(os.path.join(ROOT, "online-acc0.5", "model.safetensors"))
+        .get("semi", {}).get("margin_accuracy") == 0.5, "model metadata of --margin-accuracy 0.5")
+rc, _, err = run(EXE, "train", "--resume", os.path.join(ROOT, "online-acc0.5"),
+                 "--margin-accuracy", 0.9)
+T.check(rc != 0 and "--margin-accuracy" in err and "conflicts" in err
+        and len(err.strip().splitlines()) == 1, f"--resume with another accuracy: exit {rc}, {err!r}")
+refusals = [(["--margin-accuracy", "1.5"], "--margin-accuracy"),
+            (["--margin-accuracy", "x"], "--margin-accuracy"),
+            (["--method", "predpl", "--margin-accuracy", "0.9"], "is for --method refpl")]
+for words, word in refusals:
+    args = [w for w in COMMON] + (REFPL if "--method" not in words else []) + words
+    rc, _, err = run(EXE, "train", *args, "--out", os.path.join(ROOT, "bad"))
+    T.check(rc == 2 and word in err and len(err.strip().splitlines()) == 1,
+            f"{words}: exit {rc}, {err!r}")
+# One labeled image per step has nothing to be matched against.
+rc, _, err = run(EXE, "train", *COMMON, *REFPL, "--margin-accuracy", 0.9, "--batch", 1,
+                 "--out", os.path.join(ROOT, "bad"))
+T.check(rc != 0 and "2 labeled images per step" in err and len(err.strip().splitlines()) == 1,
+        f"--margin-accuracy with --batch 1: exit {rc}, {err!r}")
 T.check(not os.path.exists(os.path.join(ROOT, "bad")), "a refused option wrote a run folder")
 
 # ---- pseudo-label rounds ----------------------------------------------------------
