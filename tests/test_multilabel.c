@@ -252,6 +252,7 @@ static void test_refpl_copies_masks(void) {
     rl_train_config cfg = small_config(4, 1);
     cfg.augment = 0;
     cfg.semi.method = RL_METHOD_REFPL;
+    cfg.semi.margin_accuracy = 0; /* calibration is for class maps */
     cfg.semi.sampling = RL_SAMPLE_ALL;
     cfg.semi.warmup_fraction = 0;
     cfg.semi.ramp_fraction = 0;

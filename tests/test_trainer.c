@@ -394,6 +394,7 @@ static void test_refpl_pseudo_labels_match_brute_force(void) {
         cfg.semi.features = (rl_feature_source)source;
         cfg.semi.sampling = RL_SAMPLE_ALL; /* every labeled pixel is a reference */
         cfg.semi.min_margin = -1.0f;       /* keep every pixel */
+        cfg.semi.margin_accuracy = 0;      /* (not only the calibrated margin's) */
         rl_unet *net = make_net(), *twin = make_net();
         rl_trainer *tr = NULL;
         rl_error err = {0, ""};
@@ -582,6 +583,7 @@ static void test_refpl_hypercolumn_steady_and_signed(void) {
     rl_train_config cfg = small_config();
     cfg.semi.method = RL_METHOD_REFPL;
     cfg.semi.features = RL_FEATURES_HYPERCOLUMN;
+    cfg.semi.margin_accuracy = 0;   /* every pixel keeps its pseudo-label */
     cfg.semi.warmup_fraction = 0.0; /* the unlabeled loss acts from step 1 */
     cfg.semi.memory_batches = 2;
     cfg.semi.sampling = RL_SAMPLE_PER_CLASS;

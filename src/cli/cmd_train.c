@@ -79,7 +79,9 @@ static const char *train_usage =
     "  --margin-accuracy A   refpl only: each step, match every labeled image of the\n"
     "                        batch against the other labeled images and ignore the\n"
     "                        unlabeled pixels below the smallest margin at which\n"
-    "                        those matches are right in the share A (0: off)\n"
+    "                        those matches are right in the share A (0.9; 0: off;\n"
+    "                        off with a note where it cannot work: multi-label data,\n"
+    "                        --batch 1, one labeled slice)\n"
     "  --rounds N            offline rounds: train, pseudo-label every unlabeled case with\n"
     "                        the options above (defaults: every labeled pixel, top-1\n"
     "                        cosine on the last decoder map, the paper's rule), retrain a\n"
@@ -112,6 +114,7 @@ typedef struct train_options {
     int rounds;
     /* --sampling was given: rounds then use it, else every labeled pixel */
     int sampling_given;
+    int margin_accuracy_given;
     long seed;
     double lr, weight_decay, clip, dice_weight;
     rl_norm_kind norm;
@@ -248,8 +251,10 @@ static int parse_options(int argc, char **argv, train_options *o) {
         else if (!strcmp(a, "--ref-count")) rc = cli_parse_int("train", a, v, 1, 1 << 26, &sc->sample_count);
         else if (!strcmp(a, "--class-floor")) rc = cli_parse_int("train", a, v, 0, 1 << 24, &sc->class_floor);
         else if (!strcmp(a, "--memory")) rc = cli_parse_int("train", a, v, 1, 4096, &sc->memory_batches);
-        else if (!strcmp(a, "--margin-accuracy"))
+        else if (!strcmp(a, "--margin-accuracy")) {
+            o->margin_accuracy_given = 1;
             rc = cli_parse_float("train", a, v, 0.0, 1.0, &sc->margin_accuracy);
+        }
         else if (!strcmp(a, "--keep-fraction")) {
             rc = cli_parse_float("train", a, v, 0.0, 1.0, &d);
             if (!rc && !(d > 0))
@@ -286,7 +291,8 @@ static int parse_options(int argc, char **argv, train_options *o) {
     if (method < 0)
         return cli_usage_error("train", "--method must be supervised, refpl, predpl or meanteacher");
     o->semi.method = (rl_method)method;
-    if (o->semi.margin_accuracy > 0 && o->semi.method != RL_METHOD_REFPL)
+    if (o->margin_accuracy_given && o->semi.margin_accuracy > 0 &&
+        o->semi.method != RL_METHOD_REFPL)
         return cli_usage_error("train", "--margin-accuracy is for --method refpl");
     return 0;
 }
@@ -756,8 +762,12 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
         if (r->cfg.semi.method == RL_METHOD_REFPL && kept_too_few(&kept, &info)) {
             rl_progress_finish(&bar);
             const rl_semi_config *sc = &r->cfg.semi;
-            char threshold[96];
-            if (sc->margin_accuracy > 0)
+            char threshold[128];
+            if (sc->margin_accuracy > 0 && sc->min_margin > 0)
+                snprintf(threshold, sizeof threshold,
+                         "--min-margin %g or the margin calibrated for --margin-accuracy %g",
+                         sc->min_margin, sc->margin_accuracy);
+            else if (sc->margin_accuracy > 0)
                 snprintf(threshold, sizeof threshold,
                          "the margin calibrated for --margin-accuracy %g", sc->margin_accuracy);
             else
@@ -1201,6 +1211,28 @@ static const char *resume_dir(int argc, char **argv) {
     return dir;
 }
 
+/* The default --margin-accuracy cannot calibrate every setup: it needs
+ * class maps (not bit sets) and two labeled samples, two of them in each
+ * step. Given explicitly, the trainer refuses such a setup; left at its
+ * default, it is turned off here, with a note, and --min-margin alone
+ * thresholds the pseudo-labels. Runs on --resume too, with the same data
+ * and options, so the resumed run decides the same. */
+static void default_margin_off_where_impossible(train_run *r) {
+    rl_semi_config *sc = &r->o.semi;
+    if (sc->method != RL_METHOD_REFPL || r->o.margin_accuracy_given || !(sc->margin_accuracy > 0))
+        return;
+    const char *why = r->ds.multilabel            ? "the labels are multi-label bit sets"
+                      : r->set.labeled_count < 2 ? "fewer than 2 labeled training slices"
+                      : r->o.batch < 2            ? "--batch 1 puts one labeled image in a step"
+                                                  : NULL;
+    if (!why) return;
+    sc->margin_accuracy = 0;
+    fprintf(stderr,
+            "reflabel train: note: no margin calibration (--margin-accuracy): %s; pseudo-labels "
+            "are thresholded at --min-margin %g alone\n",
+            why, sc->min_margin);
+}
+
 int cmd_train(int argc, char **argv) {
     train_run r;
     memset(&r, 0, sizeof r);
@@ -1231,6 +1263,7 @@ int cmd_train(int argc, char **argv) {
                                         r.keep, &err)
                     : rl_error_set(&err, RL_ENOMEM, "out of memory");
     if (!rc) rc = rl_sample_set_load(&r.set, &r.ds, r.ds.train, r.ds.num_train, r.keep, o->axis, &err);
+    if (!rc) default_margin_off_where_impossible(&r);
     if (!rc) build_configs(&r);
     if (!rc && o->rounds > 1 && r.set.labeled_count == r.set.count)
         rc = rl_error_set(&err, RL_EINVAL, "--rounds needs unlabeled training cases (see --labeled)");

@@ -86,7 +86,10 @@ T.check(rc == 2 and "--features must be last or hypercolumn" in err
         and len(err.strip().splitlines()) == 1, f"--features deepest: exit {rc}, {err!r}")
 
 # ---- online refpl ---------------------------------------------------------------
-REFPL = ["--method", "refpl", "--ref-count", 256]
+# Without the calibrated threshold (the default --margin-accuracy 0.9), so
+# that every pixel gets a pseudo-label and the runs differ only in the option
+# under test; the calibration has its own section below.
+REFPL = ["--method", "refpl", "--ref-count", 256, "--margin-accuracy", 0]
 online = {f: train(f"online-{f}", *REFPL, "--features", f) for f in ("last", "hypercolumn")}
 steps = {f: csv_rows(os.path.join(d, "log.csv")) for f, d in online.items()}
 T.check(all(len(rows) == 6 for rows in steps.values()), "online runs log 6 steps each")
@@ -174,11 +177,25 @@ for words, word in refusals:
     rc, _, err = run(EXE, "train", *args, "--out", os.path.join(ROOT, "bad"))
     T.check(rc == 2 and word in err and len(err.strip().splitlines()) == 1,
             f"{words}: exit {rc}, {err!r}")
-# One labeled image per step has nothing to be matched against.
+# One labeled image per step has nothing to be matched against: refused when
+# asked for, turned off with a one-line note when it is the default.
 rc, _, err = run(EXE, "train", *COMMON, *REFPL, "--margin-accuracy", 0.9, "--batch", 1,
                  "--out", os.path.join(ROOT, "bad"))
 T.check(rc != 0 and "2 labeled images per step" in err and len(err.strip().splitlines()) == 1,
         f"--margin-accuracy with --batch 1: exit {rc}, {err!r}")
+default = os.path.join(ROOT, "online-default")
+rc, _, err = run(EXE, "train", *COMMON, "--method", "refpl", "--out", default)
+T.check(rc == 0 and err.count("no margin calibration") == 0, f"refpl defaults: exit {rc}, {err!r}")
+T.check(training_metadata(os.path.join(default, "model.safetensors")).get("semi", {})
+        .get("margin_accuracy") == 0.9, "the default --margin-accuracy is 0.9")
+T.check(any(r["pl_min_margin"] not in ("0", "nan") for r in csv_rows(os.path.join(default, "log.csv"))),
+        "refpl defaults: the threshold is calibrated (never anything but --min-margin 0)")
+single = os.path.join(ROOT, "online-batch1")
+rc, _, err = run(EXE, "train", *COMMON, "--method", "refpl", "--batch", 1, "--out", single)
+T.check(rc == 0 and "note: no margin calibration (--margin-accuracy): --batch 1" in err
+        and len(err.strip().splitlines()) == 1, f"refpl defaults with --batch 1: exit {rc}, {err!r}")
+T.check(training_metadata(os.path.join(single, "model.safetensors")).get("semi", {})
+        .get("margin_accuracy") == 0, "--batch 1 records the calibration as off")
 T.check(not os.path.exists(os.path.join(ROOT, "bad")), "a refused option wrote a run folder")
 
 # ---- pseudo-label rounds ----------------------------------------------------------
