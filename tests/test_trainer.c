@@ -487,7 +487,14 @@ static void test_refpl_margin_accuracy_calibrates_on_the_labeled_half(void) {
          * alike that every margin is under 0.002. The twin takes the
          * weights of the last step's forward pass (group norm: no
          * running statistics). */
-        for (int step = 1; step < TRAINED_STEPS; step++) CHECK_OK(rl_trainer_step(tr, &info, &err));
+        long before = 0;
+        for (int step = 1; step < TRAINED_STEPS; step++) {
+            if (step == 3) before = allocations;
+            CHECK_OK(rl_trainer_step(tr, &info, &err));
+        }
+        long allocs = allocations - before;
+        if (COUNT_ALLOCATIONS)
+            CHECK_MSG(allocs == 0, "%ld allocations in calibrated refpl steps", allocs);
         memcpy(rl_unet_params(twin), rl_unet_params(net), rl_unet_param_count(net) * sizeof(float));
         CHECK_OK(rl_trainer_step(tr, &info, &err));
         rl_trainer_batch b;

@@ -358,16 +358,38 @@ int64_t rl_pseudolabel_apply_min_margin(int32_t *labels, const float *margin, in
     return changed;
 }
 
-static int descending(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x < y) - (x > y);
+/* Sorts v[0..n) into descending order in place: heapsort, so that a
+ * training step that calibrates its margin allocates nothing (glibc's qsort
+ * may take a buffer from malloc). A min-heap whose root is moved to the end
+ * leaves the smallest values last. */
+static void sift_down_min(float *v, int64_t root, int64_t n) {
+    for (;;) {
+        int64_t child = 2 * root + 1;
+        if (child >= n) return;
+        if (child + 1 < n && v[child + 1] < v[child]) child++;
+        if (!(v[child] < v[root])) return;
+        float t = v[root];
+        v[root] = v[child];
+        v[child] = t;
+        root = child;
+    }
+}
+
+static void sort_descending(float *v, int64_t n) {
+    for (int64_t i = n / 2 - 1; i >= 0; i--) sift_down_min(v, i, n);
+    for (int64_t end = n - 1; end > 0; end--) {
+        float t = v[0];
+        v[0] = v[end];
+        v[end] = t;
+        sift_down_min(v, 0, end);
+    }
 }
 
 float rl_pseudolabel_margin_for_accuracy(float *right, int64_t n_right, float *wrong,
                                          int64_t n_wrong, double accuracy) {
     if (n_right + n_wrong == 0) return NAN;
-    qsort(right, (size_t)n_right, sizeof *right, descending);
-    qsort(wrong, (size_t)n_wrong, sizeof *wrong, descending);
+    sort_descending(right, n_right);
+    sort_descending(wrong, n_wrong);
     /* Lower the threshold one distinct margin at a time; every pixel equal
      * to it joins the kept set together, so ties are kept or dropped alike. */
     float best = INFINITY;
@@ -380,7 +402,7 @@ float rl_pseudolabel_margin_for_accuracy(float *right, int64_t n_right, float *w
     }
     /* best is the lowest margin of all: every pixel is kept, and so should
      * an unlabeled pixel of lower margin still be. */
-    if (i + j > 0 && best != INFINITY) {
+    if (best != INFINITY) {
         float lowest = n_right == 0               ? wrong[n_wrong - 1]
                        : n_wrong == 0             ? right[n_right - 1]
                                                   : fminf(right[n_right - 1], wrong[n_wrong - 1]);
