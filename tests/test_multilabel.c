@@ -258,6 +258,12 @@ static void test_refpl_copies_masks(void) {
     cfg.semi.ramp_fraction = 0;
     rl_trainer *tr = NULL;
     rl_error err = {0, ""};
+    /* the calibrated margin needs class maps: refused, with the reason */
+    rl_train_config calibrated = cfg;
+    calibrated.semi.margin_accuracy = 0.9;
+    CHECK(rl_trainer_create(&tr, net, &calibrated, &set, &err) == RL_EINVAL && tr == NULL);
+    CHECK_MSG(strstr(err.msg, "multi-label") != NULL, "%s", err.msg);
+    CHECK(rl_margin_calibration_obstacle(&set, cfg.batch) != NULL);
     CHECK_MSG(rl_trainer_create(&tr, net, &cfg, &set, &err) == RL_OK, "%s", err.msg);
     rl_train_step_info info;
     for (int s = 0; s < cfg.steps && tr; s++) {

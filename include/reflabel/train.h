@@ -195,6 +195,12 @@ typedef struct rl_train_step_info {
 
 typedef struct rl_trainer rl_trainer;
 
+/* Why refpl's margin calibration (rl_semi_config.margin_accuracy) cannot run
+ * on `set` with `batch` labeled images per step, as a phrase for a message,
+ * or NULL when it can: it needs class maps, not bit sets, and two labeled
+ * samples, two of them in each step, to match against each other. */
+const char *rl_margin_calibration_obstacle(const rl_sample_set *set, int batch);
+
 /* net must be configured for set->channels inputs and set->num_classes
  * outputs; the set needs at least one labeled sample. Plans the network
  * for (batch, patch_h, patch_w). */

@@ -1211,20 +1211,16 @@ static const char *resume_dir(int argc, char **argv) {
     return dir;
 }
 
-/* The default --margin-accuracy cannot calibrate every setup: it needs
- * class maps (not bit sets) and two labeled samples, two of them in each
- * step. Given explicitly, the trainer refuses such a setup; left at its
- * default, it is turned off here, with a note, and --min-margin alone
- * thresholds the pseudo-labels. Runs on --resume too, with the same data
- * and options, so the resumed run decides the same. */
+/* The default --margin-accuracy cannot calibrate every setup
+ * (rl_margin_calibration_obstacle). Given explicitly, the trainer refuses
+ * such a setup; left at its default, it is turned off here, with a note,
+ * and --min-margin alone thresholds the pseudo-labels. Runs on --resume
+ * too, with the same data and options, so the resumed run decides the same. */
 static void default_margin_off_where_impossible(train_run *r) {
     rl_semi_config *sc = &r->o.semi;
     if (sc->method != RL_METHOD_REFPL || r->o.margin_accuracy_given || !(sc->margin_accuracy > 0))
         return;
-    const char *why = r->ds.multilabel            ? "the labels are multi-label bit sets"
-                      : r->set.labeled_count < 2 ? "fewer than 2 labeled training slices"
-                      : r->o.batch < 2            ? "--batch 1 puts one labeled image in a step"
-                                                  : NULL;
+    const char *why = rl_margin_calibration_obstacle(&r->set, r->o.batch);
     if (!why) return;
     sc->margin_accuracy = 0;
     fprintf(stderr,

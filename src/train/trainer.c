@@ -283,23 +283,21 @@ static void compute_labeled_share(const rl_sample_set *set, double *share) {
     for (int c = 0; c < k; c++) share[c] = total > 0 ? share[c] / total : 0;
 }
 
+const char *rl_margin_calibration_obstacle(const rl_sample_set *set, int batch) {
+    if (set->multilabel) return "the labels are multi-label bit sets";
+    if (batch < 2) return "it needs 2 labeled images per step, and the batch holds 1";
+    if (set->labeled_count < 2) return "it needs 2 labeled samples, and there is 1";
+    return NULL;
+}
+
 /* refpl --margin-accuracy: a second bank and matcher, configured as the
  * main ones but for the nl - 1 other labeled images and with no memory (a
  * remembered batch may hold the very image being matched). */
 static int create_calibration(rl_trainer *tr, const rl_bank_config *bank_cfg,
                               const rl_match_config *match_cfg, rl_error *err) {
-    const rl_semi_config *sc = &tr->cfg.semi;
-    if (!(sc->margin_accuracy <= 1))
-        return rl_error_set(err, RL_EINVAL, "margin accuracy must be in (0, 1], not %g",
-                            sc->margin_accuracy);
-    if (tr->set->multilabel)
-        return rl_error_set(err, RL_EINVAL, "margin accuracy is for multi-class data; "
-                                            "use a fixed margin on multi-label data");
-    if (tr->nl < 2 || tr->labeled.size < 2)
-        return rl_error_set(err, RL_EINVAL,
-                            "margin accuracy needs 2 labeled images per step and 2 labeled "
-                            "samples to match against each other (batch %d, %d labeled)",
-                            tr->nl, tr->labeled.size);
+    const char *obstacle = rl_margin_calibration_obstacle(tr->set, tr->nl);
+    if (obstacle)
+        return rl_error_set(err, RL_EINVAL, "margin accuracy cannot be calibrated: %s", obstacle);
     size_t hw = (size_t)tr->cfg.patch_h * tr->cfg.patch_w, dim = (size_t)bank_cfg->dim;
     size_t others = (size_t)tr->nl - 1;
     tr->calib_features = malloc(others * dim * hw * sizeof *tr->calib_features);
@@ -352,8 +350,8 @@ static int create_semi(rl_trainer *tr, rl_error *err) {
         return rl_error_set(err, RL_ENOMEM, "out of memory for the unlabeled batch");
     compute_labeled_share(set, tr->labeled_share);
     if (sc->method == RL_METHOD_REFPL) {
-        if (!(sc->margin_accuracy >= 0))
-            return rl_error_set(err, RL_EINVAL, "margin accuracy must be in (0, 1], not %g",
+        if (!(sc->margin_accuracy >= 0 && sc->margin_accuracy <= 1))
+            return rl_error_set(err, RL_EINVAL, "margin accuracy must be in [0, 1], not %g",
                                 sc->margin_accuracy);
         if (!(sc->keep_fraction > 0 && sc->keep_fraction <= 1))
             return rl_error_set(err, RL_EINVAL, "keep fraction must be in (0, 1], not %g",
