@@ -7,8 +7,8 @@
 #   bash scripts/model_hashes.sh OLD_BINARY /tmp/h-old > old.txt
 #   bash scripts/model_hashes.sh build/reflabel /tmp/h-new > new.txt
 #   diff old.txt new.txt
-# The work folder is the same path in both runs on purpose: a model's
-# metadata names its dataset folder.
+# The hashes do not depend on the work folder; they do depend on the CPU,
+# the BLAS kernels and the thread count (RL_HASH_THREADS, default 1).
 set -euo pipefail
 bin=$(realpath "$1")
 work=${2:-/tmp/rl-model-hashes}

@@ -253,7 +253,7 @@ static void test_refpl_copies_masks(void) {
     cfg.augment = 0;
     cfg.semi.method = RL_METHOD_REFPL;
     cfg.semi.margin_accuracy = 0; /* calibration is for class maps */
-    cfg.semi.sampling = RL_SAMPLE_ALL;
+    cfg.semi.refs.sampling = RL_SAMPLE_ALL;
     cfg.semi.warmup_fraction = 0;
     cfg.semi.ramp_fraction = 0;
     rl_trainer *tr = NULL;
@@ -283,7 +283,7 @@ static void test_refpl_copies_masks(void) {
     rl_trainer_free(tr);
 
     /* A margin no match can reach leaves every pixel without a pseudo-label. */
-    cfg.semi.min_margin = 3.0f;
+    cfg.semi.refs.min_margin = 3.0f;
     CHECK_OK(rl_trainer_create(&tr, net, &cfg, &set, &err));
     CHECK_OK(rl_trainer_step(tr, &info, &err));
     CHECK(info.pl_kept == 0 && info.unsup_loss == 0 && isnan(info.pl_accuracy));

@@ -135,7 +135,7 @@ static void check_identity(rl_feature_source src, int nx, int ny, int nz, int ax
     float *margin = malloc(n * sizeof *margin);
     make_case(&img, truth, nx, ny, nz, 7);
     rl_pseudolabel_config cfg = rl_pseudolabel_default_config();
-    cfg.features = src;
+    cfg.refs.features = src;
     cfg.axis = axis;
     int a = nz == 1 ? 2 : axis, h, w;
     rl_slice_shape(nx, ny, nz, a, &h, &w);

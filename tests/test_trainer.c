@@ -391,9 +391,9 @@ static void test_refpl_pseudo_labels_match_brute_force(void) {
         rl_train_config cfg = small_config();
         cfg.augment = 0;
         cfg.semi.method = RL_METHOD_REFPL;
-        cfg.semi.features = (rl_feature_source)source;
-        cfg.semi.sampling = RL_SAMPLE_ALL; /* every labeled pixel is a reference */
-        cfg.semi.min_margin = -1.0f;       /* keep every pixel */
+        cfg.semi.refs.features = (rl_feature_source)source;
+        cfg.semi.refs.sampling = RL_SAMPLE_ALL; /* every labeled pixel is a reference */
+        cfg.semi.refs.min_margin = -1.0f;       /* keep every pixel */
         cfg.semi.margin_accuracy = 0;      /* (not only the calibrated margin's) */
         rl_unet *net = make_net(), *twin = make_net();
         rl_trainer *tr = NULL;
@@ -475,8 +475,8 @@ static void test_refpl_margin_accuracy_calibrates_on_the_labeled_half(void) {
         cfg.schedule.base_lr = 1e-2;
         cfg.augment = 0;
         cfg.semi.method = RL_METHOD_REFPL;
-        cfg.semi.sampling = RL_SAMPLE_ALL;
-        cfg.semi.min_margin = -1.0f; /* the calibrated threshold alone */
+        cfg.semi.refs.sampling = RL_SAMPLE_ALL;
+        cfg.semi.refs.min_margin = -1.0f; /* the calibrated threshold alone */
         cfg.semi.margin_accuracy = accuracies[a];
         rl_unet *net = make_net(), *twin = make_net();
         rl_trainer *tr = NULL;
@@ -532,7 +532,7 @@ static void test_refpl_margin_accuracy_calibrates_on_the_labeled_half(void) {
         float expect = rl_pseudolabel_margin_for_accuracy(right, n_right, wrong, n_wrong,
                                                           accuracies[a]);
         /* the step applies the larger of it and min_margin */
-        double got = info.pl_min_margin, effective = fmax(expect, cfg.semi.min_margin);
+        double got = info.pl_min_margin, effective = fmax(expect, cfg.semi.refs.min_margin);
         CHECK_MSG(n_wrong > 0 && n_right > 0, "A %g: %lld right, %lld wrong", accuracies[a],
                   (long long)n_right, (long long)n_wrong);
         CHECK_MSG(got == effective || fabs(got - effective) <= 1e-4,
@@ -589,12 +589,12 @@ static void test_refpl_hypercolumn_steady_and_signed(void) {
     hide_half_of_the_labels(&set);
     rl_train_config cfg = small_config();
     cfg.semi.method = RL_METHOD_REFPL;
-    cfg.semi.features = RL_FEATURES_HYPERCOLUMN;
+    cfg.semi.refs.features = RL_FEATURES_HYPERCOLUMN;
     cfg.semi.margin_accuracy = 0;   /* every pixel keeps its pseudo-label */
     cfg.semi.warmup_fraction = 0.0; /* the unlabeled loss acts from step 1 */
     cfg.semi.memory_batches = 2;
-    cfg.semi.sampling = RL_SAMPLE_PER_CLASS;
-    cfg.semi.per_class_cap = 32;
+    cfg.semi.refs.sampling = RL_SAMPLE_PER_CLASS;
+    cfg.semi.refs.per_class_cap = 32;
     rl_unet *net = make_net(), *other = make_net();
     rl_trainer *tr = NULL, *last = NULL;
     rl_error err = {0, ""};
@@ -616,7 +616,7 @@ static void test_refpl_hypercolumn_steady_and_signed(void) {
     const rl_st_tensor *vectors = rl_safetensors_find(&st, "bank.vectors");
     CHECK(vectors != NULL && vectors->shape[1] == 4 + 8);
     rl_train_config last_cfg = cfg;
-    last_cfg.semi.features = RL_FEATURES_LAST;
+    last_cfg.semi.refs.features = RL_FEATURES_LAST;
     CHECK_OK(rl_trainer_create(&last, other, &last_cfg, &set, &err));
     CHECK(rl_trainer_restore(last, &st, path, &err) == RL_EINVAL);
     CHECK_MSG(strstr(err.msg, "features=hypercolumn") && strstr(err.msg, "features=last"),
@@ -674,11 +674,11 @@ static void test_save_restore_resumes_bit_for_bit(void) {
         if (mc->method != RL_METHOD_SUPERVISED) hide_half_of_the_labels(&set);
         rl_train_config cfg = small_config();
         cfg.semi.method = mc->method;
-        cfg.semi.features = mc->features;
+        cfg.semi.refs.features = mc->features;
         cfg.semi.warmup_fraction = 0.1; /* the unlabeled loss acts from step 1 */
         cfg.semi.memory_batches = 3;
-        cfg.semi.sampling = RL_SAMPLE_PER_CLASS;
-        cfg.semi.per_class_cap = 32;
+        cfg.semi.refs.sampling = RL_SAMPLE_PER_CLASS;
+        cfg.semi.refs.per_class_cap = 32;
         cfg.optim = rl_optim_default_config(mc->optimizer);
         rl_error err = {0, ""};
 

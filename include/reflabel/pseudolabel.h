@@ -46,15 +46,36 @@ extern "C" {
 int rl_choose_labeled(const rl_dataset *ds, const char *spec, rl_select_mode mode,
                       uint64_t seed, uint8_t *keep, rl_error *err);
 
-typedef struct rl_pseudolabel_config {
-    rl_feature_source features; /* RL_FEATURES_LAST (the paper's) */
-    rl_similarity similarity;   /* RL_SIM_COSINE (the paper's) */
-    rl_bank_sampling sampling;  /* RL_SAMPLE_ALL: every labeled reference pixel */
-    int per_class;              /* RL_SAMPLE_PER_CLASS: pixels per label per reference slice */
-    int sample_count;           /* RL_SAMPLE_PROPORTIONAL: pixels per reference slice */
+/* How reference pseudo-labels are made: which feature map is compared,
+ * which labeled pixels become references, and how a query pixel picks its
+ * label. One config for both uses, so that an option means the same in
+ * each: refpl online (rl_semi_config.refs, references from the labeled
+ * images of each step) and offline (rl_pseudolabel_config.refs, references
+ * from every slice of the labeled cases; `pseudolabel` and `train
+ * --rounds`). The sampling caps apply per labeled image of a step online,
+ * per reference slice offline. */
+typedef struct rl_reference_config {
+    rl_feature_source features; /* RL_FEATURES_LAST (the paper's) or hypercolumn */
+    rl_similarity similarity;   /* RL_SIM_COSINE (the paper's) or dot */
+    rl_bank_sampling sampling;  /* which labeled pixels become references */
+    int per_class_cap;          /* RL_SAMPLE_PER_CLASS: pixels per label */
+    int sample_count;           /* RL_SAMPLE_PROPORTIONAL: pixels in all */
     int class_floor;            /* RL_SAMPLE_PROPORTIONAL: floor per label */
-    int top_k;                  /* 1: the single best reference (the paper's rule) */
-    int per_image_vote;         /* 1: RL_MATCH_PER_IMAGE (reference slices vote) */
+    int top_k;                  /* 1: the single best reference (the paper's rule);
+                                   > 1: similarity-weighted vote (pooled only) */
+    rl_match_mode match_mode;   /* pooled, or best per reference image then a vote */
+    float min_margin;           /* pixels whose margin is below get no label */
+} rl_reference_config;
+
+/* The bank and matcher settings that the reference config decides; the
+ * caller fills in the rest (sizes, memory, multi-label, threading). */
+rl_bank_config rl_reference_bank_config(const rl_reference_config *refs, int dim,
+                                        int num_labels);
+rl_match_config rl_reference_match_config(const rl_reference_config *refs);
+
+typedef struct rl_pseudolabel_config {
+    rl_reference_config refs;   /* refs.min_margin is applied by the caller
+                                   (rl_pseudolabel_apply_min_margin) */
     int axis;                   /* slicing axis of 3D cases (0, 1, 2) */
     int ignore_label;           /* reference label value that carries no
                                    supervision (the dataset's "ignore"); -1: none */

@@ -25,6 +25,7 @@
 #include "reflabel/features.h"
 #include "reflabel/match.h"
 #include "reflabel/optim.h"
+#include "reflabel/pseudolabel.h"
 #include "reflabel/unet.h"
 
 #ifdef __cplusplus
@@ -115,17 +116,11 @@ typedef struct rl_semi_config {
     float lambda;           /* weight of the unlabeled loss after the ramp */
     float pl_dice_weight;   /* pseudo-label loss = CE + pl_dice_weight * Dice */
     /* refpl: references are the labeled batch's per-pixel features, taken
-     * after the forward pass (no gradient flows through them) */
-    rl_feature_source features; /* last decoder map (default) or hypercolumn */
-    rl_bank_sampling sampling; /* which labeled pixels become references */
-    int per_class_cap;         /* K, RL_SAMPLE_PER_CLASS */
-    int sample_count;          /* N, RL_SAMPLE_PROPORTIONAL */
-    int class_floor;           /* per-class floor, RL_SAMPLE_PROPORTIONAL */
+     * after the forward pass (no gradient flows through them), matched as
+     * offline pseudo-labels are (rl_reference_config: one set of names for
+     * both). refs.min_margin: pixels whose margin is below become ignored. */
+    rl_reference_config refs;
     int memory_batches;        /* M: the bank also keeps the last M-1 batches */
-    int top_k;                 /* 1: the paper's rule; > 1: weighted vote */
-    rl_match_mode match_mode;  /* pooled, or per reference image then vote */
-    rl_similarity similarity;  /* cosine (default) or dot */
-    float min_margin;  /* refpl: pixels whose margin is below become ignored */
     /* refpl: only this share of a batch's unlabeled pixels, those of highest
      * margin, is kept (1: all; in (0, 1]) */
     double keep_fraction;
@@ -133,7 +128,7 @@ typedef struct rl_semi_config {
      * image of the batch is matched against the batch's other labeled
      * images (those of other samples); the threshold is the smallest margin
      * at which those matches reach this accuracy
-     * (rl_pseudolabel_margin_for_accuracy), and min_margin, if larger,
+     * (rl_pseudolabel_margin_for_accuracy), and refs.min_margin, if larger,
      * still applies. 0: off. Multi-class data; needs 2 labeled images per
      * step and 2 labeled samples. */
     double margin_accuracy;

@@ -78,7 +78,7 @@ static int parse_options(int argc, char **argv, pl_options *o) {
             o->force = 1;
             used = 0;
         } else if (!strcmp(a, "--per-image-vote")) {
-            o->cfg.per_image_vote = 1;
+            o->cfg.refs.match_mode = RL_MATCH_PER_IMAGE;
             used = 0;
         } else if (!v) return cli_missing_value(cmd, a, pseudolabel_usage);
         else if (!strcmp(a, "--model")) o->model = v;
@@ -97,18 +97,18 @@ static int parse_options(int argc, char **argv, pl_options *o) {
         } else if (!strcmp(a, "--features")) {
             int s = rl_feature_source_from_name(v);
             if (s < 0) rc = cli_usage_error(cmd, "--features must be last or hypercolumn");
-            else o->cfg.features = (rl_feature_source)s;
+            else o->cfg.refs.features = (rl_feature_source)s;
         } else if (!strcmp(a, "--sampling")) {
-            if (!strcmp(v, "all")) o->cfg.sampling = RL_SAMPLE_ALL;
-            else if (!strcmp(v, "per-class")) o->cfg.sampling = RL_SAMPLE_PER_CLASS;
-            else if (!strcmp(v, "proportional")) o->cfg.sampling = RL_SAMPLE_PROPORTIONAL;
+            if (!strcmp(v, "all")) o->cfg.refs.sampling = RL_SAMPLE_ALL;
+            else if (!strcmp(v, "per-class")) o->cfg.refs.sampling = RL_SAMPLE_PER_CLASS;
+            else if (!strcmp(v, "proportional")) o->cfg.refs.sampling = RL_SAMPLE_PROPORTIONAL;
             else rc = cli_usage_error(cmd, "--sampling must be all, per-class or proportional");
         } else if (!strcmp(a, "--similarity")) {
-            if (!strcmp(v, "cosine")) o->cfg.similarity = RL_SIM_COSINE;
-            else if (!strcmp(v, "dot")) o->cfg.similarity = RL_SIM_DOT;
+            if (!strcmp(v, "cosine")) o->cfg.refs.similarity = RL_SIM_COSINE;
+            else if (!strcmp(v, "dot")) o->cfg.refs.similarity = RL_SIM_DOT;
             else rc = cli_usage_error(cmd, "--similarity must be cosine or dot");
-        } else if (!strcmp(a, "--per-class")) rc = cli_parse_int(cmd, a, v, 1, 1 << 24, &o->cfg.per_class);
-        else if (!strcmp(a, "--topk")) rc = cli_parse_int(cmd, a, v, 1, 1024, &o->cfg.top_k);
+        } else if (!strcmp(a, "--per-class")) rc = cli_parse_int(cmd, a, v, 1, 1 << 24, &o->cfg.refs.per_class_cap);
+        else if (!strcmp(a, "--topk")) rc = cli_parse_int(cmd, a, v, 1, 1024, &o->cfg.refs.top_k);
         else if (!strcmp(a, "--axis")) rc = cli_parse_int(cmd, a, v, 0, 2, &o->axis);
         else if (!strcmp(a, "--threads")) rc = cli_parse_int(cmd, a, v, 0, 1024, &o->threads);
         else if (!strcmp(a, "--min-confidence")) {
@@ -120,7 +120,7 @@ static int parse_options(int argc, char **argv, pl_options *o) {
     }
     if (!o->model || !o->data || !o->out)
         return cli_usage_error(cmd, "--model, --data and --out are required");
-    if (o->cfg.top_k > 1 && o->cfg.per_image_vote)
+    if (o->cfg.refs.top_k > 1 && o->cfg.refs.match_mode == RL_MATCH_PER_IMAGE)
         return cli_usage_error(cmd, "--topk and --per-image-vote exclude each other");
     if (o->export_dir) {
         size_t a = strlen(o->out), b = strlen(o->export_dir), n = a < b ? a : b;
@@ -656,8 +656,8 @@ static int run(pl_run *r, rl_error *err) {
         fprintf(stderr,
                 "reflabel pseudolabel: %d reference cases (%d slices), %d query cases, "
                 "%s features (D = %d), %.1f MB bank\n",
-                r->num_refs, slices, queries, rl_feature_source_name(o->cfg.features),
-                rl_feature_dim(rl_unet_get_config(r->net), o->cfg.features),
+                r->num_refs, slices, queries, rl_feature_source_name(o->cfg.refs.features),
+                rl_feature_dim(rl_unet_get_config(r->net), o->cfg.refs.features),
                 (double)rl_pseudolabeler_bank_bytes(r->pl) / 1e6);
     double t0 = rl_now_seconds();
     if ((rc = add_references(r, err))) return rc;

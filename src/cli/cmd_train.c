@@ -232,24 +232,24 @@ static int parse_options(int argc, char **argv, train_options *o) {
                 else if (!strcmp(a, "--pl-warmup")) sc->warmup_fraction = d;
                 else if (!strcmp(a, "--pl-ramp")) sc->ramp_fraction = d;
                 else if (!strcmp(a, "--pl-dice")) sc->pl_dice_weight = (float)d;
-                else if (is_margin) sc->min_margin = (float)d;
+                else if (is_margin) sc->refs.min_margin = (float)d;
                 else if (!strcmp(a, "--min-confidence")) sc->min_confidence = (float)d;
                 else sc->ema_decay = (float)d;
             }
         } else if (!strcmp(a, "--features")) {
             int f = rl_feature_source_from_name(v);
             if (f < 0) rc = cli_usage_error("train", "--features must be last or hypercolumn");
-            else sc->features = (rl_feature_source)f;
+            else sc->refs.features = (rl_feature_source)f;
         } else if (!strcmp(a, "--sampling")) {
             o->sampling_given = 1;
-            if (v && !strcmp(v, "per-class")) sc->sampling = RL_SAMPLE_PER_CLASS;
-            else if (v && !strcmp(v, "proportional")) sc->sampling = RL_SAMPLE_PROPORTIONAL;
-            else if (v && !strcmp(v, "all")) sc->sampling = RL_SAMPLE_ALL;
+            if (v && !strcmp(v, "per-class")) sc->refs.sampling = RL_SAMPLE_PER_CLASS;
+            else if (v && !strcmp(v, "proportional")) sc->refs.sampling = RL_SAMPLE_PROPORTIONAL;
+            else if (v && !strcmp(v, "all")) sc->refs.sampling = RL_SAMPLE_ALL;
             else rc = cli_usage_error("train", "--sampling must be per-class, proportional or all");
         } else if (!strcmp(a, "--refs-per-class"))
-            rc = cli_parse_int("train", a, v, 1, 1 << 24, &sc->per_class_cap);
-        else if (!strcmp(a, "--ref-count")) rc = cli_parse_int("train", a, v, 1, 1 << 26, &sc->sample_count);
-        else if (!strcmp(a, "--class-floor")) rc = cli_parse_int("train", a, v, 0, 1 << 24, &sc->class_floor);
+            rc = cli_parse_int("train", a, v, 1, 1 << 24, &sc->refs.per_class_cap);
+        else if (!strcmp(a, "--ref-count")) rc = cli_parse_int("train", a, v, 1, 1 << 26, &sc->refs.sample_count);
+        else if (!strcmp(a, "--class-floor")) rc = cli_parse_int("train", a, v, 0, 1 << 24, &sc->refs.class_floor);
         else if (!strcmp(a, "--memory")) rc = cli_parse_int("train", a, v, 1, 4096, &sc->memory_batches);
         else if (!strcmp(a, "--margin-accuracy")) {
             o->margin_accuracy_given = 1;
@@ -261,13 +261,13 @@ static int parse_options(int argc, char **argv, train_options *o) {
                 rc = cli_usage_error("train", "%s expects a number in (0, 1], got '%s'", a, v);
             if (!rc) sc->keep_fraction = d;
         }
-        else if (!strcmp(a, "--topk")) rc = cli_parse_int("train", a, v, 1, 1024, &sc->top_k);
+        else if (!strcmp(a, "--topk")) rc = cli_parse_int("train", a, v, 1, 1024, &sc->refs.top_k);
         else if (!strcmp(a, "--similarity")) {
-            if (v && !strcmp(v, "cosine")) sc->similarity = RL_SIM_COSINE;
-            else if (v && !strcmp(v, "dot")) sc->similarity = RL_SIM_DOT;
+            if (v && !strcmp(v, "cosine")) sc->refs.similarity = RL_SIM_COSINE;
+            else if (v && !strcmp(v, "dot")) sc->refs.similarity = RL_SIM_DOT;
             else rc = cli_usage_error("train", "--similarity must be cosine or dot");
         } else if (!strcmp(a, "--per-image-vote")) {
-            sc->match_mode = RL_MATCH_PER_IMAGE;
+            sc->refs.match_mode = RL_MATCH_PER_IMAGE;
             used = 0;
         } else if (!strcmp(a, "--no-augment")) {
             o->augment = 0;
@@ -343,18 +343,18 @@ static char *training_json(const train_options *o, const rl_train_config *cfg, i
         cJSON_AddNumberToObject(s, "warmup_fraction", sc->warmup_fraction);
         cJSON_AddNumberToObject(s, "ramp_fraction", sc->ramp_fraction);
         cJSON_AddNumberToObject(s, "pl_dice_weight", sc->pl_dice_weight);
-        cJSON_AddStringToObject(s, "features", rl_feature_source_name(sc->features));
-        cJSON_AddStringToObject(s, "sampling", sc->sampling == RL_SAMPLE_ALL ? "all"
-                                               : sc->sampling == RL_SAMPLE_PER_CLASS ? "per-class"
+        cJSON_AddStringToObject(s, "features", rl_feature_source_name(sc->refs.features));
+        cJSON_AddStringToObject(s, "sampling", sc->refs.sampling == RL_SAMPLE_ALL ? "all"
+                                               : sc->refs.sampling == RL_SAMPLE_PER_CLASS ? "per-class"
                                                                                       : "proportional");
-        cJSON_AddNumberToObject(s, "per_class_cap", sc->per_class_cap);
-        cJSON_AddNumberToObject(s, "sample_count", sc->sample_count);
-        cJSON_AddNumberToObject(s, "class_floor", sc->class_floor);
+        cJSON_AddNumberToObject(s, "per_class_cap", sc->refs.per_class_cap);
+        cJSON_AddNumberToObject(s, "sample_count", sc->refs.sample_count);
+        cJSON_AddNumberToObject(s, "class_floor", sc->refs.class_floor);
         cJSON_AddNumberToObject(s, "memory_batches", sc->memory_batches);
-        cJSON_AddNumberToObject(s, "top_k", sc->top_k);
-        cJSON_AddStringToObject(s, "match_mode", sc->match_mode == RL_MATCH_POOLED ? "pooled" : "per-image");
-        cJSON_AddStringToObject(s, "similarity", sc->similarity == RL_SIM_COSINE ? "cosine" : "dot");
-        cJSON_AddNumberToObject(s, "min_margin", sc->min_margin);
+        cJSON_AddNumberToObject(s, "top_k", sc->refs.top_k);
+        cJSON_AddStringToObject(s, "match_mode", sc->refs.match_mode == RL_MATCH_POOLED ? "pooled" : "per-image");
+        cJSON_AddStringToObject(s, "similarity", sc->refs.similarity == RL_SIM_COSINE ? "cosine" : "dot");
+        cJSON_AddNumberToObject(s, "min_margin", sc->refs.min_margin);
         cJSON_AddNumberToObject(s, "keep_fraction", sc->keep_fraction);
         cJSON_AddNumberToObject(s, "margin_accuracy", sc->margin_accuracy);
         cJSON_AddNumberToObject(s, "min_confidence", sc->min_confidence);
@@ -363,21 +363,21 @@ static char *training_json(const train_options *o, const rl_train_config *cfg, i
     if (o->rounds > 1) {
         /* The matching between rounds (see rounds_pseudolabel_config). */
         const rl_semi_config *sc = &o->semi;
-        rl_bank_sampling sampling = o->sampling_given ? sc->sampling : RL_SAMPLE_ALL;
+        rl_bank_sampling sampling = o->sampling_given ? sc->refs.sampling : RL_SAMPLE_ALL;
         cJSON *rj = cJSON_AddObjectToObject(j, "rounds");
         cJSON_AddNumberToObject(rj, "count", o->rounds);
-        cJSON_AddStringToObject(rj, "features", rl_feature_source_name(sc->features));
+        cJSON_AddStringToObject(rj, "features", rl_feature_source_name(sc->refs.features));
         cJSON_AddStringToObject(rj, "sampling", sampling == RL_SAMPLE_ALL ? "all"
                                                 : sampling == RL_SAMPLE_PER_CLASS ? "per-class"
                                                                                   : "proportional");
-        cJSON_AddNumberToObject(rj, "per_class_cap", sc->per_class_cap);
-        cJSON_AddNumberToObject(rj, "sample_count", sc->sample_count);
-        cJSON_AddNumberToObject(rj, "class_floor", sc->class_floor);
-        cJSON_AddNumberToObject(rj, "top_k", sc->top_k);
+        cJSON_AddNumberToObject(rj, "per_class_cap", sc->refs.per_class_cap);
+        cJSON_AddNumberToObject(rj, "sample_count", sc->refs.sample_count);
+        cJSON_AddNumberToObject(rj, "class_floor", sc->refs.class_floor);
+        cJSON_AddNumberToObject(rj, "top_k", sc->refs.top_k);
         cJSON_AddStringToObject(rj, "match_mode",
-                                sc->match_mode == RL_MATCH_POOLED ? "pooled" : "per-image");
-        cJSON_AddStringToObject(rj, "similarity", sc->similarity == RL_SIM_COSINE ? "cosine" : "dot");
-        cJSON_AddNumberToObject(rj, "min_margin", sc->min_margin);
+                                sc->refs.match_mode == RL_MATCH_POOLED ? "pooled" : "per-image");
+        cJSON_AddStringToObject(rj, "similarity", sc->refs.similarity == RL_SIM_COSINE ? "cosine" : "dot");
+        cJSON_AddNumberToObject(rj, "min_margin", sc->refs.min_margin);
     }
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
@@ -763,15 +763,15 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
             rl_progress_finish(&bar);
             const rl_semi_config *sc = &r->cfg.semi;
             char threshold[128];
-            if (sc->margin_accuracy > 0 && sc->min_margin > 0)
+            if (sc->margin_accuracy > 0 && sc->refs.min_margin > 0)
                 snprintf(threshold, sizeof threshold,
                          "--min-margin %g or the margin calibrated for --margin-accuracy %g",
-                         sc->min_margin, sc->margin_accuracy);
+                         sc->refs.min_margin, sc->margin_accuracy);
             else if (sc->margin_accuracy > 0)
                 snprintf(threshold, sizeof threshold,
                          "the margin calibrated for --margin-accuracy %g", sc->margin_accuracy);
             else
-                snprintf(threshold, sizeof threshold, "--min-margin %g", sc->min_margin);
+                snprintf(threshold, sizeof threshold, "--min-margin %g", sc->refs.min_margin);
             fprintf(stderr,
                     "reflabel train: warning: only %.1f%% of the unlabeled pixels reached "
                     "%s in the first %d steps of the unlabeled loss, so refpl trains "
@@ -841,14 +841,8 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
 static rl_pseudolabel_config rounds_pseudolabel_config(const train_run *r) {
     const rl_semi_config *sc = &r->cfg.semi;
     rl_pseudolabel_config pc = rl_pseudolabel_default_config();
-    pc.features = sc->features;
-    pc.similarity = sc->similarity;
-    pc.sampling = r->o.sampling_given ? sc->sampling : RL_SAMPLE_ALL;
-    pc.per_class = sc->per_class_cap;
-    pc.sample_count = sc->sample_count;
-    pc.class_floor = sc->class_floor;
-    pc.top_k = sc->top_k;
-    pc.per_image_vote = sc->match_mode == RL_MATCH_PER_IMAGE;
+    pc.refs = sc->refs;
+    if (!r->o.sampling_given) pc.refs.sampling = RL_SAMPLE_ALL;
     pc.axis = r->o.axis;
     pc.ignore_label = r->ds.ignore_label;
     pc.seed = r->cfg.seed;
@@ -882,7 +876,7 @@ static int pseudo_label_case(train_run *r, rl_pseudolabeler *pl, int case_index,
         int32_t abstain = ds->num_classes;
         if (!ds->multilabel) /* num_classes may be a valid bit set there */
             counts->abstained += rl_pseudolabel_apply_min_margin(pseudo, margin, (int64_t)n,
-                                                                 r->cfg.semi.min_margin, abstain);
+                                                                 r->cfg.semi.refs.min_margin, abstain);
         counts->voxels += (int64_t)n;
         counts->queries++;
         if (truth)
@@ -1076,15 +1070,15 @@ static const char *run_setting(const train_options *o, int i, char *buf, size_t 
     case 21:
         /* not given: the rounds use every labeled pixel, not the online default */
         if (!o->sampling_given) TEXT("--sampling", "proportional online, all between rounds");
-        TEXT("--sampling", sampling[sc->sampling]);
-    case 22: INT("--refs-per-class", sc->per_class_cap);
-    case 23: INT("--ref-count", sc->sample_count);
-    case 24: INT("--class-floor", sc->class_floor);
+        TEXT("--sampling", sampling[sc->refs.sampling]);
+    case 22: INT("--refs-per-class", sc->refs.per_class_cap);
+    case 23: INT("--ref-count", sc->refs.sample_count);
+    case 24: INT("--class-floor", sc->refs.class_floor);
     case 25: INT("--memory", sc->memory_batches);
-    case 26: INT("--topk", sc->top_k);
-    case 27: TEXT("--per-image-vote", sc->match_mode == RL_MATCH_PER_IMAGE ? "yes" : "no");
-    case 28: TEXT("--similarity", sc->similarity == RL_SIM_COSINE ? "cosine" : "dot");
-    case 29: REAL("--min-margin", sc->min_margin);
+    case 26: INT("--topk", sc->refs.top_k);
+    case 27: TEXT("--per-image-vote", sc->refs.match_mode == RL_MATCH_PER_IMAGE ? "yes" : "no");
+    case 28: TEXT("--similarity", sc->refs.similarity == RL_SIM_COSINE ? "cosine" : "dot");
+    case 29: REAL("--min-margin", sc->refs.min_margin);
     case 30: REAL("--min-confidence", sc->min_confidence);
     case 31: REAL("--ema", sc->ema_decay);
     case 32: INT("--rounds", o->rounds);
@@ -1092,7 +1086,7 @@ static const char *run_setting(const train_options *o, int i, char *buf, size_t 
     case 34: INT("--width", o->width);
     case 35: TEXT("--norm", rl_norm_name(o->norm));
     case 36: return snprintf(buf, size, "%ld", o->seed), "--seed";
-    case 37: TEXT("--features", rl_feature_source_name(sc->features));
+    case 37: TEXT("--features", rl_feature_source_name(sc->refs.features));
     case 38: REAL("--keep-fraction", sc->keep_fraction);
     case 39: REAL("--margin-accuracy", sc->margin_accuracy);
     default: return NULL;
@@ -1226,7 +1220,7 @@ static void default_margin_off_where_impossible(train_run *r) {
     fprintf(stderr,
             "reflabel train: note: no margin calibration (--margin-accuracy): %s; pseudo-labels "
             "are thresholded at --min-margin %g alone\n",
-            why, sc->min_margin);
+            why, sc->refs.min_margin);
 }
 
 int cmd_train(int argc, char **argv) {
@@ -1265,7 +1259,7 @@ int cmd_train(int argc, char **argv) {
         rc = rl_error_set(&err, RL_EINVAL, "--rounds needs unlabeled training cases (see --labeled)");
     /* A bit set has no spare value for "no label", so multi-label rounds
      * keep every voxel's copied mask. */
-    if (!rc && o->rounds > 1 && r.ds.multilabel && o->semi.min_margin > 0)
+    if (!rc && o->rounds > 1 && r.ds.multilabel && o->semi.refs.min_margin > 0)
         rc = rl_error_set(&err, RL_EINVAL,
                           "%s: --min-margin between rounds is not supported for multi-label data",
                           o->data);

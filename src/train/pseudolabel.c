@@ -35,17 +35,40 @@ int rl_choose_labeled(const rl_dataset *ds, const char *spec, rl_select_mode mod
     return rc;
 }
 
+rl_bank_config rl_reference_bank_config(const rl_reference_config *refs, int dim,
+                                        int num_labels) {
+    rl_bank_config bc;
+    memset(&bc, 0, sizeof bc);
+    bc.dim = dim;
+    bc.num_labels = num_labels;
+    bc.similarity = refs->similarity;
+    bc.sampling = refs->sampling;
+    bc.per_class_cap = refs->per_class_cap;
+    bc.sample_count = refs->sample_count;
+    bc.class_floor = refs->class_floor;
+    return bc;
+}
+
+rl_match_config rl_reference_match_config(const rl_reference_config *refs) {
+    rl_match_config mc;
+    memset(&mc, 0, sizeof mc);
+    mc.mode = refs->match_mode;
+    mc.top_k = refs->top_k > 0 ? refs->top_k : 1;
+    return mc;
+}
+
 rl_pseudolabel_config rl_pseudolabel_default_config(void) {
     rl_pseudolabel_config c;
     memset(&c, 0, sizeof c);
-    c.features = RL_FEATURES_LAST;
-    c.similarity = RL_SIM_COSINE;
-    c.sampling = RL_SAMPLE_ALL;
-    c.per_class = 1024;
-    c.sample_count = 4096;
-    c.class_floor = 64;
-    c.top_k = 1;
-    c.per_image_vote = 0;
+    c.refs.features = RL_FEATURES_LAST;
+    c.refs.similarity = RL_SIM_COSINE;
+    c.refs.sampling = RL_SAMPLE_ALL;
+    c.refs.per_class_cap = 1024;
+    c.refs.sample_count = 4096;
+    c.refs.class_floor = 64;
+    c.refs.top_k = 1;
+    c.refs.match_mode = RL_MATCH_POOLED;
+    c.refs.min_margin = 0.0f;
     c.axis = 2;
     c.ignore_label = -1;
     c.seed = 0;
@@ -87,8 +110,8 @@ int rl_pseudolabeler_create(rl_pseudolabeler **out, rl_unet *net,
                             max_slice_pixels);
     if (cfg->axis < 0 || cfg->axis > 2)
         return rl_error_set(err, RL_EINVAL, "pseudolabel: axis %d is not 0, 1 or 2", cfg->axis);
-    if (cfg->top_k < 1) return rl_error_set(err, RL_EINVAL, "pseudolabel: top_k must be >= 1");
-    int dim = rl_feature_dim(nc, cfg->features);
+    if (cfg->refs.top_k < 1) return rl_error_set(err, RL_EINVAL, "pseudolabel: top_k must be >= 1");
+    int dim = rl_feature_dim(nc, cfg->refs.features);
     if (dim < 1) return rl_error_set(err, RL_EINVAL, "pseudolabel: unknown feature source");
     rl_pseudolabeler *pl = calloc(1, sizeof *pl);
     if (!pl) return rl_error_set(err, RL_ENOMEM, "out of memory");
@@ -101,10 +124,7 @@ int rl_pseudolabeler_create(rl_pseudolabeler **out, rl_unet *net,
     pl->reference_slices = reference_slices;
     rl_rng_seed(&pl->rng, cfg->seed, 0x7073u /* "ps": the bank sampling stream */);
 
-    rl_bank_config bc;
-    memset(&bc, 0, sizeof bc);
-    bc.dim = dim;
-    bc.num_labels = nc->num_classes;
+    rl_bank_config bc = rl_reference_bank_config(&cfg->refs, dim, nc->num_classes);
     bc.ignore_label = cfg->ignore_label;
     if (cfg->multilabel) {
         if (nc->num_classes > RL_MULTILABEL_MAX_STRUCTURES) {
@@ -115,18 +135,10 @@ int rl_pseudolabeler_create(rl_pseudolabeler **out, rl_unet *net,
         bc.multilabel = 1;
         bc.num_labels = nc->num_classes <= 8 ? 1 << nc->num_classes : MULTILABEL_BANK_MASKS;
     }
-    bc.similarity = cfg->similarity;
-    bc.sampling = cfg->sampling;
-    bc.per_class_cap = cfg->per_class;
-    bc.sample_count = cfg->sample_count;
-    bc.class_floor = cfg->class_floor;
     bc.max_images = 1; /* one reference slice per batch */
     bc.max_image_pixels = max_slice_pixels;
     bc.memory_batches = reference_slices; /* nothing is ever evicted */
-    rl_match_config mc;
-    memset(&mc, 0, sizeof mc);
-    mc.mode = cfg->per_image_vote ? RL_MATCH_PER_IMAGE : RL_MATCH_POOLED;
-    mc.top_k = cfg->top_k;
+    rl_match_config mc = rl_reference_match_config(&cfg->refs);
     mc.threading = RL_THREAD_AUTO;
     int rc = rl_bank_init(&pl->bank, &bc, err);
     if (rc) {
@@ -251,7 +263,7 @@ static int slice_features(rl_pseudolabeler *pl, const prepared_case *pc, int s, 
                    (size_t)w * sizeof *pl->x);
     }
     if (!rc) rc = rl_unet_forward(pl->net, pl->x, 0, err);
-    if (!rc) rc = rl_unet_extract_features(pl->net, pl->cfg.features, pl->feat_padded, err);
+    if (!rc) rc = rl_unet_extract_features(pl->net, pl->cfg.refs.features, pl->feat_padded, err);
     if (rc) return rc;
     for (int d = 0; d < pl->dim; d++)
         for (int y = 0; y < pc->h; y++)

@@ -156,15 +156,16 @@ rl_train_config rl_train_default_config(int64_t steps, int batch) {
      * it and the loop feeds on its own drift; with the per-class cap refpl
      * collapsed on the brain atlas and on the stripes data (docs/TRAINING.md,
      * "Status of the defaults"). */
-    s->sampling = RL_SAMPLE_PROPORTIONAL;
-    s->per_class_cap = 256;
-    s->sample_count = 4096;
-    s->class_floor = 32;
+    s->refs.sampling = RL_SAMPLE_PROPORTIONAL;
+    s->refs.per_class_cap = 256;
+    s->refs.sample_count = 4096;
+    s->refs.class_floor = 32;
+    s->refs.features = RL_FEATURES_LAST;
     s->memory_batches = 1;
-    s->top_k = 1;
-    s->match_mode = RL_MATCH_POOLED;
-    s->similarity = RL_SIM_COSINE;
-    s->min_margin = 0.0f;
+    s->refs.top_k = 1;
+    s->refs.match_mode = RL_MATCH_POOLED;
+    s->refs.similarity = RL_SIM_COSINE;
+    s->refs.min_margin = 0.0f;
     s->keep_fraction = 1.0;
     /* A margin threshold learned each step from the labeled half, stated as
      * the accuracy those matches must reach. A fixed margin of 0.1 was ahead
@@ -361,19 +362,16 @@ static int create_semi(rl_trainer *tr, rl_error *err) {
             if (!tr->rank_scratch)
                 return rl_error_set(err, RL_ENOMEM, "out of memory for the unlabeled batch");
         }
-        int dim = rl_feature_dim(rl_unet_get_config(tr->net), sc->features);
+        int dim = rl_feature_dim(rl_unet_get_config(tr->net), sc->refs.features);
         if (dim < 1)
             return rl_error_set(err, RL_EINVAL, "unknown refpl feature source %d",
-                                (int)sc->features);
-        if (sc->features == RL_FEATURES_HYPERCOLUMN) {
+                                (int)sc->refs.features);
+        if (sc->refs.features == RL_FEATURES_HYPERCOLUMN) {
             tr->hypercolumn = malloc((size_t)tr->n * (size_t)dim * hw * sizeof *tr->hypercolumn);
             if (!tr->hypercolumn)
                 return rl_error_set(err, RL_ENOMEM, "out of memory for the hypercolumn features");
         }
-        rl_bank_config bc;
-        memset(&bc, 0, sizeof bc);
-        bc.dim = dim;
-        bc.num_labels = set->num_classes;
+        rl_bank_config bc = rl_reference_bank_config(&sc->refs, dim, set->num_classes);
         bc.ignore_label = RL_IGNORE;
         if (set->multilabel) {
             /* Label ids are the distinct bit sets seen during training. */
@@ -381,18 +379,10 @@ static int create_semi(rl_trainer *tr, rl_error *err) {
             bc.num_labels = tr->structures <= 8 ? 1 << tr->structures : MULTILABEL_BANK_MASKS;
             bc.ignore_mask = IGNORE_MASK;
         }
-        bc.similarity = sc->similarity;
-        bc.sampling = sc->sampling;
-        bc.per_class_cap = sc->per_class_cap;
-        bc.sample_count = sc->sample_count;
-        bc.class_floor = sc->class_floor;
         bc.max_images = tr->nl;
         bc.max_image_pixels = (int)hw;
         bc.memory_batches = sc->memory_batches > 0 ? sc->memory_batches : 1;
-        rl_match_config mc;
-        memset(&mc, 0, sizeof mc);
-        mc.mode = sc->match_mode;
-        mc.top_k = sc->top_k > 0 ? sc->top_k : 1;
+        rl_match_config mc = rl_reference_match_config(&sc->refs);
         int rc = rl_bank_init(&tr->bank, &bc, err);
         if (rc) return rc;
         rc = rl_matcher_init(&tr->matcher, &mc, &bc, err);
@@ -760,7 +750,7 @@ static int calibrate_min_margin(rl_trainer *tr, const float *features, float *th
 static int refpl_labels(rl_trainer *tr, size_t count, rl_error *err) {
     int h = tr->cfg.patch_h, w = tr->cfg.patch_w, dim = tr->bank.cfg.dim;
     const float *features = tr->hypercolumn ? tr->hypercolumn : rl_unet_features(tr->net).data;
-    tr->min_margin = tr->cfg.semi.min_margin;
+    tr->min_margin = tr->cfg.semi.refs.min_margin;
     if (tr->has_calib) {
         float calibrated;
         int rc = calibrate_min_margin(tr, features, &calibrated, err);
@@ -976,7 +966,7 @@ static int refpl_masks(rl_trainer *tr, size_t count, rl_error *err) {
                   &out, err);
     if (rc) return rc;
     for (size_t i = 0; i < count; i++) tr->matched[i] = (int32_t)tr->match_masks[i];
-    tr->min_margin = tr->cfg.semi.min_margin; /* no calibration on multi-label data */
+    tr->min_margin = tr->cfg.semi.refs.min_margin; /* no calibration on multi-label data */
     keep_most_confident(tr, count);
     return RL_OK;
 }
@@ -1236,7 +1226,7 @@ static void trainer_signature(const rl_trainer *tr, char *buf, size_t size) {
              rl_method_name(c->semi.method), tr->nl, tr->nu, c->patch_h, c->patch_w,
              (long long)c->steps, rl_optim_name(c->optim.kind), rl_optim_state_count(tr->opt),
              tr->set->count, tr->labeled.size, tr->set->channels, tr->set->num_classes,
-             tr->has_bank ? rl_feature_source_name(c->semi.features) : "none",
+             tr->has_bank ? rl_feature_source_name(c->semi.refs.features) : "none",
              tr->has_bank ? tr->bank.cfg.memory_batches : 0,
              tr->has_bank ? tr->bank.slot_capacity : 0, tr->has_bank ? tr->bank.cfg.dim : 0);
 }
