@@ -134,7 +134,7 @@ static void test_downsample(void) {
     lab[4] = 6; /* in the dropped plane x = 4: must not matter */
     rl_volume small;
     uint8_t *small_lab = NULL;
-    CHECK_OK(rl_atlas_downsample2(&img, lab, &small, &small_lab, &err));
+    CHECK_OK(rl_atlas_downsample(&img, lab, (int[]){2, 2, 2}, &small, &small_lab, &err));
     CHECK(small.nx == 2 && small.ny == 2 && small.nz == 1);
     CHECK(small.spacing[0] == 2.0 && small.spacing[1] == 3.0 && small.spacing[2] == 4.0);
     CHECK(small_lab && small_lab[0] == 0 && small_lab[1] == 2 && small_lab[2] == 4 &&
@@ -144,10 +144,33 @@ static void test_downsample(void) {
     CHECK(small.data[3] == (12 + 13 + 17 + 18 + 32 + 33 + 37 + 38) / 8.0f);
     rl_volume_free(&small);
     free(small_lab);
+    /* In plane only ({2, 2, 1}): both z planes stay, blocks of 4 voxels.
+     * Plane z = 0 of block (0,0) is 4 x class 3 -> 3 (the 8-voxel tie is
+     * gone); plane z = 0 of block (1,0) is 5, 2, 5, 2 -> tie -> 2; plane
+     * z = 1 of block (0,0) is background. */
+    CHECK_OK(rl_atlas_downsample(&img, lab, (int[]){2, 2, 1}, &small, &small_lab, &err));
+    CHECK(small.nx == 2 && small.ny == 2 && small.nz == 2);
+    CHECK(small.spacing[0] == 2.0 && small.spacing[1] == 3.0 && small.spacing[2] == 2.0);
+    CHECK(small_lab && small_lab[0] == 3 && small_lab[1] == 2 && small_lab[4] == 0 &&
+          small_lab[3] == 7 && small_lab[7] == 7);
+    CHECK(small.data[0] == (0 + 1 + 5 + 6) / 4.0f);
+    CHECK(small.data[4] == (20 + 21 + 25 + 26) / 4.0f);
+    rl_volume_free(&small);
+    free(small_lab);
+    small_lab = NULL;
     rl_volume flat;
     CHECK_OK(rl_volume_create(&flat, 4, 4, 1, &err));
-    CHECK(rl_atlas_downsample2(&flat, lab, &small, &small_lab, &err) == RL_EINVAL);
+    CHECK(rl_atlas_downsample(&flat, lab, (int[]){2, 2, 2}, &small, &small_lab, &err) ==
+          RL_EINVAL);
     CHECK(small_lab == NULL);
+    /* a single slice can still be halved in plane */
+    CHECK_OK(rl_atlas_downsample(&flat, lab, (int[]){2, 2, 1}, &small, &small_lab, &err));
+    CHECK(small.nx == 2 && small.ny == 2 && small.nz == 1);
+    rl_volume_free(&small);
+    free(small_lab);
+    small_lab = NULL;
+    CHECK(rl_atlas_downsample(&flat, lab, (int[]){3, 1, 1}, &small, &small_lab, &err) ==
+          RL_EINVAL);
     rl_volume_free(&flat);
     rl_volume_free(&img);
 }

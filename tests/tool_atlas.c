@@ -1,6 +1,7 @@
 /* Builds the atlas dataset from mricron-data for the numpy oracle
  * (tests/oracle/test_numpy_atlas.py).
  * Usage: tool_atlas OUT_DIR AXIS DOWNSAMPLE MIN_VOXELS
+ * DOWNSAMPLE: 1, 2, or 2p (2 within the slices only, --in-plane).
  * Prints "nx ny nz slices qualifying train test excluded" on success. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@ int main(int argc, char **argv) {
     }
     rl_atlas_options opt = {.axis = atoi(argv[2]),
                             .downsample = atoi(argv[3]),
+                            .in_plane = argv[3][0] && argv[3][1] == 'p',
                             .min_voxels = atoi(argv[4]),
                             .force = 1};
     rl_atlas_summary s;

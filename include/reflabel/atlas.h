@@ -48,14 +48,17 @@ int rl_atlas_read_lobes(const char *txt_path, uint8_t *lobe_of_value, rl_error *
 int rl_atlas_map_lobes(const rl_volume *atlas, const uint8_t *lobe_of_value, uint8_t *out,
                        rl_error *err);
 
-/* 2 mm version of a 1 mm pair: each output voxel is one 2x2x2 block of the
- * input (an odd last plane along an axis is dropped: output extent n / 2).
- * Image: the block mean. Labels: the most frequent class in the block; a tie
- * goes to the lowest class value (so a 4-4 background/lobe tie stays
- * background). Spacing doubles. image_out gets a fresh in-memory volume;
- * labels_out must hold its numel. Extents < 2 along an axis are refused. */
-int rl_atlas_downsample2(const rl_volume *image, const uint8_t *labels, rl_volume *image_out,
-                         uint8_t **labels_out, rl_error *err);
+/* Coarser version of a 1 mm pair: each output voxel is one block of
+ * factor[0] x factor[1] x factor[2] input voxels (each factor 1 or 2; an odd
+ * last plane along a halved axis is dropped: output extent n / 2). Image:
+ * the block mean. Labels: the most frequent class in the block; a tie goes
+ * to the lowest class value (so a 4-4 background/lobe tie stays
+ * background). Spacing is multiplied by the factors. {2, 2, 2} is the 2 mm
+ * atlas; {2, 2, 1} halves the in-plane resolution of axial slices and keeps
+ * every slice. image_out gets a fresh in-memory volume; labels_out must hold
+ * its numel. An extent < 2 along a halved axis is refused. */
+int rl_atlas_downsample(const rl_volume *image, const uint8_t *labels, const int factor[3],
+                        rl_volume *image_out, uint8_t **labels_out, rl_error *err);
 
 /* Roles of the qualifying slices in the split. */
 enum { RL_ATLAS_TRAIN = 0, RL_ATLAS_TEST = 1, RL_ATLAS_EXCLUDED = 2 };
@@ -69,6 +72,10 @@ void rl_atlas_split(int n, uint8_t *role);
 typedef struct rl_atlas_options {
     int axis;       /* 0 sagittal, 1 coronal, 2 axial */
     int downsample; /* 1 (1 mm) or 2 (2 mm) */
+    /* with downsample 2: only within the slices (the two axes other than
+     * `axis`), keeping every 1 mm slice: about twice the slices of the 2 mm
+     * set, at the same in-plane size */
+    int in_plane;
     int min_voxels; /* labelled voxels a slice needs to become a case */
     int force;      /* write into a non-empty output folder */
 } rl_atlas_options;

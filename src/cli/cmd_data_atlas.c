@@ -7,7 +7,7 @@
 
 
 static const char *atlas_usage =
-    "usage: reflabel data atlas --out DIR [--axis 0|1|2] [--downsample 1|2]\n"
+    "usage: reflabel data atlas --out DIR [--axis 0|1|2] [--downsample 1|2 [--in-plane]]\n"
     "                           [--min-voxels N] [--force]\n"
     "\n"
     "Builds a real 2D segmentation dataset in the nnU-Net v2 raw layout from the\n"
@@ -25,6 +25,9 @@ static const char *atlas_usage =
     "the rest is training (imagesTr/labelsTr).\n"
     "--downsample 2 builds a 2 mm version (2x2x2 block mean for the image,\n"
     "majority vote for the labels, ties to the lower class) before slicing.\n"
+    "--in-plane (with --downsample 2) halves the resolution within the slices only\n"
+    "(2x2 blocks) and keeps every 1 mm slice: the same in-plane size as the 2 mm\n"
+    "set with about twice its slices (axial: about 86 training, 48 test).\n"
     "A non-empty DIR is refused unless --force (which replaces the atlas_* cases).\n";
 
 int cli_data_atlas(int argc, char **argv) {
@@ -40,6 +43,10 @@ int cli_data_atlas(int argc, char **argv) {
             opt.force = 1;
             continue;
         }
+        if (!strcmp(a, "--in-plane")) {
+            opt.in_plane = 1;
+            continue;
+        }
         int rc = 0;
         if (!v) return cli_missing_value("data atlas", a, atlas_usage);
         if (!strcmp(a, "--out")) out = v;
@@ -53,6 +60,8 @@ int cli_data_atlas(int argc, char **argv) {
         i++;
     }
     if (!out) return cli_usage_error("data atlas", "--out is required");
+    if (opt.in_plane && opt.downsample != 2)
+        return cli_usage_error("data atlas", "--in-plane needs --downsample 2");
     int missing = cli_check_atlas_sources();
     if (missing) return missing;
     rl_error err = {0, ""};

@@ -100,14 +100,22 @@ int rl_atlas_map_lobes(const rl_volume *atlas, const uint8_t *lobe_of_value, uin
     return RL_OK;
 }
 
-int rl_atlas_downsample2(const rl_volume *image, const uint8_t *labels, rl_volume *image_out,
-                         uint8_t **labels_out, rl_error *err) {
+int rl_atlas_downsample(const rl_volume *image, const uint8_t *labels, const int factor[3],
+                        rl_volume *image_out, uint8_t **labels_out, rl_error *err) {
     *labels_out = NULL;
-    if (image->nx < 2 || image->ny < 2 || image->nz < 2)
-        return rl_error_set(err, RL_EINVAL,
-                            "a %dx%dx%d volume is too small to downsample by 2 along every axis",
-                            image->nx, image->ny, image->nz);
-    int ox = image->nx / 2, oy = image->ny / 2, oz = image->nz / 2;
+    const int n[3] = {image->nx, image->ny, image->nz};
+    int out[3];
+    for (int i = 0; i < 3; i++) {
+        if (factor[i] != 1 && factor[i] != 2)
+            return rl_error_set(err, RL_EINVAL, "downsampling factor %d along axis %d (1 or 2)",
+                                factor[i], i);
+        if (n[i] < factor[i])
+            return rl_error_set(err, RL_EINVAL,
+                                "a %dx%dx%d volume is too small to downsample by 2 along axis %d",
+                                n[0], n[1], n[2], i);
+        out[i] = n[i] / factor[i];
+    }
+    int ox = out[0], oy = out[1], oz = out[2], fx = factor[0], fy = factor[1], fz = factor[2];
     int rc = rl_volume_create(image_out, ox, oy, oz, err);
     if (rc) return rc;
     uint8_t *lab = malloc((size_t)ox * oy * oz);
@@ -115,17 +123,18 @@ int rl_atlas_downsample2(const rl_volume *image, const uint8_t *labels, rl_volum
         rl_volume_free(image_out);
         return rl_error_set(err, RL_ENOMEM, "out of memory downsampling the atlas");
     }
-    for (int i = 0; i < 3; i++) image_out->spacing[i] = 2.0 * image->spacing[i];
+    for (int i = 0; i < 3; i++) image_out->spacing[i] = factor[i] * image->spacing[i];
     const size_t sx = 1, sy = (size_t)image->nx, sz = (size_t)image->nx * image->ny;
+    const double voxels = (double)(fx * fy * fz);
     for (int z = 0; z < oz; z++)
         for (int y = 0; y < oy; y++)
             for (int x = 0; x < ox; x++) {
-                size_t base = 2 * (size_t)z * sz + 2 * (size_t)y * sy + 2 * (size_t)x * sx;
+                size_t base = (size_t)fz * z * sz + (size_t)fy * y * sy + (size_t)fx * x * sx;
                 double sum = 0.0;
                 int votes[256] = {0};
-                for (int dz = 0; dz < 2; dz++)
-                    for (int dy = 0; dy < 2; dy++)
-                        for (int dx = 0; dx < 2; dx++) {
+                for (int dz = 0; dz < fz; dz++)
+                    for (int dy = 0; dy < fy; dy++)
+                        for (int dx = 0; dx < fx; dx++) {
                             size_t i = base + dz * sz + dy * sy + dx * sx;
                             sum += image->data[i];
                             votes[labels[i]]++;
@@ -135,7 +144,7 @@ int rl_atlas_downsample2(const rl_volume *image, const uint8_t *labels, rl_volum
                 for (int c = 1; c < 256; c++)
                     if (votes[c] > votes[best]) best = c;
                 size_t o = ((size_t)z * oy + y) * ox + x;
-                image_out->data[o] = (float)(sum / 8.0);
+                image_out->data[o] = (float)(sum / voxels);
                 lab[o] = (uint8_t)best;
             }
     *labels_out = lab;
@@ -355,6 +364,8 @@ int rl_atlas_build(const char *t1_path, const char *atlas_path, const char *txt_
         return rl_error_set(err, RL_EINVAL, "axis must be 0, 1 or 2 (got %d)", opt->axis);
     if (opt->downsample != 1 && opt->downsample != 2)
         return rl_error_set(err, RL_EINVAL, "downsample must be 1 or 2 (got %d)", opt->downsample);
+    if (opt->in_plane && opt->downsample != 2)
+        return rl_error_set(err, RL_EINVAL, "in-plane downsampling needs downsample 2");
     if (opt->min_voxels < 1)
         return rl_error_set(err, RL_EINVAL, "min-voxels must be at least 1 (got %d)",
                             opt->min_voxels);
@@ -385,7 +396,9 @@ int rl_atlas_build(const char *t1_path, const char *atlas_path, const char *txt_
     const rl_volume *image = &t1;
     const uint8_t *lab = labels;
     if (!rc && opt->downsample == 2) {
-        rc = rl_atlas_downsample2(&t1, labels, &t1_small, &labels_small, err);
+        int factor[3] = {2, 2, 2};
+        if (opt->in_plane) factor[opt->axis] = 1;
+        rc = rl_atlas_downsample(&t1, labels, factor, &t1_small, &labels_small, err);
         image = &t1_small;
         lab = labels_small;
     }
