@@ -7,6 +7,9 @@ set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev zlib1g-dev libpng-dev
             libnifti2-dev libcjson-dev mricron-data)
+# Optional, detected at build time (reflabel builds and runs without them):
+# Open MPI for running under mpirun/srun (docs/DISTRIBUTED.md).
+build_pkgs+=(libopenmpi-dev openmpi-bin)
 # Test oracles: PyTorch, SciPy, nibabel, FAISS, and Pillow (reads PNG outputs
 # independently of our reader).
 test_pkgs=(python3 python3-numpy python3-torch python3-scipy python3-nibabel python3-faiss python3-pil)

@@ -6,7 +6,8 @@
  *    The library never prints, never calls exit() and never aborts on input.
  *  - Tensors are float32, NCHW, contiguous.
  *  - No global mutable state, except the process-wide thread count that
- *    OpenMP and OpenBLAS keep themselves (rl_set_threads).
+ *    OpenMP and OpenBLAS keep themselves (rl_set_threads) and the MPI world
+ *    this process joined (reflabel/dist.h).
  */
 #ifndef REFLABEL_CORE_H
 #define REFLABEL_CORE_H
@@ -102,7 +103,8 @@ rl_tensor rl_tensor_from_arena(rl_arena *arena, int n, int c, int h, int w);
 
 /* ---- threads and BLAS --------------------------------------------------- */
 
-/* Sets the thread count of both OpenMP and OpenBLAS; n <= 0 means all cores. */
+/* Sets the thread count of both OpenMP and OpenBLAS; n <= 0 means all cores,
+ * shared among the ranks of an MPI launch on this node (reflabel/dist.h). */
 void rl_set_threads(int n);
 int rl_get_threads(void);
 

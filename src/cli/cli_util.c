@@ -9,10 +9,15 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "reflabel/dist.h"
 #include "reflabel/atlas.h"
 
+/* Under MPI the commands that run there agree on a failure before they
+ * return (rl_dist_agree), so every rank holds the same line and rank 0
+ * alone prints it: one line, not one per rank. */
 int cli_fail(const rl_error *err) {
-    fprintf(stderr, "reflabel: %s\n", err && err->msg[0] ? err->msg : "unknown error");
+    if (rl_dist_rank() == 0)
+        fprintf(stderr, "reflabel: %s\n", err && err->msg[0] ? err->msg : "unknown error");
     return 1;
 }
 

@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "progress.h"
 #include "reflabel/checkpoint.h"
+#include "reflabel/dist.h"
 #include "reflabel/folder.h"
 #include "reflabel/image.h"
 #include "reflabel/train.h"
@@ -31,55 +32,75 @@ int cli_predict_folder(rl_unet *net, const char *in_dir, const char *out_dir, in
     return cli_predict_folder_ex(net, 0, in_dir, out_dir, axis, write_confidence, quiet, err);
 }
 
+/* Reads, segments and writes one case of the folder. */
+static int predict_case(rl_unet *net, int multilabel, const rl_folder *f, int i,
+                        const char *out_dir, int axis, int write_confidence, rl_volume *images,
+                        rl_error *err) {
+    const rl_folder_entry *e = &f->entries[i];
+    int32_t *labels = NULL;
+    float *conf = NULL;
+    int rc = RL_OK;
+    for (int c = 0; !rc && c < f->channels; c++) {
+        rc = rl_volume_read(e->paths[c], &images[c], err);
+        if (!rc && c > 0 && (images[c].nx != images[0].nx || images[c].ny != images[0].ny ||
+                             images[c].nz != images[0].nz))
+            rc = rl_error_set(err, RL_EFORMAT, "%s: shape differs from %s", e->paths[c],
+                              e->paths[0]);
+    }
+    if (!rc) {
+        size_t n = rl_volume_numel(&images[0]);
+        labels = malloc(n * sizeof *labels);
+        conf = write_confidence ? malloc(n * sizeof *conf) : NULL;
+        if (!labels || (write_confidence && !conf))
+            rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+    }
+    if (!rc) {
+        rc = multilabel
+                 ? rl_predict_case_multilabel(net, images, f->channels, axis, labels, conf, err)
+                 : rl_predict_case(net, images, f->channels, axis, labels, conf, err);
+        if (rc) rl_error_prefix(err, "%s", e->paths[0]);
+    }
+    char path[4096];
+    if (!rc) {
+        snprintf(path, sizeof path, "%s/%s%s", out_dir, e->id, e->ending);
+        rc = multilabel ? rl_volume_write_bitsets(path, &images[0], labels,
+                                                  rl_unet_get_config(net)->num_classes, err)
+                        : rl_volume_write_labels(path, &images[0], labels, err);
+    }
+    if (!rc && conf) {
+        snprintf(path, sizeof path, "%s/%s_confidence%s", out_dir, e->id, e->ending);
+        rc = rl_volume_write_float(path, &images[0], conf, err);
+    }
+    for (int c = 0; c < f->channels; c++) rl_volume_free(&images[c]);
+    free(labels);
+    free(conf);
+    return rc;
+}
+
+/* Under MPI the cases are dealt round-robin, case i to rank i % size; a
+ * case's output depends on the model and the case alone, so the files are
+ * those of one process. After each round of `size` cases the ranks agree on
+ * whether any failed, so that a bad case on one rank stops all of them
+ * within one case's time, each with the same line. */
 int cli_predict_folder_ex(rl_unet *net, int multilabel, const char *in_dir, const char *out_dir,
                           int axis, int write_confidence, int quiet, rl_error *err) {
     rl_folder f;
+    memset(&f, 0, sizeof f);
     int rc = rl_folder_list_images(in_dir, rl_unet_get_config(net)->in_channels, &f, err);
-    if (rc) return rc;
-    rc = rl_make_dirs(out_dir, err);
+    if (!rc) rc = rl_make_dirs(out_dir, err);
+    rl_volume *images = rc ? NULL : calloc((size_t)f.channels, sizeof *images);
+    if (!rc && !images) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+    rc = rl_dist_agree(rc, err);
+    const int rank = rl_dist_rank(), ranks = rl_dist_size();
     rl_progress bar;
-    rl_progress_start(&bar, "predict", f.count, quiet);
-    rl_volume *images = calloc((size_t)f.channels, sizeof *images);
-    if (!images) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
-    for (int i = 0; !rc && i < f.count; i++) {
-        const rl_folder_entry *e = &f.entries[i];
-        int32_t *labels = NULL;
-        float *conf = NULL;
-        for (int c = 0; !rc && c < f.channels; c++) {
-            rc = rl_volume_read(e->paths[c], &images[c], err);
-            if (!rc && c > 0 && (images[c].nx != images[0].nx || images[c].ny != images[0].ny ||
-                                 images[c].nz != images[0].nz))
-                rc = rl_error_set(err, RL_EFORMAT, "%s: shape differs from %s", e->paths[c],
-                                  e->paths[0]);
-        }
-        if (!rc) {
-            size_t n = rl_volume_numel(&images[0]);
-            labels = malloc(n * sizeof *labels);
-            conf = write_confidence ? malloc(n * sizeof *conf) : NULL;
-            if (!labels || (write_confidence && !conf))
-                rc = rl_error_set(err, RL_ENOMEM, "out of memory");
-        }
-        if (!rc) {
-            rc = multilabel
-                     ? rl_predict_case_multilabel(net, images, f.channels, axis, labels, conf, err)
-                     : rl_predict_case(net, images, f.channels, axis, labels, conf, err);
-            if (rc) rl_error_prefix(err, "%s", e->paths[0]);
-        }
-        char path[4096];
-        if (!rc) {
-            snprintf(path, sizeof path, "%s/%s%s", out_dir, e->id, e->ending);
-            rc = multilabel ? rl_volume_write_bitsets(path, &images[0], labels,
-                                                      rl_unet_get_config(net)->num_classes, err)
-                            : rl_volume_write_labels(path, &images[0], labels, err);
-        }
-        if (!rc && conf) {
-            snprintf(path, sizeof path, "%s/%s_confidence%s", out_dir, e->id, e->ending);
-            rc = rl_volume_write_float(path, &images[0], conf, err);
-        }
-        for (int c = 0; c < f.channels; c++) rl_volume_free(&images[c]);
-        free(labels);
-        free(conf);
-        rl_progress_update(&bar, i + 1, e->id);
+    rl_progress_start(&bar, "predict", rc ? 0 : f.count, quiet || rank != 0);
+    for (int round = 0; !rc && round < f.count; round += ranks) {
+        int i = round + rank;
+        if (i < f.count)
+            rc = predict_case(net, multilabel, &f, i, out_dir, axis, write_confidence, images, err);
+        rc = rl_dist_agree(rc, err);
+        int done = round + ranks < f.count ? round + ranks : f.count;
+        if (!rc) rl_progress_update(&bar, done, f.entries[done - 1].id);
     }
     rl_progress_finish(&bar);
     free(images);

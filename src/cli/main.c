@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "reflabel/dist.h"
 
 static const char *usage =
     "usage: reflabel <command> [options]\n"
@@ -21,7 +22,7 @@ static const char *usage =
     "\n"
     "'reflabel <command> --help' describes each command.\n";
 
-int main(int argc, char **argv) {
+static int dispatch(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
@@ -39,4 +40,26 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr, "reflabel: unknown command '%s'\n%s", argv[1], usage);
     return 2;
+}
+
+/* Under mpirun or srun every rank runs the same command line; commands that
+ * know how to share their work ask reflabel/dist.h for their rank, the
+ * others run whole in each rank. */
+int main(int argc, char **argv) {
+    rl_error err = {0, ""};
+    if (rl_dist_init(&argc, &argv, &err)) return cli_fail(&err);
+    /* predict deals its cases among the ranks; every other command would
+     * run whole in each rank and write the same files at once. */
+    int shares = argc >= 2 && (!strcmp(argv[1], "predict"));
+    if (rl_dist_size() > 1 && !shares) {
+        rl_error_set(&err, RL_EUNSUPPORTED, "'%s' does not run under MPI (%d ranks); run it "
+                     "as one process (commands that do: predict)",
+                     argc >= 2 ? argv[1] : "", rl_dist_size());
+        int rc = cli_fail(&err); /* while the rank is known: rank 0 prints */
+        rl_dist_finalize();
+        return rc;
+    }
+    int rc = dispatch(argc, argv);
+    rl_dist_finalize();
+    return rc;
 }

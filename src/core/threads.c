@@ -1,6 +1,7 @@
 /* Threads, BLAS, clocks and memory readings: the few places that talk to the
  * platform. */
 #include "reflabel/core.h"
+#include "reflabel/dist.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -10,7 +11,10 @@
 #include <time.h>
 
 void rl_set_threads(int n) {
-    if (n <= 0) n = omp_get_num_procs();
+    /* The default shares the node's cores among the ranks of an MPI launch
+     * that run on it; one process each would otherwise oversubscribe them. */
+    if (n <= 0) n = omp_get_num_procs() / rl_dist_local_size();
+    if (n <= 0) n = 1;
     omp_set_num_threads(n);
     openblas_set_num_threads(n);
 }
