@@ -14,12 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char *join_path(const char *dir, const char *name) {
-    size_t len = strlen(dir) + strlen(name) + 2;
-    char *path = malloc(len);
-    if (path) snprintf(path, len, "%s/%s", dir, name);
-    return path;
-}
+#include "paths.h"
 
 static char *copy_string(const char *s) {
     size_t len = strlen(s) + 1;
@@ -234,22 +229,11 @@ static int compare_cases(const void *a, const void *b) {
 }
 
 /* A dataset file must be a regular file that resolves inside the dataset
- * folder: neither a symbolic link (to the file or to a folder above it) nor
- * anything else may make reflabel read, or later overwrite, files elsewhere.
- * real_root is the resolved dataset root. */
+ * folder (paths.h). real_root is the resolved dataset root. */
 static int check_file(const char *path, const char *real_root, rl_error *err) {
     char resolved[PATH_MAX];
-    if (!realpath(path, resolved))
-        return rl_error_set(err, RL_EIO, "%s: cannot resolve (broken link?): %s", path,
-                            strerror(errno));
-    size_t n = strlen(real_root);
-    int inside = strncmp(resolved, real_root, n) == 0 &&
-                 (resolved[n] == '/' || (n == 1 && real_root[0] == '/'));
-    if (!inside)
-        return rl_error_set(err, RL_EINVAL,
-                            "%s: resolves outside the dataset folder, to %s (symbolic link); "
-                            "refused",
-                            path, resolved);
+    int rc = rl_io_resolve_inside(path, real_root, "the dataset folder", resolved, err);
+    if (rc) return rc;
     struct stat st;
     if (stat(resolved, &st) != 0)
         return rl_error_set(err, RL_EIO, "%s: cannot stat: %s", path, strerror(errno));
@@ -320,7 +304,7 @@ static int scan_folder(const char *dir, const char *ending, int with_channel,
         const char *name = ent->d_name;
         if (name[0] == '.' || !ends_with(name, ending) || strlen(name) == strlen(ending))
             continue;
-        char *path = join_path(dir, name);
+        char *path = rl_io_join_path(dir, name);
         if (!path) {
             rc = rl_error_set(err, RL_ENOMEM, "%s: out of memory", dir);
             break;
@@ -441,8 +425,8 @@ static int attach_labels(const char *dir, const char *ending, const char *real_r
 static int scan_split(const rl_dataset *ds, const char *real_root, const char *images_name,
                       const char *labels_name, int required, rl_case **cases, int *count,
                       int *labeled, rl_error *err) {
-    char *images_dir = join_path(ds->root, images_name);
-    char *labels_dir = join_path(ds->root, labels_name);
+    char *images_dir = rl_io_join_path(ds->root, images_name);
+    char *labels_dir = rl_io_join_path(ds->root, labels_name);
     entry_list list = {0};
     int missing = 0, rc = RL_OK;
     if (!images_dir || !labels_dir) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
@@ -477,7 +461,7 @@ int rl_dataset_open(const char *dir, rl_dataset *ds, rl_error *err) {
         return rl_error_set(err, RL_EIO, "%s: dataset folder not found: %s", dir,
                             strerror(errno));
     ds->root = copy_string(dir);
-    char *json_path = join_path(dir, "dataset.json");
+    char *json_path = rl_io_join_path(dir, "dataset.json");
     if (!ds->root || !json_path) {
         free(json_path);
         rl_dataset_free(ds);
