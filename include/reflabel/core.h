@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -140,6 +141,10 @@ int rl_write_file_atomic(const char *path, const void *data, size_t size, rl_err
  * fsync + rename that publishes it. */
 int rl_temp_path_for(const char *path, char *tmp, size_t tmp_size, rl_error *err);
 int rl_publish_file(const char *tmp, const char *path, rl_error *err);
+/* Opens path for binary reading, a regular file only: a folder, a FIFO or
+ * a device is refused before anything is read. *size is the file's size;
+ * the caller closes *fp. */
+int rl_open_regular_file(const char *path, FILE **fp, uint64_t *size, rl_error *err);
 /* Reads a whole file into a malloc'ed buffer (NUL-terminated for text);
  * refuses files larger than max_bytes. */
 int rl_read_file(const char *path, size_t max_bytes, char **data, size_t *size,

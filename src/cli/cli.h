@@ -40,8 +40,9 @@ struct cJSON *cli_run_json_script(const char *script, const char *args, rl_error
 int cmd_train(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
-int cmd_data(int argc, char **argv);
-int cli_data_atlas(int argc, char **argv);
+int cmd_data_shapes(int argc, char **argv);
+int cmd_data_stripes(int argc, char **argv);
+int cmd_data_atlas(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_bench_match(int argc, char **argv);
 int cmd_bench_train(int argc, char **argv);

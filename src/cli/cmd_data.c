@@ -1,4 +1,4 @@
-/* reflabel data: build datasets. `shapes` and `stripes` generate synthetic
+/* reflabel data shapes, reflabel data stripes: generate synthetic
  * nnU-Net datasets whose right answer is known (tests, quick experiments). */
 #include <math.h>
 #include <stdio.h>
@@ -10,27 +10,24 @@
 #include "reflabel/image.h"
 #include "reflabel/synthetic.h"
 
-static const char *data_usage =
+static const char *shapes_usage =
     "usage: reflabel data shapes --out DIR [--train N] [--test N] [--size HxW] [--seed S]\n"
     "                            [--multilabel]\n"
-    "       reflabel data stripes --out DIR [--train N] [--test N] [--size HxW] [--seed S]\n"
-    "       reflabel data atlas --out DIR [options]   (see 'reflabel data atlas --help')\n"
     "\n"
-    "atlas: the Colin27 T1 brain MRI with the AAL atlas grouped into 8 lobes\n"
-    "(Debian package mricron-data), as 2D slices in the nnU-Net layout.\n"
-    "\n"
-    "shapes: "
     "Writes a synthetic 2D dataset in the nnU-Net v2 raw layout (16-bit PNG images,\n"
     "8-bit PNG labels: 0 background, 1 disk, 2 square, 3 triangle):\n"
     "DIR/dataset.json, imagesTr/, labelsTr/, imagesTs/, labelsTs/.\n"
     "Defaults: 64 training and 16 test cases of 64x64, seed 0.\n"
     "--multilabel: overlapping structures instead (a disc and a bar crossing it), labels\n"
-    "as bit sets (1 disc, 2 bar, 3 both) and \"reflabel_multilabel\": true (docs/DATA.md).\n"
+    "as bit sets (1 disc, 2 bar, 3 both) and \"reflabel_multilabel\": true (docs/DATA.md).\n";
+
+static const char *stripes_usage =
+    "usage: reflabel data stripes --out DIR [--train N] [--test N] [--size HxW] [--seed S]\n"
     "\n"
-    "stripes: the same layout and defaults; striped blobs on a flat background whose\n"
-    "class is the stripes' orientation (0 background, 1 horizontal, 2 vertical,\n"
-    "3 diagonal): a task where visually similar regions share their label, on which\n"
-    "refpl's defaults are tested (docs/TRAINING.md, \"Status of the defaults\").\n";
+    "The layout and defaults of 'reflabel data shapes'; striped blobs on a flat\n"
+    "background whose class is the stripes' orientation (0 background, 1 horizontal,\n"
+    "2 vertical, 3 diagonal): a task where visually similar regions share their label,\n"
+    "on which refpl's defaults are tested (docs/TRAINING.md, \"Status of the defaults\").\n";
 
 /* The generated datasets: shapes, multi-label shapes, stripes. */
 typedef enum synthetic_kind { SYNTH_SHAPES, SYNTH_SHAPES_MULTILABEL, SYNTH_STRIPES } synthetic_kind;
@@ -99,46 +96,40 @@ static int make_synthetic(const char *out, synthetic_kind kind, int n_train, int
                                  n_train, err);
 }
 
-int cmd_data(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        fputs(data_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    if (!strcmp(argv[1], "atlas")) return cli_data_atlas(argc - 1, argv + 1);
-    int stripes = !strcmp(argv[1], "stripes");
-    if (strcmp(argv[1], "shapes") != 0 && !stripes)
-        return cli_usage_error("data", "unknown dataset '%s' (available: shapes, stripes, atlas)",
-                               argv[1]);
+/* `data shapes` and `data stripes` (argv[0]) share their options. */
+static int data_synthetic(int argc, char **argv, int stripes) {
+    const char *cmd = stripes ? "data stripes" : "data shapes";
+    const char *usage = stripes ? stripes_usage : shapes_usage;
     const char *out = NULL;
     int n_train = 64, n_test = 16, h = 64, w = 64, multilabel = 0;
     double seed = 0;
     /* Every option but the --multilabel switch takes a value. */
-    for (int i = 2; i < argc; i++) {
+    for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
         char tail;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(data_usage, stdout);
+            fputs(usage, stdout);
             return 0;
         }
         if (!strcmp(a, "--multilabel")) {
-            if (stripes) return cli_usage_error("data", "--multilabel applies to shapes only");
+            if (stripes) return cli_usage_error(cmd, "--multilabel applies to shapes only");
             multilabel = 1;
             continue;
         }
-        if (!v) return cli_missing_value("data", a, data_usage);
+        if (!v) return cli_missing_value(cmd, a, usage);
         i++;
         if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--train")) rc = cli_parse_int("data", a, v, 1, 1000000, &n_train);
-        else if (!strcmp(a, "--test")) rc = cli_parse_int("data", a, v, 0, 1000000, &n_test);
-        else if (!strcmp(a, "--seed")) rc = cli_parse_float("data", a, v, 0, 4294967295.0, &seed);
+        else if (!strcmp(a, "--train")) rc = cli_parse_int(cmd, a, v, 1, 1000000, &n_train);
+        else if (!strcmp(a, "--test")) rc = cli_parse_int(cmd, a, v, 0, 1000000, &n_test);
+        else if (!strcmp(a, "--seed")) rc = cli_parse_float(cmd, a, v, 0, 4294967295.0, &seed);
         else if (!strcmp(a, "--size")) {
             if (sscanf(v, "%dx%d%c", &h, &w, &tail) != 2 || h < 16 || w < 16 || h > 4096 || w > 4096)
-                rc = cli_usage_error("data", "--size expects HxW between 16 and 4096");
-        } else return cli_usage_error("data", "unknown option '%s'", a);
+                rc = cli_usage_error(cmd, "--size expects HxW between 16 and 4096");
+        } else return cli_usage_error(cmd, "unknown option '%s'", a);
         if (rc) return rc;
     }
-    if (!out) return cli_usage_error("data", "--out is required");
+    if (!out) return cli_usage_error(cmd, "--out is required");
     rl_error err = {0, ""};
     synthetic_kind kind = stripes      ? SYNTH_STRIPES
                           : multilabel ? SYNTH_SHAPES_MULTILABEL
@@ -147,3 +138,7 @@ int cmd_data(int argc, char **argv) {
         return cli_fail(&err);
     return 0;
 }
+
+int cmd_data_shapes(int argc, char **argv) { return data_synthetic(argc, argv, 0); }
+
+int cmd_data_stripes(int argc, char **argv) { return data_synthetic(argc, argv, 1); }

@@ -30,7 +30,7 @@ static const char *atlas_usage =
     "set with about twice its slices (axial: about 86 training, 48 test).\n"
     "A non-empty DIR is refused unless --force (which replaces the atlas_* cases).\n";
 
-int cli_data_atlas(int argc, char **argv) {
+int cmd_data_atlas(int argc, char **argv) {
     const char *out = NULL;
     rl_atlas_options opt = {.axis = 2, .downsample = 1, .min_voxels = 200, .force = 0};
     for (int i = 1; i < argc; i++) {

@@ -352,7 +352,7 @@ static int step_dataset(demo_run *d, int build) {
         return note_line(d, line) ? out_of_memory() : 0;
     }
     command c;
-    command_start(&c, "data atlas", cli_data_atlas);
+    command_start(&c, "data atlas", cmd_data_atlas);
     command_add_all(&c, (const char *const[]){"--out", d->data, "--downsample", "2", NULL});
     /* a folder without dataset.json is an interrupted build of ours */
     struct stat st;

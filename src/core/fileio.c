@@ -109,23 +109,34 @@ int rl_write_file_atomic(const char *path, const void *data, size_t size, rl_err
     return rl_atomic_commit(&f, err);
 }
 
+int rl_open_regular_file(const char *path, FILE **fp, uint64_t *size, rl_error *err) {
+    *size = 0;
+    *fp = fopen(path, "rb");
+    if (!*fp) return rl_error_set(err, RL_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(*fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(*fp);
+        *fp = NULL;
+        return rl_error_set(err, RL_EIO, "%s: not a regular file", path);
+    }
+    *size = (uint64_t)st.st_size;
+    return RL_OK;
+}
+
 int rl_read_file(const char *path, size_t max_bytes, char **data, size_t *size,
                  rl_error *err) {
     *data = NULL;
     *size = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return rl_error_set(err, RL_EIO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(fp);
-        return rl_error_set(err, RL_EIO, "%s: not a regular file", path);
-    }
-    if ((unsigned long long)st.st_size > (unsigned long long)max_bytes) {
+    FILE *fp;
+    uint64_t file_size;
+    int rc = rl_open_regular_file(path, &fp, &file_size, err);
+    if (rc) return rc;
+    if (file_size > (uint64_t)max_bytes) {
         fclose(fp);
         return rl_error_set(err, RL_ERANGE, "%s: file of %lld bytes exceeds the limit of %zu",
-                            path, (long long)st.st_size, max_bytes);
+                            path, (long long)file_size, max_bytes);
     }
-    size_t n = (size_t)st.st_size;
+    size_t n = (size_t)file_size;
     char *buf = malloc(n + 1);
     if (!buf) {
         fclose(fp);

@@ -55,15 +55,23 @@ static int count_classes(const rl_folder *pred, const rl_folder *gt, int *num_cl
     return RL_OK;
 }
 
+/* The reference and the predicted label map of a case, of the same shape.
+ * The caller frees all four, whether this fails or not (zeroed beforehand). */
+static int read_case(const char *pred_path, const char *gt_path, rl_volume *pv, int32_t **pl,
+                     rl_volume *gv, int32_t **gl, rl_error *err) {
+    int rc = read_labels(gt_path, gv, gl, err);
+    if (!rc) rc = read_labels(pred_path, pv, pl, err);
+    if (!rc && (pv->nx != gv->nx || pv->ny != gv->ny || pv->nz != gv->nz))
+        rc = rl_error_set(err, RL_EFORMAT, "%s: shape %dx%dx%d differs from %s (%dx%dx%d)",
+                          pred_path, pv->nx, pv->ny, pv->nz, gt_path, gv->nx, gv->ny, gv->nz);
+    return rc;
+}
+
 static int evaluate_case(const char *pred_path, const char *gt_path, int num_classes,
                          int32_t ignore_label, rl_case_metrics *out, rl_error *err) {
     rl_volume pv = {0}, gv = {0};
     int32_t *pl = NULL, *gl = NULL;
-    int rc = read_labels(gt_path, &gv, &gl, err);
-    if (!rc) rc = read_labels(pred_path, &pv, &pl, err);
-    if (!rc && (pv.nx != gv.nx || pv.ny != gv.ny || pv.nz != gv.nz))
-        rc = rl_error_set(err, RL_EFORMAT, "%s: shape %dx%dx%d differs from %s (%dx%dx%d)",
-                          pred_path, pv.nx, pv.ny, pv.nz, gt_path, gv.nx, gv.ny, gv.nz);
+    int rc = read_case(pred_path, gt_path, &pv, &pl, &gv, &gl, err);
     if (!rc) {
         rc = rl_compute_metrics(pl, gl, gv.nx, gv.ny, gv.nz, gv.spacing, num_classes,
                                 ignore_label, out, err);
@@ -84,11 +92,7 @@ static int evaluate_case_bitsets(const char *pred_path, const char *gt_path, int
     rl_volume pv = {0}, gv = {0};
     int32_t *pl = NULL, *gl = NULL, *pb = NULL, *gb = NULL;
     int structures = num_classes - 1;
-    int rc = read_labels(gt_path, &gv, &gl, err);
-    if (!rc) rc = read_labels(pred_path, &pv, &pl, err);
-    if (!rc && (pv.nx != gv.nx || pv.ny != gv.ny || pv.nz != gv.nz))
-        rc = rl_error_set(err, RL_EFORMAT, "%s: shape %dx%dx%d differs from %s (%dx%dx%d)",
-                          pred_path, pv.nx, pv.ny, pv.nz, gt_path, gv.nx, gv.ny, gv.nz);
+    int rc = read_case(pred_path, gt_path, &pv, &pl, &gv, &gl, err);
     size_t n = rl_volume_numel(&gv);
     for (size_t i = 0; !rc && i < n; i++)
         if (gl[i] >> structures || pl[i] >> structures)

@@ -1,6 +1,6 @@
 /* nnU-Net v2 raw datasets: dataset.json, the imagesTr/labelsTr/imagesTs
- * folders, loading a case with its consistency checks, and the choice of
- * labeled cases. */
+ * folders and loading a case with its consistency checks. The choice of
+ * labeled cases (--labeled) is in dataset_labeled.c. */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "reflabel/dataset.h"
 
@@ -14,12 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char *join_path(const char *dir, const char *name) {
-    size_t len = strlen(dir) + strlen(name) + 2;
-    char *path = malloc(len);
-    if (path) snprintf(path, len, "%s/%s", dir, name);
-    return path;
-}
+#include "paths.h"
 
 static char *copy_string(const char *s) {
     size_t len = strlen(s) + 1;
@@ -234,22 +229,11 @@ static int compare_cases(const void *a, const void *b) {
 }
 
 /* A dataset file must be a regular file that resolves inside the dataset
- * folder: neither a symbolic link (to the file or to a folder above it) nor
- * anything else may make reflabel read, or later overwrite, files elsewhere.
- * real_root is the resolved dataset root. */
+ * folder (paths.h). real_root is the resolved dataset root. */
 static int check_file(const char *path, const char *real_root, rl_error *err) {
     char resolved[PATH_MAX];
-    if (!realpath(path, resolved))
-        return rl_error_set(err, RL_EIO, "%s: cannot resolve (broken link?): %s", path,
-                            strerror(errno));
-    size_t n = strlen(real_root);
-    int inside = strncmp(resolved, real_root, n) == 0 &&
-                 (resolved[n] == '/' || (n == 1 && real_root[0] == '/'));
-    if (!inside)
-        return rl_error_set(err, RL_EINVAL,
-                            "%s: resolves outside the dataset folder, to %s (symbolic link); "
-                            "refused",
-                            path, resolved);
+    int rc = rl_io_resolve_inside(path, real_root, "the dataset folder", resolved, err);
+    if (rc) return rc;
     struct stat st;
     if (stat(resolved, &st) != 0)
         return rl_error_set(err, RL_EIO, "%s: cannot stat: %s", path, strerror(errno));
@@ -320,7 +304,7 @@ static int scan_folder(const char *dir, const char *ending, int with_channel,
         const char *name = ent->d_name;
         if (name[0] == '.' || !ends_with(name, ending) || strlen(name) == strlen(ending))
             continue;
-        char *path = join_path(dir, name);
+        char *path = rl_io_join_path(dir, name);
         if (!path) {
             rc = rl_error_set(err, RL_ENOMEM, "%s: out of memory", dir);
             break;
@@ -441,8 +425,8 @@ static int attach_labels(const char *dir, const char *ending, const char *real_r
 static int scan_split(const rl_dataset *ds, const char *real_root, const char *images_name,
                       const char *labels_name, int required, rl_case **cases, int *count,
                       int *labeled, rl_error *err) {
-    char *images_dir = join_path(ds->root, images_name);
-    char *labels_dir = join_path(ds->root, labels_name);
+    char *images_dir = rl_io_join_path(ds->root, images_name);
+    char *labels_dir = rl_io_join_path(ds->root, labels_name);
     entry_list list = {0};
     int missing = 0, rc = RL_OK;
     if (!images_dir || !labels_dir) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
@@ -477,7 +461,7 @@ int rl_dataset_open(const char *dir, rl_dataset *ds, rl_error *err) {
         return rl_error_set(err, RL_EIO, "%s: dataset folder not found: %s", dir,
                             strerror(errno));
     ds->root = copy_string(dir);
-    char *json_path = join_path(dir, "dataset.json");
+    char *json_path = rl_io_join_path(dir, "dataset.json");
     if (!ds->root || !json_path) {
         free(json_path);
         rl_dataset_free(ds);
@@ -599,89 +583,6 @@ int rl_dataset_load_case(const rl_dataset *ds, const rl_case *c, rl_volume *imag
     }
     if (rc) rl_dataset_free_case(ds, images, label);
     return rc;
-}
-
-/* ---- choosing the labeled cases ------------------------------------------ */
-
-/* Reads a list of case ids and marks them; unknown ids are errors. */
-static int select_from_file(const char *path, int n, const char *const *ids, uint8_t *mask,
-                            rl_error *err) {
-    char *text = NULL;
-    size_t size = 0;
-    int rc = rl_read_file(path, (size_t)64 << 20, &text, &size, err);
-    if (rc) return rc;
-    int line_no = 0, selected = 0;
-    char *save = NULL;
-    /* strtok_r skips empty lines, which is what we want. */
-    for (char *line = strtok_r(text, "\n", &save); line && !rc;
-         line = strtok_r(NULL, "\n", &save)) {
-        line_no++;
-        char *end = line + strlen(line);
-        while (end > line && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t')) *--end = '\0';
-        while (*line == ' ' || *line == '\t') line++;
-        if (!*line || *line == '#') continue;
-        int found = -1;
-        for (int i = 0; i < n && found < 0; i++)
-            if (strcmp(ids[i], line) == 0) found = i;
-        if (found < 0)
-            rc = rl_error_set(err, RL_EINVAL, "%s: case \"%s\" is not among the training cases",
-                              path, line);
-        else if (!mask[found]) {
-            mask[found] = 1;
-            selected++;
-        }
-    }
-    free(text);
-    if (!rc && selected == 0) rc = rl_error_set(err, RL_EINVAL, "%s: lists no case", path);
-    return rc;
-}
-
-/* Parses spec as a count or a fraction of n into *k; leaves *k = 0 when spec
- * is not a number (it is a path then). */
-static int parse_amount(const char *spec, int n, int *k, rl_error *err) {
-    *k = 0;
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(spec, &end);
-    if (end == spec || *end != '\0' || errno) return RL_OK;
-    if (strpbrk(spec, ".eE")) {
-        if (!(v > 0 && v <= 1))
-            return rl_error_set(err, RL_EINVAL, "--labeled %s: a fraction must be in (0, 1]",
-                                spec);
-        long rounded = lround(v * n);
-        *k = rounded < 1 ? 1 : (int)rounded;
-        return RL_OK;
-    }
-    if (!(v >= 1 && v <= n) || v != floor(v))
-        return rl_error_set(err, RL_EINVAL,
-                            "--labeled %s: the count must be a whole number in 1..%d", spec, n);
-    *k = (int)v;
-    return RL_OK;
-}
-
-int rl_select_labeled(const char *spec, int n_candidates, const char *const *candidate_ids,
-                      rl_select_mode mode, uint64_t seed, uint8_t *mask_out, rl_error *err) {
-    int n = n_candidates;
-    if (n < 1) return rl_error_set(err, RL_EINVAL, "no candidate cases to label");
-    memset(mask_out, 0, (size_t)n);
-    int k = 0;
-    int rc = parse_amount(spec, n, &k, err);
-    if (rc) return rc;
-    if (k == 0) return select_from_file(spec, n, candidate_ids, mask_out, err);
-    if (mode == RL_SELECT_EVEN) {
-        for (int i = 0; i < k; i++)
-            mask_out[(int)(((int64_t)2 * i + 1) * n / (2 * (int64_t)k))] = 1;
-        return RL_OK;
-    }
-    int *order = malloc(sizeof *order * (size_t)n);
-    if (!order) return rl_error_set(err, RL_ENOMEM, "out of memory");
-    for (int i = 0; i < n; i++) order[i] = i;
-    rl_rng rng;
-    rl_rng_seed(&rng, seed, 0x1abe1ed); /* a stream of its own: "labeled" */
-    rl_rng_shuffle(&rng, order, n);
-    for (int i = 0; i < k; i++) mask_out[order[i]] = 1;
-    free(order);
-    return RL_OK;
 }
 
 /* ---- writing dataset.json ------------------------------------------------ */

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "paths.h"
+
 const char *rl_image_ending(const char *name) {
     static const char *const endings[] = {".nii.gz", ".nii", ".png"};
     size_t len = strlen(name);
@@ -40,35 +42,9 @@ const rl_folder_entry *rl_folder_find(const rl_folder *f, const char *id) {
     return bsearch(&key, f->entries, (size_t)f->count, sizeof key, compare_entries);
 }
 
-static char *join_path(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 static int is_regular_file(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* A listed file must resolve inside the folder that was listed (real_dir,
- * already resolved): a symbolic link to a file elsewhere, or to a folder
- * holding one, would make reflabel read files the caller never pointed it
- * at (the same rule as dataset folders, src/io/dataset.c). */
-static int check_inside(const char *path, const char *real_dir, rl_error *err) {
-    char resolved[PATH_MAX];
-    if (!realpath(path, resolved))
-        return rl_error_set(err, RL_EIO, "%s: cannot resolve (broken link?): %s", path,
-                            strerror(errno));
-    size_t n = strlen(real_dir);
-    int inside = strncmp(resolved, real_dir, n) == 0 &&
-                 (resolved[n] == '/' || (n == 1 && real_dir[0] == '/'));
-    if (!inside)
-        return rl_error_set(err, RL_EINVAL,
-                            "%s: resolves outside its folder, to %s (symbolic link); refused", path,
-                            resolved);
-    return RL_OK;
 }
 
 /* Collects (id, ending) of the files that look like cases; for images the id
@@ -125,12 +101,14 @@ static int fill_paths(const char *dir, int images, rl_folder *out, rl_error *err
             char name[RL_CASE_ID_MAX + 32];
             if (images) snprintf(name, sizeof name, "%s_%04d%s", e->id, c, e->ending);
             else snprintf(name, sizeof name, "%s%s", e->id, e->ending);
-            e->paths[c] = join_path(dir, name);
+            e->paths[c] = rl_io_join_path(dir, name);
             if (!e->paths[c]) return rl_error_set(err, RL_ENOMEM, "out of memory");
             if (!is_regular_file(e->paths[c]))
                 return rl_error_set(err, RL_EIO, "%s: missing (case %s has %d channels)",
                                     e->paths[c], e->id, out->channels);
-            int rc = check_inside(e->paths[c], real_dir, err);
+            /* a symbolic link must not lead outside the listed folder (paths.h) */
+            char resolved[PATH_MAX];
+            int rc = rl_io_resolve_inside(e->paths[c], real_dir, "its folder", resolved, err);
             if (rc) return rc;
         }
     }
@@ -152,7 +130,7 @@ static int list_folder(const char *dir, int images, int channels, rl_folder *out
             char name[RL_CASE_ID_MAX + 48], *path;
             snprintf(name, sizeof name, "%s_%04d%s", out->entries[0].id, channels,
                      out->entries[0].ending);
-            path = join_path(dir, name);
+            path = rl_io_join_path(dir, name);
             int exists = path && is_regular_file(path);
             free(path);
             if (!exists) break;

@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "paths.h"
 #include "reflabel/formats.h"
 
 typedef struct meta_header {
@@ -247,8 +248,7 @@ static int resolve_data_path(const char *path, const char *name, char *out, size
     if (!realpath(dir_copy, real_dir) || !realpath(out, real_file))
         return rl_error_set(err, RL_EIO, "%s: cannot open data file %s: %s", path, out,
                             strerror(errno));
-    size_t n = strlen(real_dir);
-    if (strncmp(real_file, real_dir, n) != 0 || (real_file[n] != '/' && n != 1))
+    if (!rl_io_resolved_inside(real_file, real_dir))
         return rl_error_set(err, RL_EFORMAT,
                             "%s: ElementDataFile %s resolves outside the header's folder", path,
                             name);

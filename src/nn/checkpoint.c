@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors data is little-endian; this file assumes a little-endian host"
@@ -315,19 +314,15 @@ static int load_data(const char *path, FILE *fp, parsed_tensor *p, int count,
 
 int rl_safetensors_read(const char *path, rl_safetensors *out, rl_error *err) {
     memset(out, 0, sizeof *out);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return rl_error_set(err, RL_EIO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(fp);
-        return rl_error_set(err, RL_EIO, "%s: not a regular file", path);
-    }
-    uint64_t file_size = (uint64_t)st.st_size;
+    FILE *fp;
+    uint64_t file_size;
+    int rc = rl_open_regular_file(path, &fp, &file_size, err);
+    if (rc) return rc;
     char *header = NULL;
     uint64_t header_len = 0;
     cJSON *root = NULL;
     parsed_tensor *parsed = NULL;
-    int rc = read_header(path, fp, file_size, &header, &header_len, err);
+    rc = read_header(path, fp, file_size, &header, &header_len, err);
     if (!rc) {
         root = cJSON_ParseWithLength(header, (size_t)header_len);
         if (!cJSON_IsObject(root))

@@ -40,6 +40,15 @@ static void softmax_pixel(float *probs, const float *z, int k, size_t hw) {
     for (int j = 0; j < k; j++) probs[j] *= inv;
 }
 
+/* The pixels that a loss with a valid mask (sigmoid BCE and Dice, softmax
+ * MSE) averages over: those flagged non-zero, or all total without a mask. */
+static size_t count_valid(const uint8_t *valid, size_t total) {
+    if (!valid) return total;
+    size_t count = 0;
+    for (size_t i = 0; i < total; i++) count += valid[i] != 0;
+    return count;
+}
+
 /* Sigmoid that never overflows: exp of a non-positive number only. */
 static float sigmoid(float x) {
     if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
@@ -254,11 +263,7 @@ float rl_soft_dice_loss(float *dlogits, const float *logits, const int32_t *labe
 float rl_sigmoid_bce_loss(float *dlogits, const float *logits, const float *targets,
                           const uint8_t *valid, int n, int k, int hw, float scale) {
     const size_t total = (size_t)n * (size_t)hw;
-    size_t count = total;
-    if (valid) {
-        count = 0;
-        for (size_t i = 0; i < total; i++) count += valid[i] != 0;
-    }
+    const size_t count = count_valid(valid, total);
     if (count == 0) return 0.0f;
     const double denom = (double)count * (double)k;
     const float grad_scale = (float)(scale / denom);
@@ -288,11 +293,7 @@ float rl_sigmoid_dice_loss(float *dlogits, const float *logits, const float *tar
                            const uint8_t *valid, int n, int k, int hw, float smooth,
                            float scale) {
     const size_t total = (size_t)n * (size_t)hw;
-    size_t count = total;
-    if (valid) {
-        count = 0;
-        for (size_t i = 0; i < total; i++) count += valid[i] != 0;
-    }
+    const size_t count = count_valid(valid, total);
     if (count == 0 || k <= 0) return 0.0f;
     dice_work w;
     dice_stack stack;
@@ -358,8 +359,7 @@ void rl_softmax(float *probs, const float *logits, int n, int k, int hw) {
 float rl_softmax_mse_loss(float *dlogits, const float *logits, const float *target_probs,
                           const uint8_t *valid, int n, int k, int hw, float scale) {
     const size_t total = (size_t)n * (size_t)hw;
-    size_t count = 0;
-    for (size_t i = 0; i < total; i++) count += !valid || valid[i];
+    const size_t count = count_valid(valid, total);
     if (count == 0) return 0.0f;
     const double norm = 1.0 / ((double)count * (double)k);
     /* The gradient pass is parallel (pixels are independent); the loss is
