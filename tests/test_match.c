@@ -492,6 +492,83 @@ static void test_fifo(void) {
     rl_bank_free(bank);
 }
 
+/* ---- export and import ------------------------------------------------------ */
+
+/* rl_bank_import's source over an exported state (shapes checked as the
+ * trainer's state file checks them). */
+static const void *state_array(void *ctx, const char *name, rl_array_type type, int ndim,
+                               int64_t *shape, rl_error *err) {
+    const rl_bank_state *s = ctx;
+    for (int i = 0; i < s->count; i++) {
+        const rl_array *a = &s->arrays[i];
+        if (strcmp(a->name, name)) continue;
+        int same = a->type == type && a->ndim == ndim;
+        for (int d = 0; same && d < ndim; d++) same = shape[d] < 0 || a->shape[d] == shape[d];
+        if (!same) {
+            rl_error_set(err, RL_EFORMAT, "%s: wrong type or shape", name);
+            return NULL;
+        }
+        for (int d = 0; d < ndim; d++) shape[d] = a->shape[d];
+        return a->data;
+    }
+    rl_error_set(err, RL_EFORMAT, "%s is missing", name);
+    return NULL;
+}
+
+/* A bank wrapped around its ring, exported and imported into a fresh one,
+ * holds the same references in the same order; a damaged index is refused
+ * by the check pass and changes nothing. */
+static void test_export_import(void) {
+    for (int multilabel = 0; multilabel < 2; multilabel++) {
+        rl_bank_config bc = {.dim = 2, .num_labels = 8, .ignore_label = -1,
+                             .multilabel = multilabel, .similarity = RL_SIM_DOT,
+                             .sampling = RL_SAMPLE_ALL, .max_images = 2, .max_image_pixels = 4,
+                             .memory_batches = 2};
+        rl_bank *bank = NULL, *copy = NULL;
+        CHECK_OK(rl_bank_create(&bank, &bc, NULL));
+        CHECK_OK(rl_bank_create(&copy, &bc, NULL));
+        float f[2 * 2 * 4];
+        int32_t l[8];
+        uint64_t m[8];
+        for (int b = 0; b < 3; b++) {
+            for (int i = 0; i < 16; i++) f[i] = (float)(b * 100 + i);
+            for (int i = 0; i < 8; i++) {
+                l[i] = (b + i) % 3;
+                m[i] = (uint64_t)1 << ((b + i) % 3);
+            }
+            CHECK_OK(rl_bank_add(bank, f, multilabel ? NULL : l, multilabel ? m : NULL, 2, 2, 2,
+                                 NULL, NULL));
+        }
+        rl_bank_state st;
+        CHECK_OK(rl_bank_export(bank, &st, NULL));
+        CHECK(st.count == (multilabel ? 6 : 5));
+        /* a label id out of range in bank.refs: refused, the copy untouched */
+        int64_t *refs = st.arrays[3].data, saved = refs[0];
+        refs[0] = 99;
+        rl_error err = {0, ""};
+        CHECK(rl_bank_import(copy, state_array, &st, "test", 0, &err) == RL_EFORMAT);
+        CHECK_MSG(strstr(err.msg, "bank.refs") != NULL, "message: %s", err.msg);
+        CHECK(rl_bank_count(copy) == 0);
+        refs[0] = saved;
+        CHECK_OK(rl_bank_import(copy, state_array, &st, "test", 0, NULL));
+        CHECK(rl_bank_count(copy) == 0);
+        CHECK_OK(rl_bank_import(copy, state_array, &st, "test", 1, NULL));
+        int ok = rl_bank_count(copy) == rl_bank_count(bank) &&
+                 rl_bank_images(copy) == rl_bank_images(bank) &&
+                 rl_bank_label_count(copy) == rl_bank_label_count(bank);
+        for (int i = 0; ok && i < rl_bank_count(bank); i++) {
+            rl_bank_entry a = rl_bank_get(bank, i), b = rl_bank_get(copy, i);
+            ok = a.label == b.label && a.mask == b.mask && a.image == b.image &&
+                 a.pixel == b.pixel && a.batch == b.batch && a.vector[0] == b.vector[0] &&
+                 a.vector[1] == b.vector[1];
+        }
+        CHECK_MSG(ok, "imported bank differs (multilabel %d)", multilabel);
+        rl_bank_state_free(&st);
+        rl_bank_free(copy);
+        rl_bank_free(bank);
+    }
+}
+
 /* ---- scratch bound and errors ------------------------------------------------ */
 
 static void test_scratch_and_errors(void) {
@@ -564,6 +641,7 @@ int main(void) {
     test_ties_and_margin();
     test_sampling();
     test_fifo();
+    test_export_import();
     test_scratch_and_errors();
     return rl_test_report("test_match");
 }
