@@ -11,7 +11,8 @@
  *
  * A new method is one file defining a const rl_semi_method, plus its row in
  * the table of semi.c (and an rl_method id in include/reflabel/train.h).
- * Every hook but targets and loss may be NULL. */
+ * Every hook but targets and loss may be NULL; supervised training is the
+ * row with no hooks at all (no unlabeled half). */
 #ifndef RL_TRAIN_SEMI_H
 #define RL_TRAIN_SEMI_H
 
