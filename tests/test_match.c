@@ -26,20 +26,20 @@ typedef struct naive_result {
 
 /* Similarity of query (D floats at stride hw) to bank entry, in double. */
 static double naive_sim(const rl_bank *bank, const float *q, size_t stride, int ref) {
-    const int dim = bank->cfg.dim;
+    const int dim = rl_bank_get_config(bank)->dim;
     double dot = 0.0, qq = 0.0;
     rl_bank_entry e = rl_bank_get(bank, ref);
     for (int d = 0; d < dim; d++) {
         dot += (double)q[d * stride] * e.vector[d];
         qq += (double)q[d * stride] * q[d * stride];
     }
-    if (bank->cfg.similarity == RL_SIM_COSINE) return qq > 0 ? dot / sqrt(qq) : 0.0;
+    if (rl_bank_get_config(bank)->similarity == RL_SIM_COSINE) return qq > 0 ? dot / sqrt(qq) : 0.0;
     return dot;
 }
 
 static void naive_match(const rl_bank *bank, const float *q, size_t stride, int mode, int k,
                         naive_result *res) {
-    const int R = rl_bank_count(bank), labels = bank->cfg.num_labels;
+    const int R = rl_bank_count(bank), labels = rl_bank_get_config(bank)->num_labels;
     const int images = rl_bank_images(bank);
     double *sims = malloc((size_t)R * sizeof *sims);
     double *label_best = malloc((size_t)labels * sizeof(double));
@@ -152,15 +152,15 @@ static void run_case(const case_params *p) {
                          .sampling = (rl_bank_sampling)p->sampling, .per_class_cap = 20,
                          .sample_count = 150, .class_floor = 5, .max_images = n_ref,
                          .max_image_pixels = hw, .memory_batches = p->memory};
-    rl_bank bank;
+    rl_bank *bank = NULL;
     rl_error err = {0, ""};
-    CHECK_OK(rl_bank_init(&bank, &bc, &err));
+    CHECK_OK(rl_bank_create(&bank, &bc, &err));
     float *feat = malloc((size_t)n_ref * dim * hw * sizeof(float));
     int32_t *lab = malloc((size_t)n_ref * hw * sizeof(int32_t));
     uint64_t *mask = malloc((size_t)n_ref * hw * sizeof(uint64_t));
     for (int b = 0; b < p->batches; b++) {
         random_batch(&rng, n_ref, dim, hw, labels, p->multilabel, feat, lab, mask);
-        CHECK_OK(rl_bank_add(&bank, feat, p->multilabel ? NULL : lab,
+        CHECK_OK(rl_bank_add(bank, feat, p->multilabel ? NULL : lab,
                              p->multilabel ? mask : NULL, n_ref, h, w, &rng, &err));
     }
     rl_match_config mc = {.mode = (rl_match_mode)p->mode, .top_k = p->top_k, .query_tile = p->qt,
@@ -179,7 +179,7 @@ static void run_case(const case_params *p) {
     float *otks = malloc(Q * k * sizeof(float));
     rl_match_out out = {olab, p->multilabel ? omask : NULL, osim, omar, oidx,
                         k > 1 ? otk : NULL, k > 1 ? otks : NULL};
-    int rc = rl_match(&m, &bank, qf, n_q, h, w, &out, &err);
+    int rc = rl_match(&m, bank, qf, n_q, h, w, &out, &err);
     CHECK_MSG(rc == 0, "%s: %s", p->name, err.msg);
 
     naive_result nr;
@@ -189,13 +189,13 @@ static void run_case(const case_params *p) {
     int bad = 0, near_ties = 0;
     for (size_t q = 0; q < Q && rc == 0; q++) {
         const float *qp = qf + (q / hw) * dim * hw + q % hw;
-        naive_match(&bank, qp, (size_t)hw, p->mode, k, &nr);
+        naive_match(bank, qp, (size_t)hw, p->mode, k, &nr);
         int ok = olab[q] == nr.label && oidx[q] == nr.index;
         if (!ok) {
             /* Only acceptable where the naive scores of the two answers tie
              * within rounding: a vote total or a similarity. */
             double a = (p->mode == RL_MATCH_PER_IMAGE || k > 1) ? nr.votes[olab[q]]
-                                                               : naive_sim(&bank, qp, hw, oidx[q]);
+                                                               : naive_sim(bank, qp, hw, oidx[q]);
             double b = (p->mode == RL_MATCH_PER_IMAGE || k > 1) ? nr.votes[nr.label] : nr.sim;
             if (fabs(a - b) < 1e-6 && olab[q] >= 0) near_ties++;
             else bad++;
@@ -203,12 +203,12 @@ static void run_case(const case_params *p) {
         }
         ok &= fabsf(osim[q] - nr.sim) < 1e-5f;
         ok &= isinf(nr.margin) ? (isinf(omar[q]) && omar[q] > 0) : fabsf(omar[q] - nr.margin) < 1e-5f;
-        if (p->multilabel) ok &= omask[q] == bank.masks[nr.label];
+        if (p->multilabel) ok &= omask[q] == rl_bank_label_mask(bank, nr.label);
         for (int j = 0; j < k && k > 1; j++) {
             ok &= fabsf(otks[q * k + j] - nr.topk_sim[j]) < 1e-5f;
             /* indices may swap only between equal similarities */
             if (otk[q * k + j] != nr.topk[j])
-                ok &= fabs(naive_sim(&bank, qp, hw, otk[q * k + j]) - nr.topk_sim[j]) < 1e-6;
+                ok &= fabs(naive_sim(bank, qp, hw, otk[q * k + j]) - nr.topk_sim[j]) < 1e-6;
         }
         if (!ok) bad++;
     }
@@ -229,7 +229,7 @@ static void run_case(const case_params *p) {
     free(otk);
     free(otks);
     rl_matcher_free(&m);
-    rl_bank_free(&bank);
+    rl_bank_free(bank);
 }
 
 static void test_against_naive(void) {
@@ -258,17 +258,17 @@ static void test_ties_and_margin(void) {
     rl_bank_config bc = {.dim = dim, .num_labels = 3, .ignore_label = -1,
                          .similarity = RL_SIM_DOT, .sampling = RL_SAMPLE_ALL, .max_images = 1,
                          .max_image_pixels = 4, .memory_batches = 2};
-    rl_bank bank;
-    CHECK_OK(rl_bank_init(&bank, &bc, NULL));
+    rl_bank *bank = NULL;
+    CHECK_OK(rl_bank_create(&bank, &bc, NULL));
     /* one image of 4 pixels, channels-first: pixel vectors (1,0) (1,0) (0,2) (1,0) */
     float f[8] = {1, 1, 0, 1, 0, 0, 2, 0};
     int32_t l[4] = {2, 1, 0, 1};
-    CHECK_OK(rl_bank_add(&bank, f, l, NULL, 1, 1, 4, NULL, NULL));
+    CHECK_OK(rl_bank_add(bank, f, l, NULL, 1, 1, 4, NULL, NULL));
     /* stored by label: (0,2)/0, (1,0)/1, (1,0)/1, (1,0)/2 */
-    CHECK(rl_bank_count(&bank) == 4);
-    CHECK(rl_bank_get(&bank, 0).label == 0 && rl_bank_get(&bank, 0).pixel == 2);
-    CHECK(rl_bank_get(&bank, 1).label == 1 && rl_bank_get(&bank, 1).pixel == 1);
-    CHECK(rl_bank_get(&bank, 3).label == 2);
+    CHECK(rl_bank_count(bank) == 4);
+    CHECK(rl_bank_get(bank, 0).label == 0 && rl_bank_get(bank, 0).pixel == 2);
+    CHECK(rl_bank_get(bank, 1).label == 1 && rl_bank_get(bank, 1).pixel == 1);
+    CHECK(rl_bank_get(bank, 3).label == 2);
     rl_match_config mc = {.top_k = 1, .threads = 1, .ref_tile = 2}; /* a tie across tiles */
     rl_matcher m;
     CHECK_OK(rl_matcher_init(&m, &mc, &bc, NULL));
@@ -278,11 +278,11 @@ static void test_ties_and_margin(void) {
     int32_t lab, idx;
     float sim, mar;
     rl_match_out out = {.label = &lab, .similarity = &sim, .margin = &mar, .index = &idx};
-    CHECK_OK(rl_match(&m, &bank, q, 1, 1, 1, &out, NULL));
+    CHECK_OK(rl_match(&m, bank, q, 1, 1, 1, &out, NULL));
     CHECK(lab == 1 && idx == 1 && sim == 3.0f && mar == 0.0f);
     /* query (0, 1): sims 2, 0, 0, 0 -> label 0, margin 2 */
     float q2[2] = {0, 1};
-    CHECK_OK(rl_match(&m, &bank, q2, 1, 1, 1, &out, NULL));
+    CHECK_OK(rl_match(&m, bank, q2, 1, 1, 1, &out, NULL));
     CHECK(lab == 0 && idx == 0 && sim == 2.0f && mar == 2.0f);
     /* top-3 vote for (3,1): refs 1, 2, 3 (sims 3,3,3): label 1 gets 6, label 2 gets 3 */
     rl_match_config mk = {.top_k = 3, .threads = 1};
@@ -292,7 +292,7 @@ static void test_ties_and_margin(void) {
     float tks[3];
     rl_match_out outk = {.label = &lab, .similarity = &sim, .index = &idx, .topk_index = tki,
                          .topk_similarity = tks};
-    CHECK_OK(rl_match(&mkm, &bank, q, 1, 1, 1, &outk, NULL));
+    CHECK_OK(rl_match(&mkm, bank, q, 1, 1, 1, &outk, NULL));
     CHECK(lab == 1 && tki[0] == 1 && tki[1] == 2 && tki[2] == 3 && tks[2] == 3.0f);
     rl_matcher_free(&mkm);
     /* k larger than the bank: the missing entries are index -1, similarity -inf */
@@ -302,7 +302,7 @@ static void test_ties_and_margin(void) {
     float tks6[6];
     outk.topk_index = tki6;
     outk.topk_similarity = tks6;
-    CHECK_OK(rl_match(&mkm, &bank, q, 1, 1, 1, &outk, NULL));
+    CHECK_OK(rl_match(&mkm, bank, q, 1, 1, 1, &outk, NULL));
     CHECK(tki6[0] == 1 && tki6[3] == 0 && tks6[3] == 2.0f && tki6[4] == -1 && tki6[5] == -1 &&
           isinf(tks6[5]) && tks6[5] < 0);
     /* votes: label 1 gets 6, label 2 gets 3, label 0 gets 2 */
@@ -311,29 +311,29 @@ static void test_ties_and_margin(void) {
 
     /* A bank of a single label: the margin is +infinity. */
     int32_t one[4] = {1, 1, 1, 1};
-    rl_bank_clear(&bank);
-    CHECK_OK(rl_bank_add(&bank, f, one, NULL, 1, 1, 4, NULL, NULL));
-    CHECK_OK(rl_match(&m, &bank, q, 1, 1, 1, &out, NULL));
+    rl_bank_clear(bank);
+    CHECK_OK(rl_bank_add(bank, f, one, NULL, 1, 1, 4, NULL, NULL));
+    CHECK_OK(rl_match(&m, bank, q, 1, 1, 1, &out, NULL));
     CHECK(lab == 1 && isinf(mar) && mar > 0);
     rl_matcher_free(&m);
-    rl_bank_free(&bank);
+    rl_bank_free(bank);
 
     /* Cosine: a zero reference has similarity 0 to everything; a zero query
      * ties every reference at 0 and so takes the lowest index. */
     bc.similarity = RL_SIM_COSINE;
-    CHECK_OK(rl_bank_init(&bank, &bc, NULL));
+    CHECK_OK(rl_bank_create(&bank, &bc, NULL));
     float fz[8] = {0, -1, 0, 0, 0, 0, 0, 0}; /* (0,0) (-1,0) (0,0) (0,0) */
     int32_t lz[4] = {1, 0, 2, 2};
-    CHECK_OK(rl_bank_add(&bank, fz, lz, NULL, 1, 1, 4, NULL, NULL));
+    CHECK_OK(rl_bank_add(bank, fz, lz, NULL, 1, 1, 4, NULL, NULL));
     CHECK_OK(rl_matcher_init(&m, &mc, &bc, NULL));
     float qz[2] = {0, 0};
-    CHECK_OK(rl_match(&m, &bank, qz, 1, 1, 1, &out, NULL));
+    CHECK_OK(rl_match(&m, bank, qz, 1, 1, 1, &out, NULL));
     CHECK(lab == 0 && idx == 0 && sim == 0.0f && mar == 0.0f);
     float qx[2] = {5, 0}; /* cos: -1 to (-1,0), 0 to the zero vectors -> label 1 (index 1) */
-    CHECK_OK(rl_match(&m, &bank, qx, 1, 1, 1, &out, NULL));
+    CHECK_OK(rl_match(&m, bank, qx, 1, 1, 1, &out, NULL));
     CHECK(lab == 1 && idx == 1 && sim == 0.0f && mar == 0.0f);
     rl_matcher_free(&m);
-    rl_bank_free(&bank);
+    rl_bank_free(bank);
 }
 
 /* ---- sampling ------------------------------------------------------------------- */
@@ -358,52 +358,52 @@ static void test_sampling(void) {
                          .similarity = RL_SIM_DOT, .sampling = RL_SAMPLE_PER_CLASS,
                          .per_class_cap = 30, .max_images = n, .max_image_pixels = hw,
                          .memory_batches = 1};
-    rl_bank bank, again;
+    rl_bank *bank = NULL, *again = NULL;
     int hist[4];
-    CHECK_OK(rl_bank_init(&bank, &bc, NULL));
+    CHECK_OK(rl_bank_create(&bank, &bc, NULL));
     CHECK(rl_bank_slot_capacity(&bc) == 120);
     rl_rng r1, r2;
     rl_rng_seed(&r1, 77, 1);
-    CHECK_OK(rl_bank_add(&bank, feat, lab, NULL, n, h, w, &r1, NULL));
-    label_histogram(&bank, hist, labels);
+    CHECK_OK(rl_bank_add(bank, feat, lab, NULL, n, h, w, &r1, NULL));
+    label_histogram(bank, hist, labels);
     CHECK(hist[0] == 30 && hist[1] == 30 && hist[2] == 20 && hist[3] == 6);
     /* every entry is a real pixel of its label, stored once, features copied */
     int dup = 0, wrong = 0;
-    for (int i = 0; i < rl_bank_count(&bank); i++) {
-        rl_bank_entry e = rl_bank_get(&bank, i);
+    for (int i = 0; i < rl_bank_count(bank); i++) {
+        rl_bank_entry e = rl_bank_get(bank, i);
         int px = e.image * hw + e.pixel;
         wrong += lab[px] != e.label || e.vector[1] != feat[(e.image * dim + 1) * hw + e.pixel];
         for (int j = 0; j < i; j++) {
-            rl_bank_entry o = rl_bank_get(&bank, j);
+            rl_bank_entry o = rl_bank_get(bank, j);
             dup += o.image == e.image && o.pixel == e.pixel;
         }
     }
     CHECK(dup == 0 && wrong == 0);
     /* same seed -> same bank; another seed -> another draw */
-    CHECK_OK(rl_bank_init(&again, &bc, NULL));
+    CHECK_OK(rl_bank_create(&again, &bc, NULL));
     rl_rng_seed(&r2, 77, 1);
-    CHECK_OK(rl_bank_add(&again, feat, lab, NULL, n, h, w, &r2, NULL));
-    int same = rl_bank_count(&bank) == rl_bank_count(&again);
-    for (int i = 0; same && i < rl_bank_count(&bank); i++)
-        same = rl_bank_get(&bank, i).pixel == rl_bank_get(&again, i).pixel &&
-               rl_bank_get(&bank, i).image == rl_bank_get(&again, i).image;
+    CHECK_OK(rl_bank_add(again, feat, lab, NULL, n, h, w, &r2, NULL));
+    int same = rl_bank_count(bank) == rl_bank_count(again);
+    for (int i = 0; same && i < rl_bank_count(bank); i++)
+        same = rl_bank_get(bank, i).pixel == rl_bank_get(again, i).pixel &&
+               rl_bank_get(bank, i).image == rl_bank_get(again, i).image;
     CHECK(same);
     rl_rng_seed(&r2, 78, 1);
-    CHECK_OK(rl_bank_add(&again, feat, lab, NULL, n, h, w, &r2, NULL));
+    CHECK_OK(rl_bank_add(again, feat, lab, NULL, n, h, w, &r2, NULL));
     int differs = 0;
-    for (int i = 0; i < rl_bank_count(&bank); i++)
-        differs += rl_bank_get(&bank, i).pixel != rl_bank_get(&again, i).pixel;
+    for (int i = 0; i < rl_bank_count(bank); i++)
+        differs += rl_bank_get(bank, i).pixel != rl_bank_get(again, i).pixel;
     CHECK(differs > 0);
-    rl_bank_free(&again);
+    rl_bank_free(again);
 
     /* Uniform without replacement: over many draws every label-0 pixel is
      * kept about 30/120 of the time. */
     int *kept = calloc(200, sizeof(int));
     const int trials = 400;
     for (int t = 0; t < trials; t++) {
-        CHECK_OK(rl_bank_add(&bank, feat, lab, NULL, n, h, w, &r1, NULL));
-        for (int i = 0; i < rl_bank_count(&bank); i++) {
-            rl_bank_entry e = rl_bank_get(&bank, i);
+        CHECK_OK(rl_bank_add(bank, feat, lab, NULL, n, h, w, &r1, NULL));
+        for (int i = 0; i < rl_bank_count(bank); i++) {
+            rl_bank_entry e = rl_bank_get(bank, i);
             kept[e.image * hw + e.pixel]++;
         }
     }
@@ -412,76 +412,76 @@ static void test_sampling(void) {
         if (lab[i] == 0) far += fabs(kept[i] / (double)trials - 0.25) > 0.09; /* ~4 sigma */
     CHECK_MSG(far == 0, "%d label-0 pixels far from the 1/4 inclusion rate", far);
     free(kept);
-    rl_bank_free(&bank);
+    rl_bank_free(bank);
 
     /* Proportional: 100 of 196 labeled pixels -> shares 61.2, 25.5, 10.2, 3.06
      * -> largest remainders 61, 26, 10, 3 (sum 100), then the floor 5 lifts label 3. */
     bc.sampling = RL_SAMPLE_PROPORTIONAL;
     bc.sample_count = 100;
     bc.class_floor = 5;
-    CHECK_OK(rl_bank_init(&bank, &bc, NULL));
+    CHECK_OK(rl_bank_create(&bank, &bc, NULL));
     CHECK(rl_bank_slot_capacity(&bc) == 120);
-    CHECK_OK(rl_bank_add(&bank, feat, lab, NULL, n, h, w, &r1, NULL));
-    label_histogram(&bank, hist, labels);
+    CHECK_OK(rl_bank_add(bank, feat, lab, NULL, n, h, w, &r1, NULL));
+    label_histogram(bank, hist, labels);
     CHECK_MSG(hist[0] == 61 && hist[1] == 26 && hist[2] == 10 && hist[3] == 5,
               "proportional got %d %d %d %d", hist[0], hist[1], hist[2], hist[3]);
-    rl_bank_free(&bank);
+    rl_bank_free(bank);
     /* a floor above a label's count keeps all of it, no more */
     bc.class_floor = 8;
-    CHECK_OK(rl_bank_init(&bank, &bc, NULL));
-    CHECK_OK(rl_bank_add(&bank, feat, lab, NULL, n, h, w, &r1, NULL));
-    label_histogram(&bank, hist, labels);
+    CHECK_OK(rl_bank_create(&bank, &bc, NULL));
+    CHECK_OK(rl_bank_add(bank, feat, lab, NULL, n, h, w, &r1, NULL));
+    label_histogram(bank, hist, labels);
     CHECK(hist[3] == 6 && hist[2] == 10);
-    rl_bank_free(&bank);
+    rl_bank_free(bank);
     /* asking for more than the batch holds takes every labeled pixel */
     bc.sample_count = 500;
-    CHECK_OK(rl_bank_init(&bank, &bc, NULL));
-    CHECK_OK(rl_bank_add(&bank, feat, lab, NULL, n, h, w, &r1, NULL));
-    CHECK(rl_bank_count(&bank) == 196);
-    rl_bank_free(&bank);
+    CHECK_OK(rl_bank_create(&bank, &bc, NULL));
+    CHECK_OK(rl_bank_add(bank, feat, lab, NULL, n, h, w, &r1, NULL));
+    CHECK(rl_bank_count(bank) == 196);
+    rl_bank_free(bank);
 
     /* All: every labeled pixel, grouped by image then label then pixel. */
     bc.sampling = RL_SAMPLE_ALL;
-    CHECK_OK(rl_bank_init(&bank, &bc, NULL));
-    CHECK_OK(rl_bank_add(&bank, feat, lab, NULL, n, h, w, NULL, NULL));
-    CHECK(rl_bank_count(&bank) == 196);
+    CHECK_OK(rl_bank_create(&bank, &bc, NULL));
+    CHECK_OK(rl_bank_add(bank, feat, lab, NULL, n, h, w, NULL, NULL));
+    CHECK(rl_bank_count(bank) == 196);
     int ordered = 1;
     for (int i = 1; i < 196; i++) {
-        rl_bank_entry a = rl_bank_get(&bank, i - 1), b = rl_bank_get(&bank, i);
+        rl_bank_entry a = rl_bank_get(bank, i - 1), b = rl_bank_get(bank, i);
         long ka = ((long)a.image * labels + a.label) * hw + a.pixel;
         long kb = ((long)b.image * labels + b.label) * hw + b.pixel;
         ordered &= ka < kb;
     }
     CHECK(ordered);
-    rl_bank_free(&bank);
+    rl_bank_free(bank);
 }
 
 static void test_fifo(void) {
     rl_bank_config bc = {.dim = 2, .num_labels = 8, .ignore_label = -1,
                          .similarity = RL_SIM_DOT, .sampling = RL_SAMPLE_ALL, .max_images = 2,
                          .max_image_pixels = 4, .memory_batches = 3};
-    rl_bank bank;
-    CHECK_OK(rl_bank_init(&bank, &bc, NULL));
+    rl_bank *bank = NULL;
+    CHECK_OK(rl_bank_create(&bank, &bc, NULL));
     float f[2 * 2 * 4];
     int32_t l[8];
     for (int b = 0; b < 5; b++) {
         int images = 1 + b % 2;
         for (int i = 0; i < 16; i++) f[i] = (float)(b * 100 + i);
         for (int i = 0; i < 8; i++) l[i] = b;
-        CHECK_OK(rl_bank_add(&bank, f, l, NULL, images, 2, 2, NULL, NULL));
+        CHECK_OK(rl_bank_add(bank, f, l, NULL, images, 2, 2, NULL, NULL));
         int expect_batches = b + 1 < 3 ? b + 1 : 3;
-        int count = rl_bank_count(&bank);
+        int count = rl_bank_count(bank);
         /* oldest kept batch first */
         int first = b + 1 - expect_batches, ok = 1, expect_count = 0, expect_images = 0;
         for (int k = first; k <= b; k++) {
             expect_count += 4 * (1 + k % 2);
             expect_images += 1 + k % 2;
         }
-        CHECK(count == expect_count && rl_bank_images(&bank) == expect_images);
+        CHECK(count == expect_count && rl_bank_images(bank) == expect_images);
         int idx = 0, image_base = 0;
         for (int k = first; k <= b; k++) {
             for (int i = 0; i < 4 * (1 + k % 2); i++, idx++) {
-                rl_bank_entry e = rl_bank_get(&bank, idx);
+                rl_bank_entry e = rl_bank_get(bank, idx);
                 ok &= e.batch == k && e.label == k && e.image == image_base + i / 4 &&
                       e.vector[0] == (float)(k * 100 + (i / 4) * 8 + i % 4);
             }
@@ -489,7 +489,84 @@ static void test_fifo(void) {
         }
         CHECK_MSG(ok, "FIFO content wrong after batch %d", b);
     }
-    rl_bank_free(&bank);
+    rl_bank_free(bank);
+}
+
+/* ---- export and import ------------------------------------------------------ */
+
+/* rl_bank_import's source over an exported state (shapes checked as the
+ * trainer's state file checks them). */
+static const void *state_array(void *ctx, const char *name, rl_array_type type, int ndim,
+                               int64_t *shape, rl_error *err) {
+    const rl_bank_state *s = ctx;
+    for (int i = 0; i < s->count; i++) {
+        const rl_array *a = &s->arrays[i];
+        if (strcmp(a->name, name)) continue;
+        int same = a->type == type && a->ndim == ndim;
+        for (int d = 0; same && d < ndim; d++) same = shape[d] < 0 || a->shape[d] == shape[d];
+        if (!same) {
+            rl_error_set(err, RL_EFORMAT, "%s: wrong type or shape", name);
+            return NULL;
+        }
+        for (int d = 0; d < ndim; d++) shape[d] = a->shape[d];
+        return a->data;
+    }
+    rl_error_set(err, RL_EFORMAT, "%s is missing", name);
+    return NULL;
+}
+
+/* A bank wrapped around its ring, exported and imported into a fresh one,
+ * holds the same references in the same order; a damaged index is refused
+ * by the check pass and changes nothing. */
+static void test_export_import(void) {
+    for (int multilabel = 0; multilabel < 2; multilabel++) {
+        rl_bank_config bc = {.dim = 2, .num_labels = 8, .ignore_label = -1,
+                             .multilabel = multilabel, .similarity = RL_SIM_DOT,
+                             .sampling = RL_SAMPLE_ALL, .max_images = 2, .max_image_pixels = 4,
+                             .memory_batches = 2};
+        rl_bank *bank = NULL, *copy = NULL;
+        CHECK_OK(rl_bank_create(&bank, &bc, NULL));
+        CHECK_OK(rl_bank_create(&copy, &bc, NULL));
+        float f[2 * 2 * 4];
+        int32_t l[8];
+        uint64_t m[8];
+        for (int b = 0; b < 3; b++) {
+            for (int i = 0; i < 16; i++) f[i] = (float)(b * 100 + i);
+            for (int i = 0; i < 8; i++) {
+                l[i] = (b + i) % 3;
+                m[i] = (uint64_t)1 << ((b + i) % 3);
+            }
+            CHECK_OK(rl_bank_add(bank, f, multilabel ? NULL : l, multilabel ? m : NULL, 2, 2, 2,
+                                 NULL, NULL));
+        }
+        rl_bank_state st;
+        CHECK_OK(rl_bank_export(bank, &st, NULL));
+        CHECK(st.count == (multilabel ? 6 : 5));
+        /* a label id out of range in bank.refs: refused, the copy untouched */
+        int64_t *refs = st.arrays[3].data, saved = refs[0];
+        refs[0] = 99;
+        rl_error err = {0, ""};
+        CHECK(rl_bank_import(copy, state_array, &st, "test", 0, &err) == RL_EFORMAT);
+        CHECK_MSG(strstr(err.msg, "bank.refs") != NULL, "message: %s", err.msg);
+        CHECK(rl_bank_count(copy) == 0);
+        refs[0] = saved;
+        CHECK_OK(rl_bank_import(copy, state_array, &st, "test", 0, NULL));
+        CHECK(rl_bank_count(copy) == 0);
+        CHECK_OK(rl_bank_import(copy, state_array, &st, "test", 1, NULL));
+        int ok = rl_bank_count(copy) == rl_bank_count(bank) &&
+                 rl_bank_images(copy) == rl_bank_images(bank) &&
+                 rl_bank_label_count(copy) == rl_bank_label_count(bank);
+        for (int i = 0; ok && i < rl_bank_count(bank); i++) {
+            rl_bank_entry a = rl_bank_get(bank, i), b = rl_bank_get(copy, i);
+            ok = a.label == b.label && a.mask == b.mask && a.image == b.image &&
+                 a.pixel == b.pixel && a.batch == b.batch && a.vector[0] == b.vector[0] &&
+                 a.vector[1] == b.vector[1];
+        }
+        CHECK_MSG(ok, "imported bank differs (multilabel %d)", multilabel);
+        rl_bank_state_free(&st);
+        rl_bank_free(copy);
+        rl_bank_free(bank);
+    }
 }
 
 /* ---- scratch bound and errors ------------------------------------------------ */
@@ -509,31 +586,31 @@ static void test_scratch_and_errors(void) {
     CHECK_OK(rl_matcher_init(&m, &mc, &small, NULL));
     CHECK(m.scratch_bytes == rl_match_scratch_bytes(&mc, &small));
 
-    rl_bank bank;
+    rl_bank *bank = NULL;
     rl_error err = {0, ""};
-    CHECK_OK(rl_bank_init(&bank, &small, NULL));
+    CHECK_OK(rl_bank_create(&bank, &small, NULL));
     float q[32] = {1};
     int32_t lab;
     rl_match_out out = {.label = &lab};
-    CHECK(rl_match(&m, &bank, q, 1, 1, 1, &out, &err) == RL_EINVAL);
+    CHECK(rl_match(&m, bank, q, 1, 1, 1, &out, &err) == RL_EINVAL);
     CHECK(strstr(err.msg, "empty") != NULL);
     int32_t bad = 5;
-    CHECK(rl_bank_add(&bank, q, &bad, NULL, 1, 1, 1, NULL, &err) == RL_ERANGE);
-    CHECK(rl_bank_count(&bank) == 0);
+    CHECK(rl_bank_add(bank, q, &bad, NULL, 1, 1, 1, NULL, &err) == RL_ERANGE);
+    CHECK(rl_bank_count(bank) == 0);
     q[3] = NAN;
     int32_t good = 1;
-    CHECK(rl_bank_add(&bank, q, &good, NULL, 1, 1, 1, NULL, &err) == RL_ENONFINITE);
+    CHECK(rl_bank_add(bank, q, &good, NULL, 1, 1, 1, NULL, &err) == RL_ENONFINITE);
     q[3] = 0;
-    CHECK_OK(rl_bank_add(&bank, q, &good, NULL, 1, 1, 1, NULL, &err));
+    CHECK_OK(rl_bank_add(bank, q, &good, NULL, 1, 1, 1, NULL, &err));
     q[3] = INFINITY;
-    CHECK(rl_match(&m, &bank, q, 1, 1, 1, &out, &err) == RL_ENONFINITE);
+    CHECK(rl_match(&m, bank, q, 1, 1, 1, &out, &err) == RL_ENONFINITE);
     rl_bank_config other = small;
     other.dim = 16;
-    rl_bank wrong;
-    CHECK_OK(rl_bank_init(&wrong, &other, NULL));
-    CHECK(rl_match(&m, &wrong, q, 1, 1, 1, &out, &err) == RL_EINVAL);
-    rl_bank_free(&wrong);
-    rl_bank_free(&bank);
+    rl_bank *wrong = NULL;
+    CHECK_OK(rl_bank_create(&wrong, &other, NULL));
+    CHECK(rl_match(&m, wrong, q, 1, 1, 1, &out, &err) == RL_EINVAL);
+    rl_bank_free(wrong);
+    rl_bank_free(bank);
     rl_matcher_free(&m);
 
     /* multi-label: more distinct masks than num_labels is refused, bank unchanged */
@@ -541,20 +618,20 @@ static void test_scratch_and_errors(void) {
     ml.multilabel = 1;
     ml.num_labels = 2;
     ml.dim = 1;
-    CHECK_OK(rl_bank_init(&bank, &ml, NULL));
+    CHECK_OK(rl_bank_create(&bank, &ml, NULL));
     float f3[3] = {1, 2, 3};
     uint64_t masks[3] = {1, 2, 4};
-    CHECK(rl_bank_add(&bank, f3, NULL, masks, 1, 1, 3, NULL, &err) == RL_ERANGE);
-    CHECK(rl_bank_label_count(&bank) == 0 && rl_bank_count(&bank) == 0);
+    CHECK(rl_bank_add(bank, f3, NULL, masks, 1, 1, 3, NULL, &err) == RL_ERANGE);
+    CHECK(rl_bank_label_count(bank) == 0 && rl_bank_count(bank) == 0);
     masks[2] = 1;
-    CHECK_OK(rl_bank_add(&bank, f3, NULL, masks, 1, 1, 3, NULL, &err));
-    CHECK(rl_bank_label_count(&bank) == 2 && bank.masks[0] == 1 && bank.masks[1] == 2);
-    CHECK(rl_bank_add(&bank, f3, &good, NULL, 1, 1, 1, NULL, &err) == RL_EINVAL);
-    rl_bank_free(&bank);
+    CHECK_OK(rl_bank_add(bank, f3, NULL, masks, 1, 1, 3, NULL, &err));
+    CHECK(rl_bank_label_count(bank) == 2 && rl_bank_label_mask(bank, 0) == 1 && rl_bank_label_mask(bank, 1) == 2);
+    CHECK(rl_bank_add(bank, f3, &good, NULL, 1, 1, 1, NULL, &err) == RL_EINVAL);
+    rl_bank_free(bank);
 
     rl_bank_config bad_cfg = small;
     bad_cfg.memory_batches = 0;
-    CHECK(rl_bank_init(&bank, &bad_cfg, &err) == RL_EINVAL);
+    CHECK(rl_bank_create(&bank, &bad_cfg, &err) == RL_EINVAL);
     rl_match_config bad_mc = {.mode = RL_MATCH_PER_IMAGE, .top_k = 3};
     CHECK(rl_matcher_init(&m, &bad_mc, &small, &err) == RL_EINVAL);
 }
@@ -564,6 +641,7 @@ int main(void) {
     test_ties_and_margin();
     test_sampling();
     test_fifo();
+    test_export_import();
     test_scratch_and_errors();
     return rl_test_report("test_match");
 }

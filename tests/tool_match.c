@@ -112,15 +112,15 @@ int main(int argc, char **argv) {
                          .memory_batches = 1};
     rl_match_config mc = {.mode = RL_MATCH_POOLED, .top_k = K, .query_tile = qt, .ref_tile = rt,
                           .threads = 2, .threading = threading};
-    rl_bank bank;
+    rl_bank *bank = NULL;
     rl_matcher m;
     rl_error err = {0, ""};
     rl_match_out out = {label, multilabel ? mask : NULL, sim, margin, index,
                         K > 1 ? tk : NULL, K > 1 ? tks : NULL};
-    if (rl_bank_init(&bank, &bc, &err) || rl_matcher_init(&m, &mc, &bc, &err) ||
-        rl_bank_add(&bank, ref_feat, multilabel ? NULL : ref_lab, multilabel ? ref_mask : NULL, 4,
+    if (rl_bank_create(&bank, &bc, &err) || rl_matcher_init(&m, &mc, &bc, &err) ||
+        rl_bank_add(bank, ref_feat, multilabel ? NULL : ref_lab, multilabel ? ref_mask : NULL, 4,
                     1, rw, NULL, &err) ||
-        rl_match(&m, &bank, qfeat, 2, 1, qw, &out, &err)) {
+        rl_match(&m, bank, qfeat, 2, 1, qw, &out, &err)) {
         fprintf(stderr, "tool_match: %s\n", err.msg);
         return 1;
     }
@@ -130,9 +130,9 @@ int main(int argc, char **argv) {
             for (int d = 0; d < D; d++)
                 qrows[((size_t)n * qw + p) * D + d] = qfeat[((size_t)n * D + d) * qw + p];
     int rc = save(dir, "queries.npy", qrows, "<f4", Q, D);
-    const int stored = rl_bank_count(&bank);
+    const int stored = rl_bank_count(bank);
     for (int r = 0; r < stored; r++) {
-        rl_bank_entry e = rl_bank_get(&bank, r);
+        rl_bank_entry e = rl_bank_get(bank, r);
         memcpy(qrows + (size_t)r * D, e.vector, (size_t)D * sizeof(float));
         ref_lab[r] = e.label;
         ref_mask[r] = e.mask;
@@ -153,7 +153,7 @@ int main(int argc, char **argv) {
     }
     printf("tool_match: Q=%d R=%d D=%d K=%d scratch=%zu bytes\n", Q, stored, D, K, m.scratch_bytes);
     rl_matcher_free(&m);
-    rl_bank_free(&bank);
+    rl_bank_free(bank);
     free(ref_feat);
     free(ref_lab);
     free(qfeat);

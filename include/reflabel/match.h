@@ -7,16 +7,16 @@
  *
  * At the call site (one training step, or one batch of an offline run):
  *
- *     rl_bank bank;       rl_bank_init(&bank, &bank_cfg, &err);
+ *     rl_bank *bank;      rl_bank_create(&bank, &bank_cfg, &err);
  *     rl_matcher matcher; rl_matcher_init(&matcher, &match_cfg, &bank_cfg, &err);
  *     ...
- *     rl_bank_add(&bank, feat_lab, labels, NULL, n, h, w, &rng, &err);
+ *     rl_bank_add(bank, feat_lab, labels, NULL, n, h, w, &rng, &err);
  *     rl_match_out out = {.label = pseudo, .similarity = sim, .margin = margin};
- *     rl_match(&matcher, &bank, feat_unlab, n, h, w, &out, &err);
+ *     rl_match(&matcher, bank, feat_unlab, n, h, w, &out, &err);
  *     ...
- *     rl_matcher_free(&matcher); rl_bank_free(&bank);
+ *     rl_matcher_free(&matcher); rl_bank_free(bank);
  *
- * All memory is allocated by the two _init calls; rl_bank_add and rl_match
+ * All memory is allocated by rl_bank_create and rl_matcher_init; rl_bank_add and rl_match
  * never allocate. docs/MATCHING.md explains the modes, ties and the margin.
  */
 #ifndef REFLABEL_MATCH_H
@@ -73,41 +73,16 @@ typedef struct rl_bank_entry {
     long batch;          /* serial number of the batch it came from (0, 1, ...) */
 } rl_bank_entry;
 
-typedef struct rl_bank {
-    rl_bank_config cfg;
-    int slot_capacity;
-    /* M slots of slot_capacity vectors each; slot s starts at s * slot_capacity. */
-    float *vectors;      /* (M * slot_capacity, D) */
-    int32_t *labels;     /* label id per vector */
-    int32_t *pixels;     /* pixel index inside its image */
-    int32_t *images;     /* image index inside its batch */
-    int *slot_count;     /* vectors held by each slot */
-    int *slot_images;    /* images of the batch held by each slot */
-    long *slot_batch;    /* serial number of the batch held by each slot */
-    /* Runs of equal (image, label) inside each slot, in storage order:
-     * slot s owns run entries [s * max_runs, s * max_runs + slot_runs[s]). */
-    int max_runs;
-    int *run_start;
-    int *run_label;
-    int *run_image;
-    int *slot_runs;
-    int oldest;          /* physical slot of the oldest batch */
-    int filled;          /* slots in use (<= M) */
-    long batches_added;
-    /* multi-label: masks[id] is the class bit mask of label id */
-    uint64_t *masks;
-    int num_masks;
-    /* sampling scratch, sized for one full batch */
-    int32_t *pixel_label; /* label id of every pixel of the batch (-1: ignored) */
-    int32_t *order;       /* pixels grouped by label */
-    int32_t *picked;      /* the sample, grouped by image */
-    int *label_count;
-    int *label_take;
-    int *image_next;
-} rl_bank;
+/* Opaque: created by rl_bank_create, read through the functions below. */
+typedef struct rl_bank rl_bank;
 
-int rl_bank_init(rl_bank *bank, const rl_bank_config *cfg, rl_error *err);
-void rl_bank_free(rl_bank *bank);
+/* Allocates every buffer the bank will use; *out is NULL on failure. */
+int rl_bank_create(rl_bank **out, const rl_bank_config *cfg, rl_error *err);
+void rl_bank_free(rl_bank *bank); /* NULL is fine */
+/* The config the bank was created with. */
+const rl_bank_config *rl_bank_get_config(const rl_bank *bank);
+/* Vectors the bank can hold: memory_batches * rl_bank_slot_capacity. */
+int64_t rl_bank_capacity(const rl_bank *bank);
 /* Empties the bank (keeps its memory and the multi-label id table). */
 void rl_bank_clear(rl_bank *bank);
 
@@ -129,6 +104,44 @@ rl_bank_entry rl_bank_get(const rl_bank *bank, int index);
 int rl_bank_images(const rl_bank *bank);
 /* Label ids in use: num_labels (multi-class) or the distinct masks seen so far. */
 int rl_bank_label_count(const rl_bank *bank);
+/* Multi-label banks: the class bit mask of label id `label`; 0 otherwise. */
+uint64_t rl_bank_label_mask(const rl_bank *bank, int label);
+
+/* ---- saving and restoring a bank ------------------------------------------ *
+ * For resumable training: the bank's filled part as named arrays (names,
+ * types and shapes in src/match/bank_state.c), in no file format; the caller
+ * maps them to its own (the trainer's state file: safetensors tensors of the
+ * same names). */
+
+typedef enum rl_array_type { RL_ARRAY_I64 = 0, RL_ARRAY_F32 = 1 } rl_array_type;
+
+typedef struct rl_array {
+    const char *name; /* "bank.ring", ... */
+    rl_array_type type;
+    int ndim;         /* 1 or 2 */
+    int64_t shape[2];
+    void *data;
+} rl_array;
+
+#define RL_BANK_STATE_ARRAYS 6
+typedef struct rl_bank_state {
+    rl_array arrays[RL_BANK_STATE_ARRAYS]; /* data owned by the state */
+    int count;
+} rl_bank_state;
+
+int rl_bank_export(const rl_bank *bank, rl_bank_state *out, rl_error *err);
+void rl_bank_state_free(rl_bank_state *state);
+
+/* Supplies the array `name` of this type and shape (a negative length:
+ * any; the actual one is written back), or NULL with err filled. */
+typedef const void *(*rl_array_source)(void *ctx, const char *name, rl_array_type type, int ndim,
+                                       int64_t *shape, rl_error *err);
+/* Checks every array and every index in them (where: names the source in
+ * messages); apply == 0 changes nothing, apply == 1 then copies what a
+ * check pass accepted. A damaged state is an error here rather than an
+ * out-of-bounds access in a later step. */
+int rl_bank_import(rl_bank *bank, rl_array_source source, void *ctx, const char *where, int apply,
+                   rl_error *err);
 
 /* ---- matcher -------------------------------------------------------------- */
 

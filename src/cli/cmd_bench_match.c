@@ -181,7 +181,7 @@ int cmd_bench_match(int argc, char **argv) {
     int32_t *ref_labels = malloc(R * sizeof(int32_t));
     int32_t *index = malloc(Q * sizeof(int32_t)), *label = malloc(Q * sizeof(int32_t));
     float *sim = malloc(Q * sizeof(float)), *margin = malloc(Q * sizeof(float));
-    rl_bank bank = {0};
+    rl_bank *bank = NULL;
     rl_matcher matcher = {0};
     cJSON *json = NULL, *faiss = NULL;
     char tmpdir[] = "/tmp/reflabel-bench-match-XXXXXX";
@@ -202,16 +202,16 @@ int cmd_bench_match(int argc, char **argv) {
                          .max_images = 1, .max_image_pixels = o.refs, .memory_batches = 1};
     rl_match_config mc = {.mode = RL_MATCH_POOLED, .top_k = 1, .query_tile = o.qt,
                           .ref_tile = o.rt, .threads = o.threads, .threading = o.threading};
-    if ((rc = rl_bank_init(&bank, &bc, &err))) goto done;
+    if ((rc = rl_bank_create(&bank, &bc, &err))) goto done;
     if ((rc = rl_matcher_init(&matcher, &mc, &bc, &err))) goto done;
     double t0 = rl_now_seconds();
-    if ((rc = rl_bank_add(&bank, ref_feat, ref_labels, NULL, 1, 1, o.refs, &rng, &err))) goto done;
+    if ((rc = rl_bank_add(bank, ref_feat, ref_labels, NULL, 1, 1, o.refs, &rng, &err))) goto done;
     double bank_seconds = rl_now_seconds() - t0;
     rl_match_out out = {.label = label, .similarity = sim, .margin = margin, .index = index};
     double best = 0.0;
     for (int r = 0; r < o.repeat; r++) {
         t0 = rl_now_seconds();
-        if ((rc = rl_match(&matcher, &bank, queries, 1, 1, o.queries, &out, &err))) goto done;
+        if ((rc = rl_match(&matcher, bank, queries, 1, 1, o.queries, &out, &err))) goto done;
         double t = rl_now_seconds() - t0;
         if (r == 0 || t < best) best = t;
     }
@@ -224,7 +224,7 @@ int cmd_bench_match(int argc, char **argv) {
         }
         dir = tmpdir;
     }
-    if (dir) rc = write_inputs(dir, &o, queries, &bank, index, label, sim, &err);
+    if (dir) rc = write_inputs(dir, &o, queries, bank, index, label, sim, &err);
     if (!rc && o.faiss && !(faiss = run_faiss(dir, o.threads, &err))) rc = err.code;
     if (dir == tmpdir) remove_inputs(tmpdir);
     if (rc) goto done;
@@ -259,7 +259,7 @@ done:
     cJSON_Delete(json);
     cJSON_Delete(faiss);
     rl_matcher_free(&matcher);
-    rl_bank_free(&bank);
+    rl_bank_free(bank);
     free(ref_feat);
     free(queries);
     free(ref_labels);

@@ -6,7 +6,7 @@
  * allocates. Inside a slot vectors are stored grouped by (image, label), in
  * runs: the matcher reduces over a run without looking labels up per
  * reference, which is what keeps its inner loop a plain vectorised max. */
-#include "reflabel/match.h"
+#include "bank_impl.h"
 
 #include <limits.h>
 #include <math.h>
@@ -64,10 +64,14 @@ static int check_config(const rl_bank_config *c, rl_error *err) {
     return RL_OK;
 }
 
-int rl_bank_init(rl_bank *bank, const rl_bank_config *cfg, rl_error *err) {
-    memset(bank, 0, sizeof *bank);
+static void release(rl_bank *bank);
+
+int rl_bank_create(rl_bank **out, const rl_bank_config *cfg, rl_error *err) {
+    *out = NULL;
     int rc = check_config(cfg, err);
     if (rc) return rc;
+    rl_bank *bank = calloc(1, sizeof *bank);
+    if (!bank) return rl_error_set(err, RL_ENOMEM, "bank: out of memory");
     bank->cfg = *cfg;
     bank->slot_capacity = rl_bank_slot_capacity(cfg);
     size_t slots = (size_t)cfg->memory_batches;
@@ -104,10 +108,23 @@ int rl_bank_init(rl_bank *bank, const rl_bank_config *cfg, rl_error *err) {
         return rl_error_set(err, RL_ENOMEM, "bank: cannot allocate %zu vectors of dimension %d",
                             total, cfg->dim);
     }
+    *out = bank;
     return RL_OK;
 }
 
 void rl_bank_free(rl_bank *bank) {
+    if (!bank) return;
+    release(bank);
+    free(bank);
+}
+
+const rl_bank_config *rl_bank_get_config(const rl_bank *bank) { return &bank->cfg; }
+
+int64_t rl_bank_capacity(const rl_bank *bank) {
+    return (int64_t)bank->cfg.memory_batches * bank->slot_capacity;
+}
+
+static void release(rl_bank *bank) {
     free(bank->vectors);
     free(bank->labels);
     free(bank->pixels);
@@ -126,7 +143,6 @@ void rl_bank_free(rl_bank *bank) {
     free(bank->label_count);
     free(bank->label_take);
     free(bank->image_next);
-    memset(bank, 0, sizeof *bank);
 }
 
 void rl_bank_clear(rl_bank *bank) {
@@ -136,6 +152,11 @@ void rl_bank_clear(rl_bank *bank) {
 
 int rl_bank_label_count(const rl_bank *bank) {
     return bank->cfg.multilabel ? bank->num_masks : bank->cfg.num_labels;
+}
+
+uint64_t rl_bank_label_mask(const rl_bank *bank, int label) {
+    if (!bank->cfg.multilabel || label < 0 || label >= bank->num_masks) return 0;
+    return bank->masks[label];
 }
 
 static int physical_slot(const rl_bank *bank, int logical) {

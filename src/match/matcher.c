@@ -12,7 +12,7 @@
  * Ties: references are visited in increasing bank index and a running best
  * only moves on a strictly greater similarity, so the lowest index wins; the
  * states are combined with the same rule. */
-#include "reflabel/match.h"
+#include "bank_impl.h"
 
 #include <cblas.h>
 #include <limits.h>

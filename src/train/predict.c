@@ -4,57 +4,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "reflabel/train.h"
+#include "encoding.h"
 
-/* Softmax argmax per pixel of logits (K, hw) restricted to the (h, w)
- * window of a (ph, pw) padded map. */
-static void argmax_window(const float *logits, int k, int ph, int pw, int h, int w,
-                          int32_t *labels, float *confidence) {
+/* The encoding's decision per pixel of logits (outputs, ph, pw) restricted
+ * to the (h, w) window of the padded map; confidence may be NULL. */
+static void decode_window(const rl_encoding *enc, const float *logits, int ph, int pw, int h,
+                          int w, int32_t *labels, float *confidence) {
     size_t phw = (size_t)ph * pw;
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
-            size_t p = (size_t)y * pw + x;
-            int best = 0;
-            float best_v = logits[p];
-            for (int c = 1; c < k; c++) {
-                float v = logits[(size_t)c * phw + p];
-                if (v > best_v) {
-                    best_v = v;
-                    best = c;
-                }
-            }
-            labels[(size_t)y * w + x] = best;
-            if (confidence) {
-                double sum = 0;
-                for (int c = 0; c < k; c++) sum += exp((double)logits[(size_t)c * phw + p] - best_v);
-                confidence[(size_t)y * w + x] = (float)(1.0 / sum);
-            }
-        }
-}
-
-int32_t rl_bitset_from_logits(const float *z, int structures, size_t stride,
-                              float *confidence) {
-    int32_t bits = 0;
-    float least = INFINITY;
-    for (int c = 0; c < structures; c++) {
-        float v = z[(size_t)c * stride];
-        if (v > 0) bits |= (int32_t)1 << c;
-        if (fabsf(v) < least) least = fabsf(v);
-    }
-    *confidence = (float)(1.0 / (1.0 + exp(-(double)least)));
-    return bits;
-}
-
-/* Multi-label decoding of logits (S, hw) in the same window. */
-static void bitset_window(const float *logits, int structures, int ph, int pw, int h, int w,
-                          int32_t *labels, float *confidence) {
-    size_t phw = (size_t)ph * pw;
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            float conf;
-            labels[(size_t)y * w + x] =
-                rl_bitset_from_logits(logits + (size_t)y * pw + x, structures, phw, &conf);
-            if (confidence) confidence[(size_t)y * w + x] = conf;
+            size_t at = (size_t)y * w + x;
+            labels[at] = rl_encoding_decode(enc, logits + (size_t)y * pw + x, phw,
+                                            confidence ? &confidence[at] : NULL);
         }
 }
 
@@ -68,7 +29,10 @@ static int predict_case(rl_unet *net, const rl_volume *images, int channels, int
                             channels, nc->in_channels);
     const rl_volume *v0 = &images[0];
     if (v0->nz == 1) axis = 2;
-    int h, w, m = 1 << nc->depth, k = nc->num_classes;
+    int h, w, m = 1 << nc->depth;
+    /* k outputs: k classes, or k structures (k + 1 "classes" with none) */
+    rl_encoding enc;
+    rl_encoding_init(&enc, multilabel, multilabel ? nc->num_classes + 1 : nc->num_classes);
     rl_slice_shape(v0->nx, v0->ny, v0->nz, axis, &h, &w);
     int ph = (h + m - 1) / m * m, pw = (w + m - 1) / m * m;
     size_t plane = (size_t)h * w, pplane = (size_t)ph * pw;
@@ -105,8 +69,7 @@ static int predict_case(rl_unet *net, const rl_volume *images, int channels, int
         }
         if (!rc) rc = rl_unet_forward(net, x, 0, err);
         if (rc) break;
-        if (multilabel) bitset_window(rl_unet_logits(net).data, k, ph, pw, h, w, lab, conf);
-        else argmax_window(rl_unet_logits(net).data, k, ph, pw, h, w, lab, conf);
+        decode_window(&enc, rl_unet_logits(net).data, ph, pw, h, w, lab, conf);
         rc = rl_labels_set_slice(labels_out, v0->nx, v0->ny, v0->nz, axis, s, lab, err);
         if (!rc && confidence_out) rc = rl_volume_set_slice(&conf_vol, axis, s, conf, err);
     }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "encoding.h"
 #include "reflabel/pseudolabel.h"
 #include "reflabel/train.h"
 
@@ -79,7 +80,7 @@ struct rl_pseudolabeler {
     rl_unet *net;
     rl_pseudolabel_config cfg;
     int dim, num_classes, channels, depth;
-    rl_bank bank;
+    rl_bank *bank;
     rl_matcher matcher;
     rl_rng rng;
     int reference_slices, slices_added;
@@ -93,10 +94,6 @@ struct rl_pseudolabeler {
     float *slice_margin;
     uint64_t *slice_masks; /* multi-label: the slice's bit sets as bank masks */
 };
-
-/* Most distinct bit sets a multi-label bank tells apart (every combination
- * of up to 8 structures); the matcher's scratch grows with it. */
-#define MULTILABEL_BANK_MASKS 256
 
 int rl_pseudolabeler_create(rl_pseudolabeler **out, rl_unet *net,
                             const rl_pseudolabel_config *cfg, int reference_slices,
@@ -133,21 +130,21 @@ int rl_pseudolabeler_create(rl_pseudolabeler **out, rl_unet *net,
                                 nc->num_classes, RL_MULTILABEL_MAX_STRUCTURES);
         }
         bc.multilabel = 1;
-        bc.num_labels = nc->num_classes <= 8 ? 1 << nc->num_classes : MULTILABEL_BANK_MASKS;
+        bc.num_labels = rl_encoding_bank_labels(1, nc->num_classes);
     }
     bc.max_images = 1; /* one reference slice per batch */
     bc.max_image_pixels = max_slice_pixels;
     bc.memory_batches = reference_slices; /* nothing is ever evicted */
     rl_match_config mc = rl_reference_match_config(&cfg->refs);
     mc.threading = RL_THREAD_AUTO;
-    int rc = rl_bank_init(&pl->bank, &bc, err);
+    int rc = rl_bank_create(&pl->bank, &bc, err);
     if (rc) {
         free(pl);
         return rc;
     }
     rc = rl_matcher_init(&pl->matcher, &mc, &bc, err);
     if (rc) {
-        rl_bank_free(&pl->bank);
+        rl_bank_free(pl->bank);
         free(pl);
         return rc;
     }
@@ -158,7 +155,7 @@ int rl_pseudolabeler_create(rl_pseudolabeler **out, rl_unet *net,
 void rl_pseudolabeler_free(rl_pseudolabeler *pl) {
     if (!pl) return;
     rl_matcher_free(&pl->matcher);
-    rl_bank_free(&pl->bank);
+    rl_bank_free(pl->bank);
     free(pl->x);
     free(pl->feat_padded);
     free(pl->feat);
@@ -169,11 +166,10 @@ void rl_pseudolabeler_free(rl_pseudolabeler *pl) {
     free(pl);
 }
 
-int rl_pseudolabeler_references(const rl_pseudolabeler *pl) { return rl_bank_count(&pl->bank); }
+int rl_pseudolabeler_references(const rl_pseudolabeler *pl) { return rl_bank_count(pl->bank); }
 
 size_t rl_pseudolabeler_bank_bytes(const rl_pseudolabeler *pl) {
-    return (size_t)pl->bank.cfg.memory_batches * (size_t)pl->bank.slot_capacity *
-           (size_t)pl->dim * sizeof(float);
+    return (size_t)rl_bank_capacity(pl->bank) * (size_t)pl->dim * sizeof(float);
 }
 
 /* Grows the per-slice buffers to hold a (h, w) slice padded to (ph, pw). */
@@ -299,11 +295,11 @@ int rl_pseudolabeler_add_reference(rl_pseudolabeler *pl, const rl_volume *images
         rc = rl_error_set(err, RL_ERANGE,
                           "pseudolabel: %d reference slices exceed the %d the bank was made for",
                           pl->slices_added + pc.slices, pl->reference_slices);
-    if (!rc && (int64_t)pc.h * pc.w > pl->bank.cfg.max_image_pixels)
+    if (!rc && (int64_t)pc.h * pc.w > rl_bank_get_config(pl->bank)->max_image_pixels)
         rc = rl_error_set(err, RL_ERANGE,
                           "pseudolabel: reference slice %dx%d exceeds the %d pixels the bank "
                           "was made for",
-                          pc.h, pc.w, pl->bank.cfg.max_image_pixels);
+                          pc.h, pc.w, rl_bank_get_config(pl->bank)->max_image_pixels);
     const rl_volume *v0 = &images[0];
     for (int s = 0; s < pc.slices && !rc; s++) {
         rc = slice_features(pl, &pc, s, err);
@@ -312,10 +308,10 @@ int rl_pseudolabeler_add_reference(rl_pseudolabeler *pl, const rl_volume *images
         if (pl->cfg.multilabel) {
             for (size_t i = 0; i < (size_t)pc.h * pc.w; i++)
                 pl->slice_masks[i] = (uint64_t)(uint32_t)pl->slice_labels[i];
-            rc = rl_bank_add(&pl->bank, pl->feat, NULL, pl->slice_masks, 1, pc.h, pc.w, &pl->rng,
+            rc = rl_bank_add(pl->bank, pl->feat, NULL, pl->slice_masks, 1, pc.h, pc.w, &pl->rng,
                              err);
         } else {
-            rc = rl_bank_add(&pl->bank, pl->feat, pl->slice_labels, NULL, 1, pc.h, pc.w,
+            rc = rl_bank_add(pl->bank, pl->feat, pl->slice_labels, NULL, 1, pc.h, pc.w,
                              &pl->rng, err);
         }
         if (!rc) pl->slices_added++;
@@ -326,7 +322,7 @@ int rl_pseudolabeler_add_reference(rl_pseudolabeler *pl, const rl_volume *images
 
 int rl_pseudolabeler_label_case(rl_pseudolabeler *pl, const rl_volume *images, int channels,
                                 int32_t *labels_out, float *margin_out, rl_error *err) {
-    if (rl_bank_count(&pl->bank) == 0)
+    if (rl_bank_count(pl->bank) == 0)
         return rl_error_set(err, RL_EINVAL,
                             "pseudolabel: the bank holds no reference pixel (all ignored?)");
     prepared_case pc;
@@ -346,7 +342,7 @@ int rl_pseudolabeler_label_case(rl_pseudolabeler *pl, const rl_volume *images, i
     mo.margin = pl->slice_margin;
     for (int s = 0; s < pc.slices && !rc; s++) {
         rc = slice_features(pl, &pc, s, err);
-        if (!rc) rc = rl_match(&pl->matcher, &pl->bank, pl->feat, 1, pc.h, pc.w, &mo, err);
+        if (!rc) rc = rl_match(&pl->matcher, pl->bank, pl->feat, 1, pc.h, pc.w, &mo, err);
         /* multi-label: the bank's label ids stand for masks; keep the masks */
         for (size_t i = 0; !rc && mo.mask && i < (size_t)pc.h * pc.w; i++)
             pl->slice_labels[i] = (int32_t)pl->slice_masks[i];

@@ -1,0 +1,50 @@
+/* The table of training methods (id -> name -> rl_semi_method), and what
+ * the pseudo-label methods share. A new method adds one row. */
+#include "semi.h"
+
+#include <string.h>
+
+static const rl_semi_method supervised = {.id = RL_METHOD_SUPERVISED, .name = "supervised"};
+
+static const rl_semi_method *const methods[] = {
+    [RL_METHOD_SUPERVISED] = &supervised,
+    [RL_METHOD_REFPL] = &rl_semi_refpl,
+    [RL_METHOD_PREDPL] = &rl_semi_predpl,
+    [RL_METHOD_MEANTEACHER] = &rl_semi_meanteacher,
+};
+enum { METHOD_COUNT = (int)(sizeof methods / sizeof methods[0]) };
+
+const rl_semi_method *rl_semi_method_of(rl_method id) {
+    return (int)id >= 0 && (int)id < METHOD_COUNT ? methods[id] : NULL;
+}
+
+const char *rl_method_name(rl_method method) {
+    const rl_semi_method *m = rl_semi_method_of(method);
+    return m ? m->name : "unknown";
+}
+
+int rl_method_from_name(const char *name) {
+    for (int m = 0; m < METHOD_COUNT; m++)
+        if (name && strcmp(name, methods[m]->name) == 0) return m;
+    return -1;
+}
+
+void rl_semi_keep_confident(rl_trainer *tr, float threshold) {
+    size_t count = (size_t)tr->nu * tr->h * tr->w;
+    for (size_t i = 0; i < count; i++) {
+        if (!tr->valid[i]) tr->matched[i] = RL_IGNORE;
+        tr->pseudo[i] = tr->valid[i] && tr->confidence[i] >= threshold ? tr->matched[i] : RL_IGNORE;
+    }
+}
+
+double rl_semi_pseudo_label_loss(rl_trainer *tr, void *state, float *dlogits,
+                                 const float *logits, double w) {
+    (void)state;
+    const rl_semi_config *sc = &tr->cfg.semi;
+    float ce, dice = 0;
+    rl_encoding_loss(&tr->enc, dlogits, logits, tr->pseudo, tr->nl, tr->nu, tr->h * tr->w, w,
+                     sc->pl_dice_weight, &ce, &dice);
+    double loss = ce;
+    if (sc->pl_dice_weight > 0) loss += sc->pl_dice_weight * dice;
+    return loss;
+}

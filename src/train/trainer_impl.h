@@ -1,0 +1,82 @@
+/* Internal to src/train: the trainer object, shared by the loop
+ * (trainer.c), the batch sampler (sampler.c), the semi-supervised methods
+ * (semi_*.c, behind semi.h) and the resumable state file (train_state.c).
+ *
+ * Memory: every buffer below is carved out of one arena, measured then
+ * allocated once by trainer.c's layout() (as rl_unet's layout()); a
+ * method's buffers come from the same arena through its layout hook. Only
+ * objects with allocators of their own (optimizer, teacher network,
+ * reference bank, matcher) are separate. */
+#ifndef RL_TRAIN_TRAINER_IMPL_H
+#define RL_TRAIN_TRAINER_IMPL_H
+
+#include "encoding.h"
+#include "reflabel/train.h"
+
+/* Random streams, one per purpose, so that changing e.g. augmentation does
+ * not change which samples are drawn. */
+enum { STREAM_SAMPLING = 1, STREAM_AUGMENT = 2, STREAM_BANK = 3, STREAM_TEACHER = 4 };
+
+/* The labeled or the unlabeled samples, walked in epochs (sampler.c). */
+typedef struct rl_sample_pool {
+    int *members;  /* (size) sample indices, in set order */
+    int *order;    /* (size) the members in the order of epoch `epoch` */
+    int size;
+    int which;     /* 0 labeled, 1 unlabeled */
+    int64_t epoch; /* of `order`; -1 before the first draw */
+} rl_sample_pool;
+
+struct rl_semi_method;
+
+struct rl_trainer {
+    rl_unet *net;
+    rl_train_config cfg;
+    const rl_sample_set *set;
+    rl_encoding enc;
+    rl_optimizer *opt;
+    const struct rl_semi_method *method;
+    void *semi;         /* the method's state; NULL for supervised */
+    rl_arena arena;     /* every buffer below */
+    int nl, nu, n;      /* labeled, unlabeled and total images per step */
+    int h, w;           /* the patch */
+    rl_sample_pool labeled, unlabeled;
+    int *batch_samples; /* the samples of the current batch, for error messages */
+    float *x;           /* (n, C, h, w) */
+    int32_t *y;         /* (n, h, w) */
+    float *dlogits;     /* (n, K, h, w) */
+    void *augment_scratch;
+    rl_rng sampling_rng, augment_rng, bank_rng;
+    int64_t steps_done;
+    /* The unlabeled half's targets, (nu, h, w) each; NULL for supervised. */
+    int32_t *pseudo;    /* pseudo-labels, RL_IGNORE where none */
+    /* the labels before the confidence threshold (RL_IGNORE on padding):
+     * their class shares are what drifts when the loop collapses, whereas
+     * the kept pixels lean towards the easy classes by design of the
+     * threshold. */
+    int32_t *matched;
+    int32_t *hidden;    /* hidden labels, RL_IGNORE where unknown */
+    float *confidence;  /* margin (refpl) or decoded confidence (predpl) */
+    uint8_t *valid;     /* pixel of an unlabeled image, not padding */
+    rl_pl_stats stats;
+    /* Batch-norm running statistics and counters as they were before this
+     * step's forward pass, to undo it when the batch turns out non-finite. */
+    float *norm_stats_before;
+    int64_t *counters_before;
+    size_t norm_stats, norm_counters;
+    int64_t skipped;    /* batches skipped as non-finite (skip_nonfinite) */
+    char skip_reason[RL_ERROR_MSG_MAX];
+};
+
+/* ---- sampler.c ---- */
+/* The pools' members, from the set (pools laid out by rl_sampler_layout). */
+void rl_sampler_layout(rl_trainer *tr, rl_arena *a);
+void rl_sampler_init(rl_trainer *tr);
+/* Draws the batch of step steps_done into x and y, augmented. */
+int rl_sampler_fill(rl_trainer *tr, rl_error *err);
+/* From the unlabeled half of y: valid pixels and hidden labels. */
+void rl_sampler_decode_unlabeled(rl_trainer *tr);
+
+/* ---- trainer.c ---- */
+int rl_trainer_all_finite(const float *x, size_t n);
+
+#endif
