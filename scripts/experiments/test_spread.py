@@ -185,7 +185,7 @@ def stripes_logs(core, threads, seed):
     return pseudo_label_quality(os.path.join(WORK, f"stripes-{core}-t{threads}-s{seed}-refpl"))
 
 
-# ---- tests/cli/test_refpl_beats_supervised.py ----------------------------------------
+# ---- tests/cli/test_refpl_beats_supervised.py (removed; its claim is measured here) ----
 def beats(core, threads, seed):
     d = data("stripes128", "stripes", "--train", 128, "--test", 32, "--size", "48x48", "--seed", 0)
     base = os.path.join(WORK, f"beats-{core}-t{threads}-s{seed}")
@@ -329,6 +329,27 @@ def table():
               f"{len(v0)} | {min(v0):.4g} | {max(v0):.4g} |" if v0 else
               f"| {g} | {m} | {len(v)} | {min(v):.4g} | {max(v):.4g} | {max(v) - min(v):.4g} "
               f"| 0 | | |")
+
+
+    # the method comparisons that left the tests, run by run
+    for g, metrics in (("stripes", ("supervised_dice", "refpl_dice", "predpl_dice",
+                                    "refpl_minus_supervised", "refpl_minus_predpl")),
+                       ("beats", ("supervised_dice", "refpl_dice", "refpl_minus_supervised"))):
+        runs = []
+        for r in data:
+            key = (r["coretype"], r["threads"], r["seed"])
+            if r["group"] == g and key not in runs:
+                runs.append(key)
+        if not runs:
+            continue
+        print(f"\n{g}:\n\n| kernels | threads | seed | " + " | ".join(metrics) + " |")
+        print("| --- " * (3 + len(metrics)) + "|")
+        for key in sorted(runs, key=lambda k: (k[2], k[1], k[0])):
+            v = {r["metric"]: float(r["value"]) for r in data
+                 if r["group"] == g and (r["coretype"], r["threads"], r["seed"]) == key}
+            print(f"| {key[0]} | {key[1]} | {key[2]} | " +
+                  " | ".join(f"{v[m]:+.3f}" if "minus" in m else f"{v[m]:.3f}" for m in metrics)
+                  + " |")
 
 
 if __name__ == "__main__":
