@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "progress.h"
 #include "reflabel/checkpoint.h"
+#include "reflabel/health.h"
 #include "reflabel/metrics.h"
 #include "reflabel/pseudolabel.h"
 #include "reflabel/train.h"
@@ -437,98 +438,6 @@ static int csv_append(csv_log *log, const char *line) {
     return 0;
 }
 
-/* Total variation distance above which the class shares of the pseudo-labels
- * are reported as drifting from the labeled images'. */
-#define DRIFT_WARNING 0.25
-
-/* The scale of --min-margin depends on the data and the network: 0.1 keeps
- * 20-53% of the pixels on the 2 mm brain atlas with width 8, 0-5% with the
- * demo's width 16, and 1% on the stripes data (docs/TRAINING.md). So the
- * share kept over the first KEPT_WATCH_STEPS steps of the unlabeled loss is
- * checked once, and a share below KEPT_WARNING is reported. */
-#define KEPT_WATCH_STEPS 50
-#define KEPT_WARNING 0.05
-
-typedef struct kept_watch {
-    int steps;  /* steps of the unlabeled loss seen, up to KEPT_WATCH_STEPS */
-    double sum; /* of their pl_kept */
-} kept_watch;
-
-/* Adds a step; true once, at the step that completes the window with a
- * mean share below KEPT_WARNING. */
-static int kept_too_few(kept_watch *w, const rl_train_step_info *info) {
-    if (!(info->lambda > 0) || w->steps >= KEPT_WATCH_STEPS || info->skipped) return 0;
-    w->sum += info->pl_kept;
-    return ++w->steps == KEPT_WATCH_STEPS && w->sum / KEPT_WATCH_STEPS < KEPT_WARNING;
-}
-
-/* A class the pseudo-labels lose, the network loses, and the drift can miss
- * it: on the atlas, --keep-fraction 0.5 (seed 2) matched the cerebellum on
- * 2.9% of the unlabeled pixels over steps 1002-1101 against 5.9% of the
- * labeled ones, ended with test Dice 0 for it and for the temporal lobe, and
- * its drift stayed at 0.12, under DRIFT_WARNING (docs/RESULTS.md). So each
- * class's share of the pseudo-labels is averaged over windows of
- * SHARE_WATCH_STEPS steps of the unlabeled loss; a class that holds at least
- * SHARE_WATCH_FLOOR of the labeled pixels and whose mean share falls under
- * SHARE_WATCH_RATIO times that is reported, once per class. Replayed on the
- * logs of that benchmark, this fired for the two runs that lost classes and
- * for none of the seven that did not. It cannot tell a loss from unlabeled
- * images that hold less of the class, hence the wording of the warning. */
-#define SHARE_WATCH_STEPS 100
-#define SHARE_WATCH_RATIO 0.5
-#define SHARE_WATCH_FLOOR 0.01
-
-typedef struct share_watch {
-    int num_classes;
-    int steps;            /* of the unlabeled loss in the current window */
-    int64_t first_step;   /* of the current window */
-    double *sum;          /* (K) pl_share summed over the window */
-    unsigned char *state; /* (K) 0, SHARE_STARVED (report now) or SHARE_REPORTED */
-} share_watch;
-
-enum { SHARE_STARVED = 1, SHARE_REPORTED = 2 };
-
-static int share_watch_init(share_watch *w, int num_classes) {
-    *w = (share_watch){.num_classes = num_classes};
-    w->sum = calloc((size_t)num_classes, sizeof *w->sum);
-    w->state = calloc((size_t)num_classes, sizeof *w->state);
-    return w->sum && w->state ? 0 : -1;
-}
-
-static void share_watch_free(share_watch *w) {
-    free(w->sum);
-    free(w->state);
-}
-
-/* Class c's mean share of the pseudo-labels over the current window. */
-static double share_watch_mean(const share_watch *w, int c) {
-    return w->sum[c] / SHARE_WATCH_STEPS;
-}
-
-/* Adds a step. At the step that completes a window, marks the classes to
- * report now SHARE_STARVED and returns how many; otherwise returns 0. The
- * window's sums stay until the next step adds to a new window. */
-static int share_watch_add(share_watch *w, const rl_train_step_info *info) {
-    if (!(info->lambda > 0) || info->skipped || !info->pl_share || isnan(info->pl_drift)) return 0;
-    if (w->steps == SHARE_WATCH_STEPS) { /* the previous window was reported */
-        w->steps = 0;
-        for (int c = 0; c < w->num_classes; c++) w->sum[c] = 0;
-    }
-    if (w->steps == 0) w->first_step = info->step;
-    for (int c = 0; c < w->num_classes; c++) w->sum[c] += info->pl_share[c];
-    if (++w->steps < SHARE_WATCH_STEPS) return 0;
-    int starved = 0;
-    for (int c = 0; c < w->num_classes; c++) {
-        double labeled = info->labeled_share[c];
-        if (w->state[c] == 0 && labeled >= SHARE_WATCH_FLOOR &&
-            share_watch_mean(w, c) < SHARE_WATCH_RATIO * labeled) {
-            w->state[c] = SHARE_STARVED;
-            starved++;
-        }
-    }
-    return starved;
-}
-
 static int csv_header(csv_log *log, const rl_dataset *ds) {
     char col[512];
     if (csv_append(log, "step,loss,ce,dice,lr,grad_norm,unsup_loss,lambda,pl_kept,pl_accuracy,"
@@ -670,10 +579,6 @@ static int make_run_dir(const train_run *r, rl_error *err) {
     return write_labeled_list(path, &r->ds, r->keep, err);
 }
 
-/* Skipped batches are reported one line each up to this many; the total is
- * in the log and in the final message. */
-#define SKIP_REPORTS 10
-
 /* Trains net for the configured steps, with the progress bar, the CSV log
  * (log.csv, or log_round<R>.csv for rounds after the first), checkpoints
  * and Ctrl-C handling. */
@@ -711,11 +616,9 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
     if (!rc && start > 0 && !o->quiet)
         fprintf(stderr, "reflabel train: resuming %s at step %lld of %d\n", o->out,
                 (long long)start, o->steps);
-    int64_t last_warning = -1, skipped = 0;
-    kept_watch kept = {0, 0.0};
-    share_watch shares;
-    if (share_watch_init(&shares, r->ds.num_classes) && !rc)
-        rc = rl_error_set(err, RL_ENOMEM, "out of memory");
+    rl_health *health = NULL;
+    if (!rc) rc = rl_health_create(&health, &r->cfg, r->ds.num_classes, r->ds.class_names,
+                                   log_path, err);
     rl_progress bar;
     rl_progress_start(&bar, "train", o->steps, o->quiet);
     double t0 = rl_now_seconds() - seconds_before, ema = NAN;
@@ -723,63 +626,13 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
         rl_train_step_info info;
         rc = rl_trainer_step(tr, &info, err);
         if (rc) break;
-        skipped = info.skipped_total;
-        if (info.skipped && info.skipped_total <= SKIP_REPORTS) {
-            rl_progress_finish(&bar);
-            fprintf(stderr, "reflabel train: warning: %s; batch skipped (--skip-nonfinite)%s\n",
-                    info.skip_reason,
-                    info.skipped_total == SKIP_REPORTS ? "; further skips only in the log" : "");
-        }
         if (!info.skipped) ema = isnan(ema) ? info.loss : 0.95 * ema + 0.05 * info.loss;
         if (csv_row(&log, &info, r->ds.num_classes, rl_now_seconds() - t0))
             rc = rl_error_set(err, RL_ENOMEM, "out of memory");
-        /* Pseudo-labels whose class shares drift far from the labeled
-         * images' are the first sign of collapse: say so, at most 10 times. */
-        if (info.lambda > 0 && info.pl_drift > DRIFT_WARNING &&
-            (last_warning < 0 || info.step - last_warning >= o->steps / 10)) {
-            last_warning = info.step;
-            rl_progress_finish(&bar);
-            fprintf(stderr,
-                    "reflabel train: warning: step %lld: pseudo-label class shares differ from "
-                    "the labeled images' by %.2f (total variation); see %s\n",
-                    (long long)info.step, info.pl_drift, log_path);
-        }
-        if (share_watch_add(&shares, &info) > 0) {
-            rl_progress_finish(&bar);
-            for (int c = 0; c < shares.num_classes; c++) {
-                if (shares.state[c] != SHARE_STARVED) continue;
-                shares.state[c] = SHARE_REPORTED;
-                fprintf(stderr,
-                        "reflabel train: warning: steps %lld-%lld: '%s' is %.1f%% of the "
-                        "pseudo-labels against %.1f%% of the labeled pixels; unless the "
-                        "unlabeled images hold less of it, the pseudo-labels are losing it "
-                        "and the network will follow (docs/TRAINING.md); see %s\n",
-                        (long long)shares.first_step, (long long)info.step, r->ds.class_names[c],
-                        100.0 * share_watch_mean(&shares, c), 100.0 * info.labeled_share[c],
-                        log_path);
-            }
-        }
-        if (r->cfg.semi.method == RL_METHOD_REFPL && kept_too_few(&kept, &info)) {
-            rl_progress_finish(&bar);
-            const rl_semi_config *sc = &r->cfg.semi;
-            char threshold[128];
-            if (sc->margin_accuracy > 0 && sc->refs.min_margin > 0)
-                snprintf(threshold, sizeof threshold,
-                         "--min-margin %g or the margin calibrated for --margin-accuracy %g",
-                         sc->refs.min_margin, sc->margin_accuracy);
-            else if (sc->margin_accuracy > 0)
-                snprintf(threshold, sizeof threshold,
-                         "the margin calibrated for --margin-accuracy %g", sc->margin_accuracy);
-            else
-                snprintf(threshold, sizeof threshold, "--min-margin %g", sc->refs.min_margin);
-            fprintf(stderr,
-                    "reflabel train: warning: only %.1f%% of the unlabeled pixels reached "
-                    "%s in the first %d steps of the unlabeled loss, so refpl trains "
-                    "almost on the labeled images alone; a lower %s keeps more "
-                    "(docs/TRAINING.md)\n",
-                    100.0 * kept.sum / KEPT_WATCH_STEPS, threshold, KEPT_WATCH_STEPS,
-                    sc->margin_accuracy > 0 ? "accuracy" : "--min-margin");
-        }
+        int warnings = rl_health_step(health, &info);
+        if (warnings > 0) rl_progress_finish(&bar);
+        for (int i = 0; i < warnings; i++)
+            fprintf(stderr, "reflabel train: warning: %s\n", rl_health_warning(health, i));
         char line[256];
         if (r->cfg.semi.method != RL_METHOD_SUPERVISED && !isnan(info.pl_accuracy))
             snprintf(line, sizeof line, "loss %.4f pl-acc %.3f", ema, info.pl_accuracy);
@@ -818,6 +671,7 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
                               (long long)rl_trainer_steps_done(tr), o->out);
     }
     catch_interrupts(0);
+    int64_t skipped = health ? rl_health_skipped(health) : 0;
     if (!rc && skipped > 0)
         fprintf(stderr, "reflabel train: warning: %lld of %d batches skipped as not finite (see "
                         "the skipped column of %s)\n",
@@ -828,7 +682,7 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
                 "%s/model.safetensors\n",
                 (long long)(o->steps - start), rl_now_seconds() - t0 - seconds_before, ema, o->out);
     free(log.text);
-    share_watch_free(&shares);
+    rl_health_free(health);
     rl_trainer_free(tr);
     return rc;
 }
