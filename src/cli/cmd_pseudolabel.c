@@ -15,6 +15,7 @@
 #include "progress.h"
 #include "reflabel/checkpoint.h"
 #include "reflabel/pseudolabel.h"
+#include "reflabel/rounds.h"
 
 static const char *pseudolabel_usage =
     "usage: reflabel pseudolabel --model RUN_DIR|MODEL.safetensors --data DIR --out DIR [options]\n"
@@ -327,11 +328,6 @@ static int check_dataset(const rl_unet *net, const rl_safetensors *meta, const c
 
 /* ---- the run --------------------------------------------------------------- */
 
-typedef struct reference {
-    const rl_dataset *ds;
-    const rl_case *c;
-} reference;
-
 typedef struct pl_run {
     pl_options o;
     char model_file[4096];
@@ -341,60 +337,23 @@ typedef struct pl_run {
     rl_dataset ds, refs_ds;
     int have_ds, have_refs_ds;
     uint8_t *keep;
-    reference *refs;
+    const rl_dataset *refs_src; /* the dataset of the references: ds or refs_ds */
+    const rl_case **refs;
     int num_refs;
     rl_pseudolabeler *pl;
     staged_dir out, exp;
     int out_staged, exp_staged;
-    rl_label_agreement all, confident;
-    int have_agreement, scored_cases;
-    int64_t ignored_voxels, total_voxels;
+    rl_offline_stats stats;
+    int have_stats;
 } pl_run;
-
-/* Reference slices and the largest slice, read from the label files. */
-static int measure_references(pl_run *r, int axis, int *slices, int *max_pixels, rl_error *err) {
-    *slices = 0;
-    *max_pixels = 0;
-    for (int i = 0; i < r->num_refs; i++) {
-        rl_volume lab;
-        int rc = rl_volume_read_labels(r->refs[i].c->label_path, &lab, err);
-        if (rc) return rc;
-        int a = lab.nz == 1 ? 2 : axis, h, w;
-        rl_slice_shape(lab.nx, lab.ny, lab.nz, a, &h, &w);
-        int64_t pixels = (int64_t)h * w, total = (int64_t)*slices + rl_volume_num_slices(&lab, a);
-        rl_volume_free(&lab);
-        if (pixels > INT_MAX || total > INT_MAX)
-            return rl_error_set(err, RL_ERANGE, "%s: too many reference pixels or slices",
-                                r->refs[i].c->label_path);
-        *slices = (int)total;
-        if (pixels > *max_pixels) *max_pixels = (int)pixels;
-    }
-    return RL_OK;
-}
 
 static int add_references(pl_run *r, rl_error *err) {
     rl_progress bar;
     rl_progress_start(&bar, "references", r->num_refs, r->o.quiet);
     int rc = RL_OK;
     for (int i = 0; i < r->num_refs && !rc; i++) {
-        const rl_dataset *ds = r->refs[i].ds;
-        const rl_case *c = r->refs[i].c;
-        rl_volume *images = calloc((size_t)ds->num_channels, sizeof *images);
-        rl_volume label = {0};
-        int32_t *labels = NULL;
-        if (!images) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
-        if (!rc) rc = rl_dataset_load_case(ds, c, images, &label, err);
-        if (!rc) {
-            labels = malloc(rl_volume_numel(&label) * sizeof *labels);
-            rc = labels ? rl_labels_from_volume(&label, labels, err)
-                        : rl_error_set(err, RL_ENOMEM, "out of memory");
-            if (!rc) rc = rl_pseudolabeler_add_reference(r->pl, images, ds->num_channels, labels, err);
-            if (rc) rl_error_prefix(err, "%s", c->label_path);
-            rl_dataset_free_case(ds, images, &label);
-        }
-        free(labels);
-        free(images);
-        rl_progress_update(&bar, i + 1, c->id);
+        rc = rl_offline_add_reference(r->pl, r->refs_src, r->refs[i], err);
+        rl_progress_update(&bar, i + 1, r->refs[i]->id);
     }
     rl_progress_finish(&bar);
     return rc;
@@ -410,66 +369,31 @@ static int write_confidence(const char *path, const rl_volume *like, float *marg
     return rl_volume_write_float(path, like, margin, err);
 }
 
+/* Pseudo-labels one query case and writes its labels and margins (and the
+ * labels into the exported dataset). */
 static int label_query(pl_run *r, const rl_case *c, rl_error *err) {
     const rl_dataset *ds = &r->ds;
-    int K = ds->num_classes;
-    rl_volume *images = calloc((size_t)ds->num_channels, sizeof *images);
-    rl_volume hidden = {0};
-    int32_t *labels = NULL, *truth = NULL;
-    float *margin = NULL;
-    int rc = images ? rl_dataset_load_case(ds, c, images, &hidden, err)
-                    : rl_error_set(err, RL_ENOMEM, "out of memory");
-    if (rc) {
-        free(images);
-        return rc;
-    }
-    size_t n = rl_volume_numel(&images[0]);
-    labels = malloc(n * sizeof *labels);
-    margin = malloc(n * sizeof *margin);
-    if (!labels || !margin) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
-    if (!rc) {
-        rc = rl_pseudolabeler_label_case(r->pl, images, ds->num_channels, labels, margin, err);
-        if (rc) rl_error_prefix(err, "%s", c->image_paths[0]);
-    }
-    /* hidden label: score the raw pseudo-labels, and the confident ones */
-    if (!rc && hidden.data) {
-        truth = malloc(n * sizeof *truth);
-        rc = truth ? rl_labels_from_volume(&hidden, truth, err)
-                   : rl_error_set(err, RL_ENOMEM, "out of memory");
-        if (!rc && ds->multilabel)
-            rc = rl_label_agreement_add_bitsets(&r->all, labels, truth, (int64_t)n, err);
-        else if (!rc)
-            rc = rl_label_agreement_add(&r->all, labels, truth, (int64_t)n, ds->ignore_label, -1,
-                                        err);
-        r->scored_cases++;
-    }
-    if (!rc && r->o.have_min_confidence) {
-        r->ignored_voxels += rl_pseudolabel_apply_min_margin(labels, margin, (int64_t)n,
-                                                             (float)r->o.min_confidence, K);
-        r->total_voxels += (int64_t)n;
-        if (truth)
-            rc = rl_label_agreement_add(&r->confident, labels, truth, (int64_t)n, ds->ignore_label,
-                                        K, err);
-    }
+    /* without --min-confidence every voxel keeps its label */
+    float min_margin = r->o.have_min_confidence ? (float)r->o.min_confidence : -INFINITY;
+    rl_offline_case oc;
+    int rc = rl_offline_label_case(r->pl, ds, c, min_margin, &r->stats, &oc, err);
+    if (rc) return rc;
+    const rl_volume *like = &oc.images[0];
     char path[4096];
-    if (!rc) rc = cli_make_path(path, sizeof path, err, "%s/%s%s", r->out.stage, c->id, ds->file_ending);
+    rc = cli_make_path(path, sizeof path, err, "%s/%s%s", r->out.stage, c->id, ds->file_ending);
     if (!rc)
-        rc = ds->multilabel ? rl_volume_write_bitsets(path, &images[0], labels, K - 1, err)
-                            : rl_volume_write_labels(path, &images[0], labels, err);
+        rc = ds->multilabel ? rl_volume_write_bitsets(path, like, oc.labels, ds->num_classes - 1, err)
+                            : rl_volume_write_labels(path, like, oc.labels, err);
     if (!rc)
         rc = cli_make_path(path, sizeof path, err, "%s/%s_confidence%s", r->out.stage, c->id,
-                       ds->file_ending);
-    if (!rc) rc = write_confidence(path, &images[0], margin, n, err);
+                           ds->file_ending);
+    if (!rc) rc = write_confidence(path, like, oc.margin, oc.n, err);
     if (!rc && r->exp_staged) {
         rc = cli_make_path(path, sizeof path, err, "%s/labelsTr/%s%s", r->exp.stage, c->id,
-                       ds->file_ending);
-        if (!rc) rc = rl_volume_write_labels(path, &images[0], labels, err);
+                           ds->file_ending);
+        if (!rc) rc = rl_volume_write_labels(path, like, oc.labels, err);
     }
-    rl_dataset_free_case(ds, images, &hidden);
-    free(images);
-    free(labels);
-    free(truth);
-    free(margin);
+    rl_offline_case_free(ds, &oc);
     return rc;
 }
 
@@ -554,18 +478,19 @@ static void print_agreement(const char *what, const rl_label_agreement *a, const
 
 static int write_metrics(pl_run *r, rl_error *err) {
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddNumberToObject(j, "cases", r->scored_cases);
+    const rl_label_agreement *all = &r->stats.all, *confident = &r->stats.kept;
+    cJSON_AddNumberToObject(j, "cases", r->stats.scored_cases);
     cJSON_AddNumberToObject(j, "references", r->num_refs);
-    add_agreement_json(j, "all", &r->all, &r->ds);
-    print_agreement("pseudo-labels vs hidden labels", &r->all, &r->ds);
+    add_agreement_json(j, "all", all, &r->ds);
+    print_agreement("pseudo-labels vs hidden labels", all, &r->ds);
     if (r->o.have_min_confidence) {
         cJSON_AddNumberToObject(j, "min_confidence", r->o.min_confidence);
-        int64_t compared = r->confident.voxels + r->confident.abstained;
-        cJSON_AddNumberToObject(j, "coverage", compared ? (double)r->confident.voxels / (double)compared : 0);
-        add_agreement_json(j, "confident", &r->confident, &r->ds);
+        int64_t compared = confident->voxels + confident->abstained;
+        cJSON_AddNumberToObject(j, "coverage", compared ? (double)confident->voxels / (double)compared : 0);
+        add_agreement_json(j, "confident", confident, &r->ds);
         printf("confident pixels: %.2f%% of the compared voxels\n",
-               compared ? 100.0 * (double)r->confident.voxels / (double)compared : 0.0);
-        print_agreement("confident pseudo-labels vs hidden labels", &r->confident, &r->ds);
+               compared ? 100.0 * (double)confident->voxels / (double)compared : 0.0);
+        print_agreement("confident pseudo-labels vs hidden labels", confident, &r->ds);
     }
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
@@ -618,11 +543,12 @@ static int run(pl_run *r, rl_error *err) {
         if ((rc = check_dataset(r->net, &r->meta, r->model_file, &r->refs_ds, err))) return rc;
         src = &r->refs_ds;
     }
+    r->refs_src = src;
     r->refs = calloc((size_t)src->num_train + 1, sizeof *r->refs);
     if (!r->refs) return rl_error_set(err, RL_ENOMEM, "out of memory");
     for (int i = 0; i < src->num_train; i++)
         if (src->train[i].label_path && (o->refs || r->keep[i]))
-            r->refs[r->num_refs++] = (reference){src, &src->train[i]};
+            r->refs[r->num_refs++] = &src->train[i];
     if (r->num_refs == 0)
         return rl_error_set(err, RL_EINVAL, "%s: no labeled training case to use as reference",
                             src->root);
@@ -649,7 +575,9 @@ static int run(pl_run *r, rl_error *err) {
     }
 
     int slices, max_pixels;
-    if ((rc = measure_references(r, o->axis, &slices, &max_pixels, err))) return rc;
+    if ((rc = rl_offline_measure_references(r->refs, r->num_refs, o->axis, &slices, &max_pixels,
+                                            err)))
+        return rc;
     o->cfg.ignore_label = src->ignore_label;
     if ((rc = rl_pseudolabeler_create(&r->pl, r->net, &o->cfg, slices, max_pixels, err))) return rc;
     if (!o->quiet)
@@ -666,9 +594,8 @@ static int run(pl_run *r, rl_error *err) {
                 rl_pseudolabeler_references(r->pl), rl_now_seconds() - t0);
 
     int K = r->ds.num_classes;
-    if ((rc = rl_label_agreement_init(&r->all, K, err))) return rc;
-    rc = rl_label_agreement_init(&r->confident, K, err);
-    r->have_agreement = 1;
+    if ((rc = rl_offline_stats_init(&r->stats, K, err))) return rc;
+    r->have_stats = 1;
     rl_progress bar;
     rl_progress_start(&bar, "pseudolabel", queries, o->quiet);
     int done = 0;
@@ -684,10 +611,10 @@ static int run(pl_run *r, rl_error *err) {
                 rl_now_seconds() - t0);
     if (o->have_min_confidence && !o->quiet)
         fprintf(stderr, "reflabel pseudolabel: %lld of %lld voxels (%.2f%%) below margin %g set to ignore (%d)\n",
-                (long long)r->ignored_voxels, (long long)r->total_voxels,
-                r->total_voxels ? 100.0 * (double)r->ignored_voxels / (double)r->total_voxels : 0.0,
+                (long long)r->stats.abstained, (long long)r->stats.voxels,
+                r->stats.voxels ? 100.0 * (double)r->stats.abstained / (double)r->stats.voxels : 0.0,
                 o->min_confidence, K);
-    if (r->scored_cases > 0 && (rc = write_metrics(r, err))) return rc;
+    if (r->stats.scored_cases > 0 && (rc = write_metrics(r, err))) return rc;
     if (r->exp_staged && (rc = export_dataset(r, err))) return rc;
 
     /* everything succeeded: move the outputs into place */
@@ -712,10 +639,7 @@ int cmd_pseudolabel(int argc, char **argv) {
     if (rc && r.exp.stage[0]) stage_name_in_error(&r.exp, &err);
     if (r.out_staged) remove_tree(r.out.stage);
     if (r.exp_staged) remove_tree(r.exp.stage);
-    if (r.have_agreement) {
-        rl_label_agreement_free(&r.all);
-        rl_label_agreement_free(&r.confident);
-    }
+    if (r.have_stats) rl_offline_stats_free(&r.stats);
     rl_pseudolabeler_free(r.pl);
     free(r.refs);
     free(r.keep);

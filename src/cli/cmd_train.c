@@ -12,6 +12,7 @@
 #include "reflabel/health.h"
 #include "reflabel/metrics.h"
 #include "reflabel/pseudolabel.h"
+#include "reflabel/rounds.h"
 #include "reflabel/train.h"
 
 static const char *train_usage =
@@ -704,60 +705,14 @@ static rl_pseudolabel_config rounds_pseudolabel_config(const train_run *r) {
     return pc;
 }
 
-/* Pixel counts of one round's pseudo-labels. */
-typedef struct round_counts {
-    int queries;       /* cases pseudo-labelled */
-    int64_t voxels;    /* their voxels */
-    int64_t abstained; /* voxels whose margin fell below --min-margin */
-} round_counts;
-
-/* Pseudo-labels one query case (its images and, when it has one, its hidden
- * label `truth`) and hands them to its samples for the next round. Voxels
- * below --min-margin become RL_IGNORE there; the agreement with the hidden
- * label counts only the voxels that got a label. */
-static int pseudo_label_case(train_run *r, rl_pseudolabeler *pl, int case_index,
-                             const rl_volume *images, const int32_t *truth,
-                             rl_label_agreement *agree, round_counts *counts, rl_error *err) {
-    const rl_dataset *ds = &r->ds;
-    size_t n = rl_volume_numel(&images[0]);
-    int32_t *pseudo = malloc(n * sizeof *pseudo);
-    float *margin = malloc(n * sizeof *margin);
-    int rc = pseudo && margin ? RL_OK : rl_error_set(err, RL_ENOMEM, "out of memory");
-    if (!rc) rc = rl_pseudolabeler_label_case(pl, images, ds->num_channels, pseudo, margin, err);
-    if (!rc) {
-        /* num_classes marks abstentions first: the agreement only skips a
-         * non-negative predicted value; they become RL_IGNORE afterwards. */
-        int32_t abstain = ds->num_classes;
-        if (!ds->multilabel) /* num_classes may be a valid bit set there */
-            counts->abstained += rl_pseudolabel_apply_min_margin(pseudo, margin, (int64_t)n,
-                                                                 r->cfg.semi.refs.min_margin, abstain);
-        counts->voxels += (int64_t)n;
-        counts->queries++;
-        if (truth)
-            rc = ds->multilabel
-                     ? rl_label_agreement_add_bitsets(agree, pseudo, truth, (int64_t)n, err)
-                     : rl_label_agreement_add(agree, pseudo, truth, (int64_t)n,
-                                              ds->ignore_label, abstain, err);
-        for (size_t i = 0; i < n && !ds->multilabel; i++)
-            if (pseudo[i] == abstain) pseudo[i] = RL_IGNORE;
-    }
-    if (!rc)
-        rc = rl_sample_set_set_case_labels(&r->set, case_index, images[0].nx, images[0].ny,
-                                           images[0].nz, pseudo, err);
-    free(pseudo);
-    free(margin);
-    return rc;
-}
-
 /* Appends the round's row to rounds.csv (in memory) and reports it. */
-static int log_round(train_run *r, int round, int references, const round_counts *counts,
-                     const rl_label_agreement *agree, csv_log *rounds_log, rl_error *err) {
+static int log_round(train_run *r, int round, const rl_offline_stats *st, csv_log *rounds_log,
+                     rl_error *err) {
     const rl_dataset *ds = &r->ds;
-    double acc = rl_label_agreement_accuracy(agree), mean = 0;
-    double kept = counts->voxels ? 1.0 - (double)counts->abstained / (double)counts->voxels : NAN;
+    const rl_label_agreement *agree = &st->kept;
+    double acc = rl_label_agreement_accuracy(agree), mean = 0, kept = rl_offline_stats_kept(st);
     char cell[96];
-    snprintf(cell, sizeof cell, "%d,%d,%d,%.6g,%.6g", round, references, counts->queries, acc,
-             kept);
+    snprintf(cell, sizeof cell, "%d,%d,%d,%.6g,%.6g", round, st->references, st->cases, acc, kept);
     int failed = csv_append(rounds_log, cell);
     for (int c = 0; c < ds->num_classes && !failed; c++) {
         double d = agree->voxels ? rl_label_agreement_dice(agree, c) : NAN;
@@ -771,7 +726,7 @@ static int log_round(train_run *r, int round, int references, const round_counts
     fprintf(stderr,
             "reflabel train: round %d pseudo-labels of %d cases from %d reference slices: "
             "%.4f of the voxels labeled",
-            round, counts->queries, references, kept);
+            round, st->cases, st->references, kept);
     if (agree->voxels)
         fprintf(stderr, "; pixel accuracy %.4f, mean foreground Dice %.4f (against the hidden "
                         "labels)", acc, mean);
@@ -779,55 +734,19 @@ static int log_round(train_run *r, int round, int references, const round_counts
     return RL_OK;
 }
 
-/* Offline reference pseudo-labels between rounds: every case whose label is
- * not used gets the labels of its best-matching reference pixels among the
- * cases whose label is used, in net's features, with the matching options
- * of the run (rounds_pseudolabel_config); its samples then train as labeled
- * in the next round. Quality against hidden labels and the share of voxels
- * kept above --min-margin go to rounds.csv. */
+/* Offline reference pseudo-labels between rounds (rl_rounds_pseudolabel),
+ * with the matching options of the run (rounds_pseudolabel_config); the
+ * quality against hidden labels and the share of voxels kept above
+ * --min-margin go to rounds.csv. */
 static int pseudo_label_round(train_run *r, rl_unet *net, int round, csv_log *rounds_log,
                               rl_error *err) {
-    const rl_dataset *ds = &r->ds;
-    int references = 0, max_pixels = 0;
-    for (int i = 0; i < r->set.count; i++) {
-        const rl_sample *s = &r->set.samples[i];
-        references += r->keep[s->case_index] && ds->train[s->case_index].label_path;
-        if (s->h * s->w > max_pixels) max_pixels = s->h * s->w;
-    }
     rl_pseudolabel_config pc = rounds_pseudolabel_config(r);
-    rl_pseudolabeler *pl = NULL;
-    rl_label_agreement agree;
-    round_counts counts = {0, 0, 0};
-    int rc = rl_label_agreement_init(&agree, ds->num_classes, err);
+    rl_offline_stats st;
+    int rc = rl_offline_stats_init(&st, r->ds.num_classes, err);
     if (rc) return rc;
-    rc = rl_pseudolabeler_create(&pl, net, &pc, references, max_pixels, err);
-    rl_volume *images = calloc((size_t)ds->num_channels, sizeof *images);
-    if (!rc && !images) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
-    for (int pass = 0; pass < 2 && !rc; pass++) {
-        /* pass 0 fills the bank with the references, pass 1 labels the rest */
-        for (int i = 0; i < ds->num_train && !rc; i++) {
-            const rl_case *c = &ds->train[i];
-            int is_reference = r->keep[i] && c->label_path;
-            if (is_reference != (pass == 0)) continue;
-            rl_volume label = {0};
-            rc = rl_dataset_load_case(ds, c, images, c->label_path ? &label : NULL, err);
-            if (rc) break;
-            size_t n = rl_volume_numel(&images[0]);
-            int32_t *truth = c->label_path ? malloc(n * sizeof *truth) : NULL;
-            if (c->label_path && !truth) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
-            if (!rc && truth) rc = rl_labels_from_volume(&label, truth, err);
-            if (!rc && pass == 0)
-                rc = rl_pseudolabeler_add_reference(pl, images, ds->num_channels, truth, err);
-            if (!rc && pass == 1)
-                rc = pseudo_label_case(r, pl, i, images, truth, &agree, &counts, err);
-            free(truth);
-            rl_dataset_free_case(ds, images, c->label_path ? &label : NULL);
-        }
-    }
-    if (!rc) rc = log_round(r, round, references, &counts, &agree, rounds_log, err);
-    free(images);
-    rl_pseudolabeler_free(pl);
-    rl_label_agreement_free(&agree);
+    rc = rl_rounds_pseudolabel(net, &pc, &r->ds, r->keep, &r->set, &st, err);
+    if (!rc) rc = log_round(r, round, &st, rounds_log, err);
+    rl_offline_stats_free(&st);
     return rc;
 }
 
