@@ -12,113 +12,23 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "options.h"
 #include "progress.h"
 #include "reflabel/checkpoint.h"
 #include "reflabel/pseudolabel.h"
 #include "reflabel/rounds.h"
 
-static const char *pseudolabel_usage =
-    "usage: reflabel pseudolabel --model RUN_DIR|MODEL.safetensors --data DIR --out DIR [options]\n"
-    "\n"
-    "Gives every pixel of the unlabeled training cases of DIR the label of its most\n"
-    "similar labeled reference pixel, compared in the model's feature space (Seibold\n"
-    "et al., AAAI 2022). Writes OUT/CASE<ending> (pseudo-label, with the input's\n"
-    "header and affine) and OUT/CASE_confidence<ending> (the margin: best similarity\n"
-    "minus the best similarity of another label). Queries are the training cases\n"
-    "without a label or whose label --labeled hides; when those have hidden labels,\n"
-    "OUT/pseudolabel_metrics.json scores the pseudo-labels against them.\n"
-    "A multi-label model and dataset (\"reflabel_multilabel\") give each pixel its best\n"
-    "match's whole bit set, scored per structure; --min-confidence and --export-nnunet\n"
-    "are refused there.\n"
-    "\n"
-    "references:\n"
-    "  --labeled SPEC        keep labels of only these training cases, exactly as\n"
-    "                        'reflabel train --labeled' (count, fraction or file of ids)\n"
-    "  --labeled-mode MODE   even (default) or random     --seed N   (0)\n"
-    "  --refs DIR            take the references from the labeled training cases of\n"
-    "                        another dataset (same channels and classes)\n"
-    "matching:\n"
-    "  --features F          last (decoder output, default) or hypercolumn\n"
-    "  --sampling S          all (default), per-class or proportional (per reference slice)\n"
-    "  --per-class K         pixels per class per reference slice for per-class (1024)\n"
-    "  --topk K              similarity-weighted vote of the K best references (1)\n"
-    "  --per-image-vote      each reference slice votes with its best pixel\n"
-    "  --similarity S        cosine (default) or dot\n"
-    "  --min-confidence X    pixels with margin < X get the ignore label K\n"
-    "output:\n"
-    "  --export-nnunet DIR   also write a complete nnU-Net v2 raw dataset there\n"
-    "  --force               write into non-empty output folders\n"
-    "  --axis A              slicing axis of 3D volumes (default: the model's)\n"
-    "  --threads N           threads (all cores)     --quiet   no progress output\n";
-
-typedef struct pl_options {
-    const char *model, *data, *out, *labeled, *refs, *export_dir;
-    rl_select_mode labeled_mode;
-    long seed;
-    int axis, threads, quiet, force, have_min_confidence;
-    double min_confidence;
-    rl_pseudolabel_config cfg;
-} pl_options;
-
+/* Parses the words into o, which starts from the library's defaults, and
+ * checks what no single option can. Returns 0, 2 after a usage error, or
+ * -1 after --help. */
 static int parse_options(int argc, char **argv, pl_options *o) {
-    memset(o, 0, sizeof *o);
-    o->axis = -1;
-    o->cfg = rl_pseudolabel_default_config();
     const char *cmd = "pseudolabel";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int rc = 0, used = 1;
-        double d;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(pseudolabel_usage, stdout);
-            return -1;
-        } else if (!strcmp(a, "--quiet")) {
-            o->quiet = 1;
-            used = 0;
-        } else if (!strcmp(a, "--force")) {
-            o->force = 1;
-            used = 0;
-        } else if (!strcmp(a, "--per-image-vote")) {
-            o->cfg.refs.match_mode = RL_MATCH_PER_IMAGE;
-            used = 0;
-        } else if (!v) return cli_missing_value(cmd, a, pseudolabel_usage);
-        else if (!strcmp(a, "--model")) o->model = v;
-        else if (!strcmp(a, "--data")) o->data = v;
-        else if (!strcmp(a, "--out")) o->out = v;
-        else if (!strcmp(a, "--labeled")) o->labeled = v;
-        else if (!strcmp(a, "--refs")) o->refs = v;
-        else if (!strcmp(a, "--export-nnunet")) o->export_dir = v;
-        else if (!strcmp(a, "--labeled-mode")) {
-            if (!strcmp(v, "even")) o->labeled_mode = RL_SELECT_EVEN;
-            else if (!strcmp(v, "random")) o->labeled_mode = RL_SELECT_RANDOM;
-            else rc = cli_usage_error(cmd, "--labeled-mode must be even or random");
-        } else if (!strcmp(a, "--seed")) {
-            rc = cli_parse_float(cmd, a, v, 0, 4294967295.0, &d);
-            o->seed = (long)d;
-        } else if (!strcmp(a, "--features")) {
-            int s = rl_feature_source_from_name(v);
-            if (s < 0) rc = cli_usage_error(cmd, "--features must be last or hypercolumn");
-            else o->cfg.refs.features = (rl_feature_source)s;
-        } else if (!strcmp(a, "--sampling")) {
-            if (!strcmp(v, "all")) o->cfg.refs.sampling = RL_SAMPLE_ALL;
-            else if (!strcmp(v, "per-class")) o->cfg.refs.sampling = RL_SAMPLE_PER_CLASS;
-            else if (!strcmp(v, "proportional")) o->cfg.refs.sampling = RL_SAMPLE_PROPORTIONAL;
-            else rc = cli_usage_error(cmd, "--sampling must be all, per-class or proportional");
-        } else if (!strcmp(a, "--similarity")) {
-            if (!strcmp(v, "cosine")) o->cfg.refs.similarity = RL_SIM_COSINE;
-            else if (!strcmp(v, "dot")) o->cfg.refs.similarity = RL_SIM_DOT;
-            else rc = cli_usage_error(cmd, "--similarity must be cosine or dot");
-        } else if (!strcmp(a, "--per-class")) rc = cli_parse_int(cmd, a, v, 1, 1 << 24, &o->cfg.refs.per_class_cap);
-        else if (!strcmp(a, "--topk")) rc = cli_parse_int(cmd, a, v, 1, 1024, &o->cfg.refs.top_k);
-        else if (!strcmp(a, "--axis")) rc = cli_parse_int(cmd, a, v, 0, 2, &o->axis);
-        else if (!strcmp(a, "--threads")) rc = cli_parse_int(cmd, a, v, 0, 1024, &o->threads);
-        else if (!strcmp(a, "--min-confidence")) {
-            rc = cli_parse_float(cmd, a, v, -1e30, 1e30, &o->min_confidence);
-            o->have_min_confidence = 1;
-        } else return cli_usage_error(cmd, "unknown option '%s'", a);
-        if (rc) return rc;
-        if (used) i++;
-    }
+    pl_options defaults;
+    pl_options_init(&defaults);
+    pl_options_init(o);
+    cli_at at = pl_options_at(o), default_at = pl_options_at(&defaults);
+    int rc = cli_parse(&cli_pseudolabel_command, argc, argv, &at, &o->given, &default_at);
+    if (rc) return rc;
     if (!o->model || !o->data || !o->out)
         return cli_usage_error(cmd, "--model, --data and --out are required");
     if (o->cfg.refs.top_k > 1 && o->cfg.refs.match_mode == RL_MATCH_PER_IMAGE)
@@ -129,8 +39,12 @@ static int parse_options(int argc, char **argv, pl_options *o) {
             (a == b || o->out[n] == '/' || o->export_dir[n] == '/'))
             return cli_usage_error(cmd, "--out and --export-nnunet must be separate folders");
     }
-    o->cfg.seed = (uint64_t)o->seed;
     return 0;
+}
+
+/* --min-confidence (or --min-margin) was given. */
+static int have_min_confidence(const pl_options *o) {
+    return cli_given_flag(&cli_pseudolabel_command, &o->given, "--min-confidence");
 }
 
 /* ---- output folders that appear complete or not at all ------------------ *
@@ -374,7 +288,7 @@ static int write_confidence(const char *path, const rl_volume *like, float *marg
 static int label_query(pl_run *r, const rl_case *c, rl_error *err) {
     const rl_dataset *ds = &r->ds;
     /* without --min-confidence every voxel keeps its label */
-    float min_margin = r->o.have_min_confidence ? (float)r->o.min_confidence : -INFINITY;
+    float min_margin = have_min_confidence(&r->o) ? (float)r->o.min_confidence : -INFINITY;
     rl_offline_case oc;
     int rc = rl_offline_label_case(r->pl, ds, c, min_margin, &r->stats, &oc, err);
     if (rc) return rc;
@@ -431,7 +345,7 @@ static int export_dataset(pl_run *r, rl_error *err) {
     }
     if (rc) return rc;
     /* labels 0..K-1 by name, plus "ignore": K when some label file may hold it */
-    int K = ds->num_classes, with_ignore = r->o.have_min_confidence || ds->ignore_label >= 0;
+    int K = ds->num_classes, with_ignore = have_min_confidence(&r->o) || ds->ignore_label >= 0;
     const char **names = malloc((size_t)(K + 1) * sizeof *names);
     int *values = malloc((size_t)(K + 1) * sizeof *values);
     if (!names || !values) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
@@ -483,7 +397,7 @@ static int write_metrics(pl_run *r, rl_error *err) {
     cJSON_AddNumberToObject(j, "references", r->num_refs);
     add_agreement_json(j, "all", all, &r->ds);
     print_agreement("pseudo-labels vs hidden labels", all, &r->ds);
-    if (r->o.have_min_confidence) {
+    if (have_min_confidence(&r->o)) {
         cJSON_AddNumberToObject(j, "min_confidence", r->o.min_confidence);
         int64_t compared = confident->voxels + confident->abstained;
         cJSON_AddNumberToObject(j, "coverage", compared ? (double)confident->voxels / (double)compared : 0);
@@ -515,24 +429,23 @@ static int run(pl_run *r, rl_error *err) {
     int rc = rl_unet_load(r->model_file, &r->net, &r->meta, err);
     if (rc) return rc;
     r->have_meta = 1;
-    if (o->axis < 0) {
+    if (!cli_given_flag(&cli_pseudolabel_command, &o->given, "--axis")) {
         const char *a = rl_safetensors_metadata(&r->meta, "reflabel.axis");
-        o->axis = a && a[0] >= '0' && a[0] <= '2' && !a[1] ? a[0] - '0' : 2;
+        o->cfg.axis = a && a[0] >= '0' && a[0] <= '2' && !a[1] ? a[0] - '0' : 2;
     }
-    o->cfg.axis = o->axis;
     if ((rc = rl_dataset_open(o->data, &r->ds, err))) return rc;
     r->have_ds = 1;
     if ((rc = check_dataset(r->net, &r->meta, r->model_file, &r->ds, err))) return rc;
     /* Bit sets have no value left for "ignore", and nnU-Net v2 encodes
      * overlapping structures as regions, not bit sets. */
-    if (r->ds.multilabel && (o->have_min_confidence || o->export_dir))
+    if (r->ds.multilabel && (have_min_confidence(o) || o->export_dir))
         return rl_error_set(err, RL_EUNSUPPORTED,
                             "%s: %s does not support multi-label data", r->ds.root,
                             o->export_dir ? "--export-nnunet" : "--min-confidence");
     o->cfg.multilabel = r->ds.multilabel;
     r->keep = calloc((size_t)r->ds.num_train + 1, 1);
     if (!r->keep) return rl_error_set(err, RL_ENOMEM, "out of memory");
-    if ((rc = rl_choose_labeled(&r->ds, o->labeled, o->labeled_mode, (uint64_t)o->seed, r->keep, err)))
+    if ((rc = rl_choose_labeled(&r->ds, o->labeled, o->labeled_mode, o->cfg.seed, r->keep, err)))
         return rc;
 
     /* references: the kept cases, or every labeled case of --refs */
@@ -575,7 +488,7 @@ static int run(pl_run *r, rl_error *err) {
     }
 
     int slices, max_pixels;
-    if ((rc = rl_offline_measure_references(r->refs, r->num_refs, o->axis, &slices, &max_pixels,
+    if ((rc = rl_offline_measure_references(r->refs, r->num_refs, o->cfg.axis, &slices, &max_pixels,
                                             err)))
         return rc;
     o->cfg.ignore_label = src->ignore_label;
@@ -609,7 +522,7 @@ static int run(pl_run *r, rl_error *err) {
     if (!o->quiet)
         fprintf(stderr, "reflabel pseudolabel: %d cases labeled in %.1f s\n", queries,
                 rl_now_seconds() - t0);
-    if (o->have_min_confidence && !o->quiet)
+    if (have_min_confidence(o) && !o->quiet)
         fprintf(stderr, "reflabel pseudolabel: %lld of %lld voxels (%.2f%%) below margin %g set to ignore (%d)\n",
                 (long long)r->stats.abstained, (long long)r->stats.voxels,
                 r->stats.voxels ? 100.0 * (double)r->stats.abstained / (double)r->stats.voxels : 0.0,
