@@ -298,7 +298,7 @@ static int run(pl_run *r, rl_error *err) {
                             "%s: %s does not support multi-label data", r->ds.root,
                             o->export_dir ? "--export-nnunet" : "--min-confidence");
     o->cfg.multilabel = r->ds.multilabel;
-    if ((rc = cli_choose_labeled(&r->ds, o->labeled, o->labeled_mode, o->cfg.seed, &r->keep, err)))
+    if ((rc = cli_choose_labeled(&r->ds, &o->labeled, o->cfg.seed, &r->keep, err)))
         return rc;
 
     /* references: the kept cases, or every labeled case of --refs */

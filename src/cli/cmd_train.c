@@ -481,7 +481,7 @@ int cmd_train(int argc, char **argv) {
     }
     rl_unet *net = NULL;
     csv_log rounds_log = {0};
-    int rc = cli_choose_labeled(&r.ds, o->labeled, o->labeled_mode, o->train.seed, &r.keep, &err);
+    int rc = cli_choose_labeled(&r.ds, &o->labeled, o->train.seed, &r.keep, &err);
     if (!rc) rc = rl_sample_set_load(&r.set, &r.ds, r.ds.train, r.ds.num_train, r.keep, o->axis, &err);
     if (!rc) default_margin_off_where_impossible(&r);
     if (!rc) build_configs(&r);

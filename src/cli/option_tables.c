@@ -67,6 +67,17 @@ static const cli_option opt_similarity = {
     "--similarity", NULL, "S", "cosine or dot", "matching", CLI_ENUM, R(similarity),
     WORDS("cosine", "dot"), VALUES(RL_SIM_COSINE, RL_SIM_DOT), JSON("similarity", SEMI | ROUNDS)};
 
+static const cli_option opt_labeled = {
+    "--labeled", NULL, "SPEC",
+    "keep labels of only these training cases: a count (5),\n"
+    "a fraction (0.05) or a file of case ids",
+    "labeled", CLI_STRING, .in = CLI_IN_LABELED, .offset = offsetof(cli_labeled, spec),
+    .unset = "all", JSON("labeled", TOP)};
+static const cli_option opt_labeled_mode = {
+    "--labeled-mode", NULL, "MODE", "even (evenly spaced) or random (seeded)", "labeled", CLI_ENUM,
+    .in = CLI_IN_LABELED, .offset = offsetof(cli_labeled, mode), WORDS("even", "random"),
+    VALUES(RL_SELECT_EVEN, RL_SELECT_RANDOM), JSON("labeled_mode", TOP)};
+
 /* ---- train ----------------------------------------------------------------- */
 
 static void weight_decay_default(char *buf, size_t size) {
@@ -87,13 +98,6 @@ static const cli_option
                 JSON("method", TOP)},
     t_data = {"--data", NULL, "DIR", "dataset folder (dataset.json, imagesTr/, labelsTr/)", "data",
               CLI_STRING, T(data), JSON("data", TOP)},
-    t_labeled = {"--labeled", NULL, "SPEC",
-                 "keep labels of only these training cases: a count (5),\n"
-                 "a fraction (0.05) or a file of case ids",
-                 "data", CLI_STRING, T(labeled), .unset = "all", JSON("labeled", TOP)},
-    t_labeled_mode = {"--labeled-mode", NULL, "MODE", "even (evenly spaced) or random (seeded)",
-                      "data", CLI_ENUM, T(labeled_mode), WORDS("even", "random"),
-                      VALUES(RL_SELECT_EVEN, RL_SELECT_RANDOM), JSON("labeled_mode", TOP)},
     t_steps = {"--steps", NULL, "N", "optimiser steps", "training", CLI_I64, T(train.steps),
                RANGE(1, 100000000), JSON("steps", TOP)},
     t_steps_done = {NULL, NULL, NULL, NULL, NULL, CLI_I64, T(steps_done), JSON("steps_done", TOP)},
@@ -213,7 +217,7 @@ static const cli_option
                .resume_free = 1};
 
 static const cli_option *const train_rows[] = {
-    &t_method, &t_data, &t_labeled, &t_labeled_mode, &t_steps, &t_steps_done, &t_batch,
+    &t_method, &t_data, &opt_labeled, &opt_labeled_mode, &t_steps, &t_steps_done, &t_batch,
     &t_patch, &t_optimizer, &t_lr, &t_weight_decay, &t_warmup, &t_schedule, &t_clip,
     &t_dice_weight, &t_no_augment, &t_seed, &t_axis, &t_unlabeled_batch, &t_lambda,
     &t_pl_warmup, &t_pl_ramp, &t_pl_dice, &t_rounds, &opt_features, &t_sampling,
@@ -224,6 +228,7 @@ static const cli_option *const train_rows[] = {
 
 static const cli_group train_groups[] = {
     {"data", "data:"},
+    {"labeled", "labeled cases (pseudolabel takes the same):"},
     {"training", "training:"},
     {"semi", "semi-supervised (refpl, predpl, meanteacher):"},
     {"matching",
@@ -254,7 +259,7 @@ const cli_command cli_train_command = {
 _Static_assert(sizeof train_rows / sizeof *train_rows <= CLI_MAX_ROWS, "too many rows");
 
 cli_at train_options_at(train_options *o) {
-    return (cli_at){{o, &o->train.semi.refs}};
+    return (cli_at){{o, &o->train.semi.refs, &o->labeled}};
 }
 
 void train_options_init(train_options *o) {
@@ -273,19 +278,12 @@ static const cli_option
                "files", CLI_STRING, P(model)},
     p_data = {"--data", NULL, "DIR", "dataset folder", "files", CLI_STRING, P(data)},
     p_out = {"--out", NULL, "DIR", "pseudo-labels and their margins", "files", CLI_STRING, P(out)},
-    p_labeled = {"--labeled", NULL, "SPEC",
-                 "keep labels of only these training cases, exactly as\n"
-                 "'reflabel train --labeled' (count, fraction or file of ids)",
-                 "references", CLI_STRING, P(labeled), .unset = "all"},
-    p_labeled_mode = {"--labeled-mode", NULL, "MODE", "even or random", "references", CLI_ENUM,
-                      P(labeled_mode), WORDS("even", "random"),
-                      VALUES(RL_SELECT_EVEN, RL_SELECT_RANDOM)},
     p_seed = {"--seed", NULL, "N", "seed of --labeled-mode random and of the sampling",
-              "references", CLI_U64, P(cfg.seed), RANGE(0, 4294967295.0)},
+              "labeled", CLI_U64, P(cfg.seed), RANGE(0, 4294967295.0)},
     p_refs = {"--refs", NULL, "DIR",
               "take the references from the labeled training cases of\n"
               "another dataset (same channels and classes)",
-              "references", CLI_STRING, P(refs)},
+              "labeled", CLI_STRING, P(refs)},
     p_sampling = {"--sampling", NULL, "S",
                   "which labeled pixels become references: all,\n"
                   "per-class or proportional (per reference slice)",
@@ -308,14 +306,14 @@ static const cli_option
                .value = 1};
 
 static const cli_option *const pseudolabel_rows[] = {
-    &p_model, &p_data, &p_out, &p_labeled, &p_labeled_mode, &p_seed, &p_refs, &opt_features,
+    &p_model, &p_data, &p_out, &opt_labeled, &opt_labeled_mode, &p_seed, &p_refs, &opt_features,
     &p_sampling, &opt_refs_per_class, &opt_ref_count, &opt_class_floor, &opt_topk,
     &opt_per_image_vote, &opt_similarity, &p_min_confidence, &p_export, &p_force, &p_axis,
     &p_threads, &p_quiet};
 
 static const cli_group pseudolabel_groups[] = {
     {"files", "files:"},
-    {"references", "references:"},
+    {"labeled", "references (the labeled cases, as train chooses them):"},
     {"matching", "matching (references: every slice of the reference cases):"},
     {"output", "output:"}};
 
@@ -342,7 +340,7 @@ const cli_command cli_pseudolabel_command = {
     (int)(sizeof pseudolabel_rows / sizeof *pseudolabel_rows)};
 
 cli_at pl_options_at(pl_options *o) {
-    return (cli_at){{o, &o->cfg.refs}};
+    return (cli_at){{o, &o->cfg.refs, &o->labeled}};
 }
 
 void pl_options_init(pl_options *o) {

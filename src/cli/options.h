@@ -31,10 +31,16 @@ typedef enum cli_kind {
     CLI_SIZE    /* two ints (h, then w) from HxW */
 } cli_kind;
 
-/* Where a row's value lands: the command's options struct, or the
- * reference config it matches with (train: train.semi.refs, pseudolabel:
- * cfg.refs), so that the matching rows serve both commands. */
-enum { CLI_IN_OPTIONS, CLI_IN_REFS, CLI_IN_COUNT };
+/* Which training cases keep their labels (--labeled, --labeled-mode). */
+typedef struct cli_labeled {
+    const char *spec; /* NULL: all */
+    rl_select_mode mode;
+} cli_labeled;
+
+/* Where a row's value lands: the command's options struct, the reference
+ * config it matches with (train: train.semi.refs, pseudolabel: cfg.refs) or
+ * its choice of labeled cases, so that those rows serve both commands. */
+enum { CLI_IN_OPTIONS, CLI_IN_REFS, CLI_IN_LABELED, CLI_IN_COUNT };
 typedef struct cli_at {
     void *in[CLI_IN_COUNT];
 } cli_at;
@@ -108,8 +114,8 @@ void cli_json_section(const cli_command *cmd, int section, const cli_at *at, str
 /* ---- the two commands ------------------------------------------------------ */
 
 typedef struct train_options {
-    const char *data, *out, *labeled, *resume;
-    rl_select_mode labeled_mode;
+    const char *data, *out, *resume;
+    cli_labeled labeled;
     int axis, threads, checkpoint_every, quiet, rounds;
     rl_train_config train; /* from rl_train_default_config */
     rl_unet_config net;    /* from rl_unet_default_config; channels and classes from the data */
@@ -118,8 +124,8 @@ typedef struct train_options {
 } train_options;
 
 typedef struct pl_options {
-    const char *model, *data, *out, *labeled, *refs, *export_dir;
-    rl_select_mode labeled_mode;
+    const char *model, *data, *out, *refs, *export_dir;
+    cli_labeled labeled;
     int threads, quiet, force;
     double min_confidence;    /* as given, for pseudolabel_metrics.json */
     rl_pseudolabel_config cfg; /* from rl_pseudolabel_default_config */

@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-int cli_choose_labeled(const rl_dataset *ds, const char *spec, rl_select_mode mode, uint64_t seed,
+int cli_choose_labeled(const rl_dataset *ds, const cli_labeled *labeled, uint64_t seed,
                        uint8_t **keep, rl_error *err) {
     *keep = calloc((size_t)ds->num_train + 1, 1);
     if (!*keep) return rl_error_set(err, RL_ENOMEM, "out of memory");
-    return rl_choose_labeled(ds, spec, mode, seed, *keep, err);
+    return rl_choose_labeled(ds, labeled->spec, labeled->mode, seed, *keep, err);
 }
 
 int csv_append(csv_log *log, const char *line) {

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "options.h"
 #include "reflabel/checkpoint.h"
 #include "reflabel/dataset.h"
 #include "reflabel/train.h"
@@ -16,7 +17,7 @@
 
 /* rl_choose_labeled into a fresh *keep (ds->num_train + 1 bytes, the
  * caller frees it): `--labeled SPEC --labeled-mode MODE --seed N`. */
-int cli_choose_labeled(const rl_dataset *ds, const char *spec, rl_select_mode mode, uint64_t seed,
+int cli_choose_labeled(const rl_dataset *ds, const cli_labeled *labeled, uint64_t seed,
                        uint8_t **keep, rl_error *err);
 
 /* A CSV log, kept in memory and rewritten atomically, so that the file on
