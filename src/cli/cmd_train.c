@@ -83,7 +83,23 @@ static int parse_options(int argc, char **argv, train_options *o) {
     return 0;
 }
 
-static rl_pseudolabel_config rounds_pseudolabel_config(const train_run *r);
+/* The offline pseudo-labelling between rounds, set by the matching options
+ * given to train (docs/TRAINING.md): references are every slice of the
+ * labeled cases, each one bank batch, so the sampling caps apply per
+ * reference slice. Without --sampling every labeled pixel is a reference
+ * (the paper's offline rule), not the online default. */
+static rl_pseudolabel_config rounds_pseudolabel_config(const train_run *r) {
+    const rl_semi_config *sc = &r->cfg.semi;
+    rl_pseudolabel_config pc = rl_pseudolabel_default_config();
+    pc.refs = sc->refs;
+    if (!cli_given_flag(&cli_train_command, &r->o.given, "--sampling"))
+        pc.refs.sampling = RL_SAMPLE_ALL;
+    pc.axis = r->o.axis;
+    pc.ignore_label = r->ds.ignore_label;
+    pc.seed = r->cfg.seed;
+    pc.multilabel = r->ds.multilabel;
+    return pc;
+}
 
 /* Training settings and dataset facts stored in the checkpoint's metadata,
  * so that a model file alone says what it is and how it was made: the
@@ -110,20 +126,12 @@ static char *training_json(const train_run *r, const rl_train_config *cfg, int64
     return s;
 }
 
-static char *names_json(char **names, int count) {
-    cJSON *a = cJSON_CreateArray();
-    for (int i = 0; i < count; i++) cJSON_AddItemToArray(a, cJSON_CreateString(names[i]));
-    char *s = cJSON_PrintUnformatted(a);
-    cJSON_Delete(a);
-    return s;
-}
-
 static int save_model(const train_run *r, const rl_unet *net, const char *path, int64_t done,
                       rl_error *err) {
     const rl_dataset *ds = &r->ds;
     char *training = training_json(r, &r->cfg, done);
-    char *classes = names_json(ds->class_names, ds->num_classes);
-    char *channels = names_json(ds->channel_names, ds->num_channels);
+    char *classes = json_string_array((const char *const *)ds->class_names, ds->num_classes);
+    char *channels = json_string_array((const char *const *)ds->channel_names, ds->num_channels);
     char axis[8];
     snprintf(axis, sizeof axis, "%d", r->o.axis);
     char ignore[16];
@@ -150,7 +158,7 @@ static int save_checkpoint(const train_run *r, const rl_trainer *tr, const rl_un
     const train_options *o = &r->o;
     char path[4096];
     int rc = rl_write_file_atomic(log_path, log->text, log->len, err);
-    char *args = args_json(r->args, r->arg_count);
+    char *args = json_string_array(r->args, r->arg_count);
     char round_text[16];
     snprintf(round_text, sizeof round_text, "%d", round);
     rl_kv extra[] = {{"reflabel.args", args}, {"reflabel.round", round_text}};
@@ -279,24 +287,6 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
     rl_health_free(health);
     rl_trainer_free(tr);
     return rc;
-}
-
-/* The offline pseudo-labelling between rounds, set by the matching options
- * given to train (docs/TRAINING.md): references are every slice of the
- * labeled cases, each one bank batch, so the sampling caps apply per
- * reference slice. Without --sampling every labeled pixel is a reference
- * (the paper's offline rule), not the online default. */
-static rl_pseudolabel_config rounds_pseudolabel_config(const train_run *r) {
-    const rl_semi_config *sc = &r->cfg.semi;
-    rl_pseudolabel_config pc = rl_pseudolabel_default_config();
-    pc.refs = sc->refs;
-    if (!cli_given_flag(&cli_train_command, &r->o.given, "--sampling"))
-        pc.refs.sampling = RL_SAMPLE_ALL;
-    pc.axis = r->o.axis;
-    pc.ignore_label = r->ds.ignore_label;
-    pc.seed = r->cfg.seed;
-    pc.multilabel = r->ds.multilabel;
-    return pc;
 }
 
 /* Appends the round's row to rounds.csv (in memory) and reports it. */

@@ -65,9 +65,9 @@ int csv_row(csv_log *log, const rl_train_step_info *info, int k, double seconds)
     return csv_append(log, cell);
 }
 
-char *args_json(const char **args, int count) {
+char *json_string_array(const char *const *words, int count) {
     cJSON *a = cJSON_CreateArray();
-    for (int i = 0; a && i < count; i++) cJSON_AddItemToArray(a, cJSON_CreateString(args[i]));
+    for (int i = 0; a && i < count; i++) cJSON_AddItemToArray(a, cJSON_CreateString(words[i]));
     char *s = a ? cJSON_PrintUnformatted(a) : NULL;
     cJSON_Delete(a);
     return s;

@@ -42,8 +42,9 @@ int resume_log(csv_log *log, const char *log_path, int64_t done, double *seconds
 /* RUN_DIR/labeled.txt: the ids of the cases whose labels were used. */
 int write_labeled_list(const char *path, const rl_dataset *ds, const uint8_t *keep, rl_error *err);
 
-/* The run's option words as a JSON array (stored in every checkpoint). */
-char *args_json(const char **args, int count);
+/* Words as a JSON array (the run's option words, class and channel names,
+ * stored in every checkpoint); NULL when out of memory. */
+char *json_string_array(const char *const *words, int count);
 
 /* The state read by --resume and the words its options are rebuilt from. */
 typedef struct resume_input {
