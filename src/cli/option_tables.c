@@ -151,12 +151,12 @@ static const cli_option
                 "fresh network on both; N trainings; pseudo-label quality\n"
                 "per round in RUN_DIR/rounds.csv",
                 "matching", CLI_INT, T(rounds), RANGE(1, 100), JSON("count", ROUNDS)},
+    /* not a shared row: train's default differs between online and rounds
+     * (so --resume tells "not given" from any value), pseudolabel's is all */
     t_sampling = {"--sampling", NULL, "S",
                   "which labeled pixels become references: per-class,\n"
                   "proportional or all; by default",
-                  "matching", CLI_ENUM, .in = CLI_IN_REFS,
-                  .offset = offsetof(rl_reference_config, sampling),
-                  WORDS("per-class", "proportional", "all"),
+                  "matching", CLI_ENUM, R(sampling), WORDS("per-class", "proportional", "all"),
                   VALUES(RL_SAMPLE_PER_CLASS, RL_SAMPLE_PROPORTIONAL, RL_SAMPLE_ALL),
                   .unset = "proportional online, all between rounds",
                   JSON("sampling", SEMI | ROUNDS)},
@@ -287,9 +287,7 @@ static const cli_option
     p_sampling = {"--sampling", NULL, "S",
                   "which labeled pixels become references: all,\n"
                   "per-class or proportional (per reference slice)",
-                  "matching", CLI_ENUM, .in = CLI_IN_REFS,
-                  .offset = offsetof(rl_reference_config, sampling),
-                  WORDS("all", "per-class", "proportional"),
+                  "matching", CLI_ENUM, R(sampling), WORDS("all", "per-class", "proportional"),
                   VALUES(RL_SAMPLE_ALL, RL_SAMPLE_PER_CLASS, RL_SAMPLE_PROPORTIONAL)},
     p_min_confidence = {"--min-confidence", "--min-margin", "X",
                         "pixels with margin < X get the ignore label K", "matching", CLI_DOUBLE,
