@@ -50,7 +50,7 @@ typedef struct rl_unet_config {
     float norm_eps;    /* eps of group and batch norm */
 } rl_unet_config;
 
-/* in 1, classes 2, depth 4, base 32, max 320, group norm with 8 groups,
+/* in 1, classes 2, depth 4, base 16 (reflabel train's default), max 320, group norm with 8 groups,
  * slope 0.01, momentum 0.1, eps 1e-5. */
 rl_unet_config rl_unet_default_config(void);
 /* Checks ranges; returns RL_EINVAL with the offending field named. */

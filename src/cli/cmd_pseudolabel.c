@@ -1,123 +1,32 @@
 /* reflabel pseudolabel: reference-guided pseudo-labels for the unlabeled
  * training cases of a dataset, optionally exported as an nnU-Net dataset. */
 #include <cjson/cJSON.h>
-#include <dirent.h>
-#include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "cli.h"
+#include "options.h"
 #include "progress.h"
+#include "run_files.h"
+#include "staged_dir.h"
 #include "reflabel/checkpoint.h"
 #include "reflabel/pseudolabel.h"
+#include "reflabel/rounds.h"
 
-static const char *pseudolabel_usage =
-    "usage: reflabel pseudolabel --model RUN_DIR|MODEL.safetensors --data DIR --out DIR [options]\n"
-    "\n"
-    "Gives every pixel of the unlabeled training cases of DIR the label of its most\n"
-    "similar labeled reference pixel, compared in the model's feature space (Seibold\n"
-    "et al., AAAI 2022). Writes OUT/CASE<ending> (pseudo-label, with the input's\n"
-    "header and affine) and OUT/CASE_confidence<ending> (the margin: best similarity\n"
-    "minus the best similarity of another label). Queries are the training cases\n"
-    "without a label or whose label --labeled hides; when those have hidden labels,\n"
-    "OUT/pseudolabel_metrics.json scores the pseudo-labels against them.\n"
-    "A multi-label model and dataset (\"reflabel_multilabel\") give each pixel its best\n"
-    "match's whole bit set, scored per structure; --min-confidence and --export-nnunet\n"
-    "are refused there.\n"
-    "\n"
-    "references:\n"
-    "  --labeled SPEC        keep labels of only these training cases, exactly as\n"
-    "                        'reflabel train --labeled' (count, fraction or file of ids)\n"
-    "  --labeled-mode MODE   even (default) or random     --seed N   (0)\n"
-    "  --refs DIR            take the references from the labeled training cases of\n"
-    "                        another dataset (same channels and classes)\n"
-    "matching:\n"
-    "  --features F          last (decoder output, default) or hypercolumn\n"
-    "  --sampling S          all (default), per-class or proportional (per reference slice)\n"
-    "  --per-class K         pixels per class per reference slice for per-class (1024)\n"
-    "  --topk K              similarity-weighted vote of the K best references (1)\n"
-    "  --per-image-vote      each reference slice votes with its best pixel\n"
-    "  --similarity S        cosine (default) or dot\n"
-    "  --min-confidence X    pixels with margin < X get the ignore label K\n"
-    "output:\n"
-    "  --export-nnunet DIR   also write a complete nnU-Net v2 raw dataset there\n"
-    "  --force               write into non-empty output folders\n"
-    "  --axis A              slicing axis of 3D volumes (default: the model's)\n"
-    "  --threads N           threads (all cores)     --quiet   no progress output\n";
-
-typedef struct pl_options {
-    const char *model, *data, *out, *labeled, *refs, *export_dir;
-    rl_select_mode labeled_mode;
-    long seed;
-    int axis, threads, quiet, force, have_min_confidence;
-    double min_confidence;
-    rl_pseudolabel_config cfg;
-} pl_options;
-
+/* Parses the words into o, which starts from the library's defaults, and
+ * checks what no single option can. Returns 0, 2 after a usage error, or
+ * -1 after --help. */
 static int parse_options(int argc, char **argv, pl_options *o) {
-    memset(o, 0, sizeof *o);
-    o->axis = -1;
-    o->cfg = rl_pseudolabel_default_config();
     const char *cmd = "pseudolabel";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int rc = 0, used = 1;
-        double d;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(pseudolabel_usage, stdout);
-            return -1;
-        } else if (!strcmp(a, "--quiet")) {
-            o->quiet = 1;
-            used = 0;
-        } else if (!strcmp(a, "--force")) {
-            o->force = 1;
-            used = 0;
-        } else if (!strcmp(a, "--per-image-vote")) {
-            o->cfg.refs.match_mode = RL_MATCH_PER_IMAGE;
-            used = 0;
-        } else if (!v) return cli_missing_value(cmd, a, pseudolabel_usage);
-        else if (!strcmp(a, "--model")) o->model = v;
-        else if (!strcmp(a, "--data")) o->data = v;
-        else if (!strcmp(a, "--out")) o->out = v;
-        else if (!strcmp(a, "--labeled")) o->labeled = v;
-        else if (!strcmp(a, "--refs")) o->refs = v;
-        else if (!strcmp(a, "--export-nnunet")) o->export_dir = v;
-        else if (!strcmp(a, "--labeled-mode")) {
-            if (!strcmp(v, "even")) o->labeled_mode = RL_SELECT_EVEN;
-            else if (!strcmp(v, "random")) o->labeled_mode = RL_SELECT_RANDOM;
-            else rc = cli_usage_error(cmd, "--labeled-mode must be even or random");
-        } else if (!strcmp(a, "--seed")) {
-            rc = cli_parse_float(cmd, a, v, 0, 4294967295.0, &d);
-            o->seed = (long)d;
-        } else if (!strcmp(a, "--features")) {
-            int s = rl_feature_source_from_name(v);
-            if (s < 0) rc = cli_usage_error(cmd, "--features must be last or hypercolumn");
-            else o->cfg.refs.features = (rl_feature_source)s;
-        } else if (!strcmp(a, "--sampling")) {
-            if (!strcmp(v, "all")) o->cfg.refs.sampling = RL_SAMPLE_ALL;
-            else if (!strcmp(v, "per-class")) o->cfg.refs.sampling = RL_SAMPLE_PER_CLASS;
-            else if (!strcmp(v, "proportional")) o->cfg.refs.sampling = RL_SAMPLE_PROPORTIONAL;
-            else rc = cli_usage_error(cmd, "--sampling must be all, per-class or proportional");
-        } else if (!strcmp(a, "--similarity")) {
-            if (!strcmp(v, "cosine")) o->cfg.refs.similarity = RL_SIM_COSINE;
-            else if (!strcmp(v, "dot")) o->cfg.refs.similarity = RL_SIM_DOT;
-            else rc = cli_usage_error(cmd, "--similarity must be cosine or dot");
-        } else if (!strcmp(a, "--per-class")) rc = cli_parse_int(cmd, a, v, 1, 1 << 24, &o->cfg.refs.per_class_cap);
-        else if (!strcmp(a, "--topk")) rc = cli_parse_int(cmd, a, v, 1, 1024, &o->cfg.refs.top_k);
-        else if (!strcmp(a, "--axis")) rc = cli_parse_int(cmd, a, v, 0, 2, &o->axis);
-        else if (!strcmp(a, "--threads")) rc = cli_parse_int(cmd, a, v, 0, 1024, &o->threads);
-        else if (!strcmp(a, "--min-confidence")) {
-            rc = cli_parse_float(cmd, a, v, -1e30, 1e30, &o->min_confidence);
-            o->have_min_confidence = 1;
-        } else return cli_usage_error(cmd, "unknown option '%s'", a);
-        if (rc) return rc;
-        if (used) i++;
-    }
+    pl_options defaults;
+    pl_options_init(&defaults);
+    pl_options_init(o);
+    cli_at at = pl_options_at(o), default_at = pl_options_at(&defaults);
+    int rc = cli_parse(&cli_pseudolabel_command, argc, argv, &at, &o->given, &default_at);
+    if (rc) return rc;
     if (!o->model || !o->data || !o->out)
         return cli_usage_error(cmd, "--model, --data and --out are required");
     if (o->cfg.refs.top_k > 1 && o->cfg.refs.match_mode == RL_MATCH_PER_IMAGE)
@@ -128,151 +37,12 @@ static int parse_options(int argc, char **argv, pl_options *o) {
             (a == b || o->out[n] == '/' || o->export_dir[n] == '/'))
             return cli_usage_error(cmd, "--out and --export-nnunet must be separate folders");
     }
-    o->cfg.seed = (uint64_t)o->seed;
     return 0;
 }
 
-/* ---- output folders that appear complete or not at all ------------------ *
- * Everything is written into a hidden staging folder next to the target
- * ("<parent>/.<name>.tmp.<pid>") and moved into place only after the whole
- * run succeeded; a failure removes the staging folder. */
-
-typedef struct staged_dir {
-    char target[4096];
-    char stage[4096];
-} staged_dir;
-
-static int is_nonempty_dir(const char *path) {
-    DIR *d = opendir(path);
-    if (!d) return 0;
-    struct dirent *e;
-    int found = 0;
-    while (!found && (e = readdir(d)) != NULL)
-        found = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-    closedir(d);
-    return found;
-}
-
-static void remove_tree(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d)) != NULL) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char child[4096];
-            if (snprintf(child, sizeof child, "%s/%s", path, e->d_name) < (int)sizeof child)
-                remove_tree(child);
-        }
-        if (d) closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
-static int stage_open(staged_dir *sd, const char *target, int force, const char *option,
-                      rl_error *err) {
-    struct stat st;
-    snprintf(sd->target, sizeof sd->target, "%s", target);
-    size_t n = strlen(sd->target);
-    while (n > 1 && sd->target[n - 1] == '/') sd->target[--n] = '\0';
-    if (stat(sd->target, &st) == 0 && !S_ISDIR(st.st_mode))
-        return rl_error_set(err, RL_EIO, "%s: exists and is not a folder", sd->target);
-    if (!force && is_nonempty_dir(sd->target))
-        return rl_error_set(err, RL_EIO, "%s: folder is not empty (%s; pass --force to write into it)",
-                            sd->target, option);
-    const char *slash = strrchr(sd->target, '/');
-    char parent[4096];
-    const char *name = slash ? slash + 1 : sd->target;
-    if (slash) snprintf(parent, sizeof parent, "%.*s", (int)(slash - sd->target), sd->target);
-    else snprintf(parent, sizeof parent, ".");
-    if (!parent[0]) snprintf(parent, sizeof parent, "/");
-    int rc = rl_make_dirs(parent, err);
-    if (rc) return rc;
-    if (snprintf(sd->stage, sizeof sd->stage, "%s/.%s.tmp.%ld", parent, name, (long)getpid()) >=
-        (int)sizeof sd->stage)
-        return rl_error_set(err, RL_EINVAL, "%s: path too long", sd->target);
-    remove_tree(sd->stage);
-    return rl_make_dirs(sd->stage, err);
-}
-
-/* Moves the staged files into an existing target, one atomic rename each. */
-static int merge_into(const char *from, const char *to, rl_error *err) {
-    int rc = rl_make_dirs(to, err);
-    DIR *d = rc ? NULL : opendir(from);
-    if (!rc && !d) return rl_error_set(err, RL_EIO, "%s: cannot list: %s", from, strerror(errno));
-    struct dirent *e;
-    while (!rc && (e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char src[4096], dst[4096];
-        struct stat st;
-        rc = cli_make_path(src, sizeof src, err, "%s/%s", from, e->d_name);
-        if (!rc) rc = cli_make_path(dst, sizeof dst, err, "%s/%s", to, e->d_name);
-        if (rc) break;
-        if (lstat(src, &st) != 0) rc = rl_error_set(err, RL_EIO, "%s: %s", src, strerror(errno));
-        else if (S_ISDIR(st.st_mode)) rc = merge_into(src, dst, err);
-        else if (rename(src, dst) != 0)
-            rc = rl_error_set(err, RL_EIO, "%s: cannot move into place: %s", dst, strerror(errno));
-    }
-    if (d) closedir(d);
-    return rc;
-}
-
-/* Errors of writes into the staging folder name the file as the user will
- * know it: the staging prefix of the message becomes the target folder. */
-static void stage_name_in_error(const staged_dir *sd, rl_error *err) {
-    if (!err) return;
-    char *at = strstr(err->msg, sd->stage);
-    if (!at) return;
-    char msg[2 * RL_ERROR_MSG_MAX + sizeof sd->target];
-    snprintf(msg, sizeof msg, "%.*s%s%s", (int)(at - err->msg), err->msg, sd->target,
-             at + strlen(sd->stage));
-    size_t len = strlen(msg);
-    if (len >= sizeof err->msg) len = sizeof err->msg - 1; /* cut, as rl_error_set would */
-    memcpy(err->msg, msg, len);
-    err->msg[len] = '\0';
-}
-
-static int stage_publish(staged_dir *sd, rl_error *err) {
-    /* an absent or empty target is replaced in one rename */
-    rmdir(sd->target);
-    if (rename(sd->stage, sd->target) == 0) return RL_OK;
-    int rc = merge_into(sd->stage, sd->target, err);
-    if (!rc) remove_tree(sd->stage);
-    return rc;
-}
-
-/* ---- files --------------------------------------------------------------- */
-
-/* Byte-for-byte copy, published atomically. */
-static int copy_file(const char *src, const char *dst, rl_error *err) {
-    FILE *in = fopen(src, "rb");
-    if (!in) return rl_error_set(err, RL_EIO, "%s: cannot open: %s", src, strerror(errno));
-    rl_atomic_file f;
-    int rc = rl_atomic_open(&f, dst, err);
-    if (rc) {
-        fclose(in);
-        return rc;
-    }
-    char buf[1 << 16];
-    size_t n;
-    while (!rc && (n = fread(buf, 1, sizeof buf, in)) > 0)
-        if (fwrite(buf, 1, n, (FILE *)f.fp) != n)
-            rc = rl_error_set(err, RL_EIO, "%s: write failed: %s", dst, strerror(errno));
-    if (!rc && ferror(in)) rc = rl_error_set(err, RL_EIO, "%s: read failed", src);
-    fclose(in);
-    if (rc) {
-        rl_atomic_abort(&f);
-        return rc;
-    }
-    return rl_atomic_commit(&f, err);
-}
-
-static const char *base_name(const char *path) {
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
+/* --min-confidence (or --min-margin) was given. */
+static int have_min_confidence(const pl_options *o) {
+    return cli_given_flag(&cli_pseudolabel_command, &o->given, "--min-confidence");
 }
 
 /* ---- model and dataset agreement ----------------------------------------- */
@@ -327,11 +97,6 @@ static int check_dataset(const rl_unet *net, const rl_safetensors *meta, const c
 
 /* ---- the run --------------------------------------------------------------- */
 
-typedef struct reference {
-    const rl_dataset *ds;
-    const rl_case *c;
-} reference;
-
 typedef struct pl_run {
     pl_options o;
     char model_file[4096];
@@ -341,60 +106,23 @@ typedef struct pl_run {
     rl_dataset ds, refs_ds;
     int have_ds, have_refs_ds;
     uint8_t *keep;
-    reference *refs;
+    const rl_dataset *refs_src; /* the dataset of the references: ds or refs_ds */
+    const rl_case **refs;
     int num_refs;
     rl_pseudolabeler *pl;
     staged_dir out, exp;
     int out_staged, exp_staged;
-    rl_label_agreement all, confident;
-    int have_agreement, scored_cases;
-    int64_t ignored_voxels, total_voxels;
+    rl_offline_stats stats;
+    int have_stats;
 } pl_run;
-
-/* Reference slices and the largest slice, read from the label files. */
-static int measure_references(pl_run *r, int axis, int *slices, int *max_pixels, rl_error *err) {
-    *slices = 0;
-    *max_pixels = 0;
-    for (int i = 0; i < r->num_refs; i++) {
-        rl_volume lab;
-        int rc = rl_volume_read_labels(r->refs[i].c->label_path, &lab, err);
-        if (rc) return rc;
-        int a = lab.nz == 1 ? 2 : axis, h, w;
-        rl_slice_shape(lab.nx, lab.ny, lab.nz, a, &h, &w);
-        int64_t pixels = (int64_t)h * w, total = (int64_t)*slices + rl_volume_num_slices(&lab, a);
-        rl_volume_free(&lab);
-        if (pixels > INT_MAX || total > INT_MAX)
-            return rl_error_set(err, RL_ERANGE, "%s: too many reference pixels or slices",
-                                r->refs[i].c->label_path);
-        *slices = (int)total;
-        if (pixels > *max_pixels) *max_pixels = (int)pixels;
-    }
-    return RL_OK;
-}
 
 static int add_references(pl_run *r, rl_error *err) {
     rl_progress bar;
     rl_progress_start(&bar, "references", r->num_refs, r->o.quiet);
     int rc = RL_OK;
     for (int i = 0; i < r->num_refs && !rc; i++) {
-        const rl_dataset *ds = r->refs[i].ds;
-        const rl_case *c = r->refs[i].c;
-        rl_volume *images = calloc((size_t)ds->num_channels, sizeof *images);
-        rl_volume label = {0};
-        int32_t *labels = NULL;
-        if (!images) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
-        if (!rc) rc = rl_dataset_load_case(ds, c, images, &label, err);
-        if (!rc) {
-            labels = malloc(rl_volume_numel(&label) * sizeof *labels);
-            rc = labels ? rl_labels_from_volume(&label, labels, err)
-                        : rl_error_set(err, RL_ENOMEM, "out of memory");
-            if (!rc) rc = rl_pseudolabeler_add_reference(r->pl, images, ds->num_channels, labels, err);
-            if (rc) rl_error_prefix(err, "%s", c->label_path);
-            rl_dataset_free_case(ds, images, &label);
-        }
-        free(labels);
-        free(images);
-        rl_progress_update(&bar, i + 1, c->id);
+        rc = rl_offline_add_reference(r->pl, r->refs_src, r->refs[i], err);
+        rl_progress_update(&bar, i + 1, r->refs[i]->id);
     }
     rl_progress_finish(&bar);
     return rc;
@@ -410,66 +138,31 @@ static int write_confidence(const char *path, const rl_volume *like, float *marg
     return rl_volume_write_float(path, like, margin, err);
 }
 
+/* Pseudo-labels one query case and writes its labels and margins (and the
+ * labels into the exported dataset). */
 static int label_query(pl_run *r, const rl_case *c, rl_error *err) {
     const rl_dataset *ds = &r->ds;
-    int K = ds->num_classes;
-    rl_volume *images = calloc((size_t)ds->num_channels, sizeof *images);
-    rl_volume hidden = {0};
-    int32_t *labels = NULL, *truth = NULL;
-    float *margin = NULL;
-    int rc = images ? rl_dataset_load_case(ds, c, images, &hidden, err)
-                    : rl_error_set(err, RL_ENOMEM, "out of memory");
-    if (rc) {
-        free(images);
-        return rc;
-    }
-    size_t n = rl_volume_numel(&images[0]);
-    labels = malloc(n * sizeof *labels);
-    margin = malloc(n * sizeof *margin);
-    if (!labels || !margin) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
-    if (!rc) {
-        rc = rl_pseudolabeler_label_case(r->pl, images, ds->num_channels, labels, margin, err);
-        if (rc) rl_error_prefix(err, "%s", c->image_paths[0]);
-    }
-    /* hidden label: score the raw pseudo-labels, and the confident ones */
-    if (!rc && hidden.data) {
-        truth = malloc(n * sizeof *truth);
-        rc = truth ? rl_labels_from_volume(&hidden, truth, err)
-                   : rl_error_set(err, RL_ENOMEM, "out of memory");
-        if (!rc && ds->multilabel)
-            rc = rl_label_agreement_add_bitsets(&r->all, labels, truth, (int64_t)n, err);
-        else if (!rc)
-            rc = rl_label_agreement_add(&r->all, labels, truth, (int64_t)n, ds->ignore_label, -1,
-                                        err);
-        r->scored_cases++;
-    }
-    if (!rc && r->o.have_min_confidence) {
-        r->ignored_voxels += rl_pseudolabel_apply_min_margin(labels, margin, (int64_t)n,
-                                                             (float)r->o.min_confidence, K);
-        r->total_voxels += (int64_t)n;
-        if (truth)
-            rc = rl_label_agreement_add(&r->confident, labels, truth, (int64_t)n, ds->ignore_label,
-                                        K, err);
-    }
+    /* without --min-confidence every voxel keeps its label */
+    float min_margin = have_min_confidence(&r->o) ? (float)r->o.min_confidence : -INFINITY;
+    rl_offline_case oc;
+    int rc = rl_offline_label_case(r->pl, ds, c, min_margin, &r->stats, &oc, err);
+    if (rc) return rc;
+    const rl_volume *like = &oc.images[0];
     char path[4096];
-    if (!rc) rc = cli_make_path(path, sizeof path, err, "%s/%s%s", r->out.stage, c->id, ds->file_ending);
+    rc = cli_make_path(path, sizeof path, err, "%s/%s%s", r->out.stage, c->id, ds->file_ending);
     if (!rc)
-        rc = ds->multilabel ? rl_volume_write_bitsets(path, &images[0], labels, K - 1, err)
-                            : rl_volume_write_labels(path, &images[0], labels, err);
+        rc = ds->multilabel ? rl_volume_write_bitsets(path, like, oc.labels, ds->num_classes - 1, err)
+                            : rl_volume_write_labels(path, like, oc.labels, err);
     if (!rc)
         rc = cli_make_path(path, sizeof path, err, "%s/%s_confidence%s", r->out.stage, c->id,
-                       ds->file_ending);
-    if (!rc) rc = write_confidence(path, &images[0], margin, n, err);
+                           ds->file_ending);
+    if (!rc) rc = write_confidence(path, like, oc.margin, oc.n, err);
     if (!rc && r->exp_staged) {
         rc = cli_make_path(path, sizeof path, err, "%s/labelsTr/%s%s", r->exp.stage, c->id,
-                       ds->file_ending);
-        if (!rc) rc = rl_volume_write_labels(path, &images[0], labels, err);
+                           ds->file_ending);
+        if (!rc) rc = rl_volume_write_labels(path, like, oc.labels, err);
     }
-    rl_dataset_free_case(ds, images, &hidden);
-    free(images);
-    free(labels);
-    free(truth);
-    free(margin);
+    rl_offline_case_free(ds, &oc);
     return rc;
 }
 
@@ -507,7 +200,7 @@ static int export_dataset(pl_run *r, rl_error *err) {
     }
     if (rc) return rc;
     /* labels 0..K-1 by name, plus "ignore": K when some label file may hold it */
-    int K = ds->num_classes, with_ignore = r->o.have_min_confidence || ds->ignore_label >= 0;
+    int K = ds->num_classes, with_ignore = have_min_confidence(&r->o) || ds->ignore_label >= 0;
     const char **names = malloc((size_t)(K + 1) * sizeof *names);
     int *values = malloc((size_t)(K + 1) * sizeof *values);
     if (!names || !values) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
@@ -554,18 +247,19 @@ static void print_agreement(const char *what, const rl_label_agreement *a, const
 
 static int write_metrics(pl_run *r, rl_error *err) {
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddNumberToObject(j, "cases", r->scored_cases);
+    const rl_label_agreement *all = &r->stats.all, *confident = &r->stats.kept;
+    cJSON_AddNumberToObject(j, "cases", r->stats.scored_cases);
     cJSON_AddNumberToObject(j, "references", r->num_refs);
-    add_agreement_json(j, "all", &r->all, &r->ds);
-    print_agreement("pseudo-labels vs hidden labels", &r->all, &r->ds);
-    if (r->o.have_min_confidence) {
+    add_agreement_json(j, "all", all, &r->ds);
+    print_agreement("pseudo-labels vs hidden labels", all, &r->ds);
+    if (have_min_confidence(&r->o)) {
         cJSON_AddNumberToObject(j, "min_confidence", r->o.min_confidence);
-        int64_t compared = r->confident.voxels + r->confident.abstained;
-        cJSON_AddNumberToObject(j, "coverage", compared ? (double)r->confident.voxels / (double)compared : 0);
-        add_agreement_json(j, "confident", &r->confident, &r->ds);
+        int64_t compared = confident->voxels + confident->abstained;
+        cJSON_AddNumberToObject(j, "coverage", compared ? (double)confident->voxels / (double)compared : 0);
+        add_agreement_json(j, "confident", confident, &r->ds);
         printf("confident pixels: %.2f%% of the compared voxels\n",
-               compared ? 100.0 * (double)r->confident.voxels / (double)compared : 0.0);
-        print_agreement("confident pseudo-labels vs hidden labels", &r->confident, &r->ds);
+               compared ? 100.0 * (double)confident->voxels / (double)compared : 0.0);
+        print_agreement("confident pseudo-labels vs hidden labels", confident, &r->ds);
     }
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
@@ -590,24 +284,21 @@ static int run(pl_run *r, rl_error *err) {
     int rc = rl_unet_load(r->model_file, &r->net, &r->meta, err);
     if (rc) return rc;
     r->have_meta = 1;
-    if (o->axis < 0) {
+    if (!cli_given_flag(&cli_pseudolabel_command, &o->given, "--axis")) {
         const char *a = rl_safetensors_metadata(&r->meta, "reflabel.axis");
-        o->axis = a && a[0] >= '0' && a[0] <= '2' && !a[1] ? a[0] - '0' : 2;
+        o->cfg.axis = a && a[0] >= '0' && a[0] <= '2' && !a[1] ? a[0] - '0' : 2;
     }
-    o->cfg.axis = o->axis;
     if ((rc = rl_dataset_open(o->data, &r->ds, err))) return rc;
     r->have_ds = 1;
     if ((rc = check_dataset(r->net, &r->meta, r->model_file, &r->ds, err))) return rc;
     /* Bit sets have no value left for "ignore", and nnU-Net v2 encodes
      * overlapping structures as regions, not bit sets. */
-    if (r->ds.multilabel && (o->have_min_confidence || o->export_dir))
+    if (r->ds.multilabel && (have_min_confidence(o) || o->export_dir))
         return rl_error_set(err, RL_EUNSUPPORTED,
                             "%s: %s does not support multi-label data", r->ds.root,
                             o->export_dir ? "--export-nnunet" : "--min-confidence");
     o->cfg.multilabel = r->ds.multilabel;
-    r->keep = calloc((size_t)r->ds.num_train + 1, 1);
-    if (!r->keep) return rl_error_set(err, RL_ENOMEM, "out of memory");
-    if ((rc = rl_choose_labeled(&r->ds, o->labeled, o->labeled_mode, (uint64_t)o->seed, r->keep, err)))
+    if ((rc = cli_choose_labeled(&r->ds, &o->labeled, o->cfg.seed, &r->keep, err)))
         return rc;
 
     /* references: the kept cases, or every labeled case of --refs */
@@ -618,11 +309,12 @@ static int run(pl_run *r, rl_error *err) {
         if ((rc = check_dataset(r->net, &r->meta, r->model_file, &r->refs_ds, err))) return rc;
         src = &r->refs_ds;
     }
+    r->refs_src = src;
     r->refs = calloc((size_t)src->num_train + 1, sizeof *r->refs);
     if (!r->refs) return rl_error_set(err, RL_ENOMEM, "out of memory");
     for (int i = 0; i < src->num_train; i++)
         if (src->train[i].label_path && (o->refs || r->keep[i]))
-            r->refs[r->num_refs++] = (reference){src, &src->train[i]};
+            r->refs[r->num_refs++] = &src->train[i];
     if (r->num_refs == 0)
         return rl_error_set(err, RL_EINVAL, "%s: no labeled training case to use as reference",
                             src->root);
@@ -649,7 +341,9 @@ static int run(pl_run *r, rl_error *err) {
     }
 
     int slices, max_pixels;
-    if ((rc = measure_references(r, o->axis, &slices, &max_pixels, err))) return rc;
+    if ((rc = rl_offline_measure_references(r->refs, r->num_refs, o->cfg.axis, &slices, &max_pixels,
+                                            err)))
+        return rc;
     o->cfg.ignore_label = src->ignore_label;
     if ((rc = rl_pseudolabeler_create(&r->pl, r->net, &o->cfg, slices, max_pixels, err))) return rc;
     if (!o->quiet)
@@ -666,9 +360,8 @@ static int run(pl_run *r, rl_error *err) {
                 rl_pseudolabeler_references(r->pl), rl_now_seconds() - t0);
 
     int K = r->ds.num_classes;
-    if ((rc = rl_label_agreement_init(&r->all, K, err))) return rc;
-    rc = rl_label_agreement_init(&r->confident, K, err);
-    r->have_agreement = 1;
+    if ((rc = rl_offline_stats_init(&r->stats, K, err))) return rc;
+    r->have_stats = 1;
     rl_progress bar;
     rl_progress_start(&bar, "pseudolabel", queries, o->quiet);
     int done = 0;
@@ -682,12 +375,12 @@ static int run(pl_run *r, rl_error *err) {
     if (!o->quiet)
         fprintf(stderr, "reflabel pseudolabel: %d cases labeled in %.1f s\n", queries,
                 rl_now_seconds() - t0);
-    if (o->have_min_confidence && !o->quiet)
+    if (have_min_confidence(o) && !o->quiet)
         fprintf(stderr, "reflabel pseudolabel: %lld of %lld voxels (%.2f%%) below margin %g set to ignore (%d)\n",
-                (long long)r->ignored_voxels, (long long)r->total_voxels,
-                r->total_voxels ? 100.0 * (double)r->ignored_voxels / (double)r->total_voxels : 0.0,
+                (long long)r->stats.abstained, (long long)r->stats.voxels,
+                r->stats.voxels ? 100.0 * (double)r->stats.abstained / (double)r->stats.voxels : 0.0,
                 o->min_confidence, K);
-    if (r->scored_cases > 0 && (rc = write_metrics(r, err))) return rc;
+    if (r->stats.scored_cases > 0 && (rc = write_metrics(r, err))) return rc;
     if (r->exp_staged && (rc = export_dataset(r, err))) return rc;
 
     /* everything succeeded: move the outputs into place */
@@ -712,10 +405,7 @@ int cmd_pseudolabel(int argc, char **argv) {
     if (rc && r.exp.stage[0]) stage_name_in_error(&r.exp, &err);
     if (r.out_staged) remove_tree(r.out.stage);
     if (r.exp_staged) remove_tree(r.exp.stage);
-    if (r.have_agreement) {
-        rl_label_agreement_free(&r.all);
-        rl_label_agreement_free(&r.confident);
-    }
+    if (r.have_stats) rl_offline_stats_free(&r.stats);
     rl_pseudolabeler_free(r.pl);
     free(r.refs);
     free(r.keep);

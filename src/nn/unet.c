@@ -84,7 +84,7 @@ rl_unet_config rl_unet_default_config(void) {
     c.in_channels = 1;
     c.num_classes = 2;
     c.depth = 4;
-    c.base_width = 32;
+    c.base_width = 16; /* the default of `reflabel train --width` */
     c.max_width = 320;
     c.norm = RL_NORM_GROUP;
     c.groups = 8;
