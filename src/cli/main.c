@@ -16,18 +16,18 @@
 #include "cli.h"
 #include "reflabel/dist.h"
 
-typedef struct cli_command {
+typedef struct command_entry {
     const char *name;
     const char *summary;                   /* one line in --help; NULL for a group */
     int (*run)(int argc, char **argv);     /* argv[0] is name; NULL for a group */
-    const struct cli_command *subcommands; /* a group's, ended by an empty entry */
+    const struct command_entry *subcommands; /* a group's, ended by an empty entry */
     const char *noun;                      /* what a group calls them: "dataset" */
     int mpi;                               /* runs in several MPI ranks */
-} cli_command;
+} command_entry;
 
 /* Designated fields: a group names its subcommands and their noun, a command
  * its entry point, and `mpi` stays 0 unless the command shares its work. */
-static const cli_command data_commands[] = {
+static const command_entry data_commands[] = {
     {.name = "shapes",
      .summary = "synthetic disks, squares, triangles: a dataset with a known answer",
      .run = cmd_data_shapes},
@@ -40,13 +40,13 @@ static const cli_command data_commands[] = {
     {0},
 };
 
-static const cli_command bench_commands[] = {
+static const command_entry bench_commands[] = {
     {.name = "match", .summary = "time the reference matcher (JSON line)", .run = cmd_bench_match},
     {.name = "train", .summary = "time a U-Net training step (JSON line)", .run = cmd_bench_train},
     {0},
 };
 
-static const cli_command commands[] = {
+static const command_entry commands[] = {
     {.name = "demo",
      .summary = "the first command to run: a brain MRI example end to end, with a report",
      .run = cmd_demo},
@@ -71,8 +71,8 @@ static const cli_command commands[] = {
 
 static int is_help(const char *arg) { return !strcmp(arg, "--help") || !strcmp(arg, "-h"); }
 
-static const cli_command *find_command(const cli_command *table, const char *name) {
-    for (const cli_command *c = table; c->name; c++)
+static const command_entry *find_command(const command_entry *table, const char *name) {
+    for (const command_entry *c = table; c->name; c++)
         if (!strcmp(c->name, name)) return c;
     return NULL;
 }
@@ -82,9 +82,9 @@ static const cli_command *find_command(const cli_command *table, const char *nam
 static void print_usage(FILE *f) {
     fputs("usage: reflabel <command> [options]\n\ncommands:\n", f);
     char name[64];
-    for (const cli_command *c = commands; c->name; c++) {
+    for (const command_entry *c = commands; c->name; c++) {
         if (!c->subcommands) fprintf(f, "  %-13s %s\n", c->name, c->summary);
-        for (const cli_command *s = c->subcommands; s && s->name; s++) {
+        for (const command_entry *s = c->subcommands; s && s->name; s++) {
             snprintf(name, sizeof name, "%s %s", c->name, s->name);
             fprintf(f, "  %-13s %s\n", name, s->summary);
         }
@@ -92,25 +92,25 @@ static void print_usage(FILE *f) {
     fputs("\n'reflabel <command> --help' describes each command.\n", f);
 }
 
-static void print_group_usage(const cli_command *group, FILE *f) {
+static void print_group_usage(const command_entry *group, FILE *f) {
     fprintf(f, "usage: reflabel %s <%s> [options]\n\n%ss:\n", group->name, group->noun,
             group->noun);
-    for (const cli_command *s = group->subcommands; s->name; s++)
+    for (const command_entry *s = group->subcommands; s->name; s++)
         fprintf(f, "  %-9s %s\n", s->name, s->summary);
     fprintf(f, "\n'reflabel %s <%s> --help' describes each.\n", group->name, group->noun);
 }
 
 /* argv[0] is the group's name. No subcommand is a usage error that lists
  * them on stderr; an unknown one, one line naming it and the known ones. */
-static int run_group(const cli_command *group, int argc, char **argv) {
+static int run_group(const command_entry *group, int argc, char **argv) {
     if (argc < 2 || is_help(argv[1])) {
         print_group_usage(group, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    const cli_command *sub = find_command(group->subcommands, argv[1]);
+    const command_entry *sub = find_command(group->subcommands, argv[1]);
     if (sub) return sub->run(argc - 1, argv + 1);
     char names[256] = "";
-    for (const cli_command *s = group->subcommands; s->name; s++) {
+    for (const command_entry *s = group->subcommands; s->name; s++) {
         size_t len = strlen(names);
         snprintf(names + len, sizeof names - len, "%s%s", len ? ", " : "", s->name);
     }
@@ -123,7 +123,7 @@ static int dispatch(int argc, char **argv) {
         print_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    const cli_command *c = find_command(commands, argv[1]);
+    const command_entry *c = find_command(commands, argv[1]);
     if (!c) {
         fprintf(stderr, "reflabel: unknown command '%s'\n", argv[1]);
         print_usage(stderr);
@@ -131,7 +131,7 @@ static int dispatch(int argc, char **argv) {
     }
     if (rl_dist_size() > 1 && !c->mpi) {
         char shared[256] = "";
-        for (const cli_command *m = commands; m->name; m++) {
+        for (const command_entry *m = commands; m->name; m++) {
             size_t len = strlen(shared);
             if (m->mpi) snprintf(shared + len, sizeof shared - len, "%s%s", len ? ", " : "", m->name);
         }
