@@ -5,8 +5,9 @@
 #   bash scripts/setup.sh --build  build dependencies only
 set -euo pipefail
 
+# libdnnl-dev: oneDNN, the optional second convolution backend (RL_DNNL).
 build_pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev zlib1g-dev libpng-dev
-            libnifti2-dev libcjson-dev mricron-data)
+            libnifti2-dev libcjson-dev mricron-data libdnnl-dev)
 # Test oracles: PyTorch, SciPy, nibabel, FAISS, and Pillow (reads PNG outputs
 # independently of our reader).
 test_pkgs=(python3 python3-numpy python3-torch python3-scipy python3-nibabel python3-faiss python3-pil)
