@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "conv_option.h"
 
 static const char *usage =
     "usage: reflabel <command> [options]\n"
@@ -26,6 +27,8 @@ int main(int argc, char **argv) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    int conv_rc = cli_conv_backend_from_env(); /* RL_CONV, for every command */
+    if (conv_rc) return conv_rc;
     if (!strcmp(argv[1], "demo")) return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(argv[1], "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(argv[1], "predict")) return cmd_predict(argc - 1, argv + 1);
