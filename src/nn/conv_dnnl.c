@@ -279,13 +279,15 @@ static dnnl_status_t create(rl_dnnl_conv *c, const conv_shape *sh) {
     dnnl_primitive_attr_destroy(attr);
     if (st) return st;
     step *s = &c->fwd;
-    if (!(st = add_port(c, s, DNNL_ARG_SRC, PORT_IN, &u_src, query(fwd_pd, dnnl_query_src_md, 0))) &&
+    if (!(st = add_port(c, s, DNNL_ARG_SRC, PORT_IN, &u_src,
+                        query(fwd_pd, dnnl_query_src_md, 0))) &&
         !(st = add_port(c, s, DNNL_ARG_WEIGHTS, PORT_IN, &u_w,
                         query(fwd_pd, dnnl_query_weights_md, 0))) &&
         !(st = c->with_bias ? add_port(c, s, DNNL_ARG_BIAS, PORT_IN, &u_b,
                                        query(fwd_pd, dnnl_query_weights_md, 1))
                             : dnnl_success) &&
-        !(st = add_port(c, s, DNNL_ARG_DST, PORT_SET, &u_dst, query(fwd_pd, dnnl_query_dst_md, 0))))
+        !(st = add_port(c, s, DNNL_ARG_DST, PORT_SET, &u_dst,
+                        query(fwd_pd, dnnl_query_dst_md, 0))))
         st = finish_step(c, s, fwd_pd);
     if (st || !c->for_training) goto done;
 
@@ -298,7 +300,8 @@ static dnnl_status_t create(rl_dnnl_conv *c, const conv_shape *sh) {
     s = &c->bwd_data;
     if (!(st = add_port(c, s, DNNL_ARG_DIFF_DST, PORT_IN, &u_dst,
                         query(pd, dnnl_query_diff_dst_md, 0))) &&
-        !(st = add_port(c, s, DNNL_ARG_WEIGHTS, PORT_IN, &u_w, query(pd, dnnl_query_weights_md, 0))) &&
+        !(st = add_port(c, s, DNNL_ARG_WEIGHTS, PORT_IN, &u_w,
+                        query(pd, dnnl_query_weights_md, 0))) &&
         !(st = add_port(c, s, DNNL_ARG_DIFF_SRC, PORT_ADD, &u_src,
                         query(pd, dnnl_query_diff_src_md, 0))))
         st = finish_step(c, s, pd);
@@ -336,7 +339,8 @@ static int create_common(rl_dnnl_conv **out, const conv_shape *sh, int with_bias
     c->with_bias = with_bias != 0;
     c->for_training = for_training != 0;
     dnnl_status_t st = dnnl_engine_create(&c->engine, dnnl_cpu, 0);
-    if (st == dnnl_success) st = dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags);
+    if (st == dnnl_success)
+        st = dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags);
     if (st == dnnl_success) st = create(c, sh);
     if (st != dnnl_success) {
         rl_dnnl_conv_free(c);
