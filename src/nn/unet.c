@@ -395,6 +395,14 @@ static void free_dnnl(rl_unet *net) {
     }
 }
 
+static void unit_dnnl(rl_unet *net, conv_unit *u, int h, int w) {
+    rl_error ignored = {0, ""};
+    u->h = h;
+    u->w = w;
+    rl_conv2d_dims d = unit_dims(net, u);
+    rl_dnnl_conv2d_create(&u->dnnl, &d, u->bias != NO_OFFSET, net->for_training, &ignored);
+}
+
 /* With the oneDNN backend, makes every convolution's primitives for the
  * current (n, h, w), before layout() sizes the scratch with them. A layer
  * oneDNN cannot do keeps NULL and runs on im2col. */
@@ -407,15 +415,8 @@ static void plan_dnnl(rl_unet *net) {
         L->h = net->h >> l;
         L->w = net->w >> l;
         for (int k = 0; k < 2; k++) {
-            conv_unit *units[2] = {&L->enc[k], l < depth ? &L->dec[k] : NULL};
-            for (int i = 0; i < 2; i++) {
-                conv_unit *u = units[i];
-                if (!u) continue;
-                u->h = L->h;
-                u->w = L->w;
-                rl_conv2d_dims d = unit_dims(net, u);
-                rl_dnnl_conv2d_create(&u->dnnl, &d, u->bias != NO_OFFSET, train, &ignored);
-            }
+            unit_dnnl(net, &L->enc[k], L->h, L->w);
+            if (l < depth) unit_dnnl(net, &L->dec[k], L->h, L->w);
         }
     }
     for (int l = 0; l < depth; l++) {
