@@ -57,7 +57,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(a, "--steps")) rc = cli_parse_int(cmd, a, v, 1, 100000, &o->steps);
         else if (!strcmp(a, "--warmup")) rc = cli_parse_int(cmd, a, v, 0, 100000, &o->warmup);
         else if (!strcmp(a, "--conv")) {
-            if (!v) return cli_usage_error(cmd, "--conv expects im2col or dnnl");
+            if (!v) return cli_usage_error(cmd, "%s needs a value", a);
             if ((rc = cli_set_conv_backend("bench train --conv", v))) return rc;
         } else if (!strcmp(a, "--norm")) {
             int kind = v ? rl_norm_from_name(v) : -1;
