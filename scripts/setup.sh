@@ -5,8 +5,9 @@
 #   bash scripts/setup.sh --build  build dependencies only
 set -euo pipefail
 
+# libdnnl-dev: oneDNN, the optional second convolution backend (RL_DNNL).
 build_pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev zlib1g-dev libpng-dev
-            libnifti2-dev libcjson-dev mricron-data)
+            libnifti2-dev libcjson-dev mricron-data libdnnl-dev)
 # Optional, detected at build time (reflabel builds and runs without them):
 # Open MPI for running under mpirun/srun (docs/DISTRIBUTED.md).
 build_pkgs+=(libopenmpi-dev openmpi-bin)

@@ -666,8 +666,15 @@ static void test_thread_independence(rl_rng *rng) {
 int main(void) {
     rl_rng rng;
     rl_rng_seed(&rng, 20220222, 3);
-    test_conv2d(&rng);
-    test_convt(&rng);
+    /* The convolutions on every backend of this build (layers.h). */
+    for (int b = RL_CONV_IM2COL; b <= RL_CONV_DNNL; b++) {
+        if (!rl_conv_backend_available((rl_conv_backend)b)) continue;
+        CHECK_OK(rl_set_conv_backend((rl_conv_backend)b, NULL));
+        printf("convolutions on %s\n", rl_conv_backend_name((rl_conv_backend)b));
+        test_conv2d(&rng);
+        test_convt(&rng);
+    }
+    CHECK_OK(rl_set_conv_backend(RL_CONV_IM2COL, NULL));
     test_maxpool(&rng);
     test_groupnorm(&rng);
     test_batchnorm(&rng);

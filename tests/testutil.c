@@ -1,5 +1,7 @@
 #include "testutil.h"
 
+#include "reflabel/layers.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -28,6 +30,21 @@ static int mkdir_p(const char *path) {
         }
     }
     if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+int rl_test_conv_backend_from_env(const char *tool) {
+    const char *name = getenv("RL_CONV");
+    if (!name || !*name) return 0;
+    int backend = rl_conv_backend_from_name(name);
+    if (backend < 0) {
+        fprintf(stderr, "%s: RL_CONV=%s is not im2col or dnnl\n", tool, name);
+        return 2;
+    }
+    if (rl_set_conv_backend((rl_conv_backend)backend, NULL)) {
+        fprintf(stderr, "%s: RL_CONV=%s is not in this build\n", tool, name);
+        return RL_TEST_SKIP;
+    }
     return 0;
 }
 

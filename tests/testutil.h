@@ -48,6 +48,13 @@ extern int rl_test_checks;
 /* Prints "N passed, M failed" and returns the process exit status. */
 int rl_test_report(const char *name);
 
+/* The convolution backend named by $RL_CONV (im2col | dnnl; unset: the
+ * default), for the oracle tools, which the oracle scripts run once per
+ * backend. 0 when set; RL_TEST_SKIP when this build lacks it (the scripts
+ * skip that backend); 2 for an unknown name. */
+#define RL_TEST_SKIP 77
+int rl_test_conv_backend_from_env(const char *tool);
+
 /* A fresh folder under $RL_TEST_TMP (or /tmp) for this test; returns its path
  * (static storage, valid until the next call). */
 const char *rl_test_tmpdir(const char *name);

@@ -3,7 +3,8 @@
  * into the folder argv[1], for tests/oracle/test_torch_layers.py to
  * recompute with PyTorch. <folder>/cases.txt lists one case per line:
  *   <name> <kind> key=value ...
- * and the tensors of case <name> are <folder>/<name>.<tensor>.npy. */
+ * and the tensors of case <name> are <folder>/<name>.<tensor>.npy.
+ * $RL_CONV picks the convolution backend (exit 77: not in this build). */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,6 +310,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: tool_layers OUTPUT_FOLDER\n");
         return 2;
     }
+    int conv_rc = rl_test_conv_backend_from_env("tool_layers");
+    if (conv_rc) return conv_rc;
     writer wr = {argv[1], NULL, 0};
     char path[4096];
     snprintf(path, sizeof path, "%s/cases.txt", argv[1]);

@@ -2,6 +2,7 @@
  * its checkpoint, runs forward + softmax CE + backward on seeded data and
  * writes every tensor the oracle compares as .npy.
  *
+ * $RL_CONV picks the convolution backend (exit 77: not in this build).
  * usage: tool_unet OUTDIR NORM(none|group|batch) DEPTH BASE_WIDTH CLASSES
  *                  MODE(train|eval) [MAX_WIDTH]
  * Batch 2 of 3 x 32 x 48; labels use ignore index 255 for about 10% of pixels.
@@ -64,6 +65,8 @@ int main(int argc, char **argv) {
                         "[MAX_WIDTH]\n");
         return 2;
     }
+    int conv_rc = rl_test_conv_backend_from_env("tool_unet");
+    if (conv_rc) return conv_rc;
     const char *dir = argv[1];
     rl_unet_config cfg = rl_unet_default_config();
     cfg.in_channels = CIN;

@@ -6,7 +6,8 @@
  *    The library never prints, never calls exit() and never aborts on input.
  *  - Tensors are float32, NCHW, contiguous.
  *  - No global mutable state, except the process-wide thread count that
- *    OpenMP and OpenBLAS keep themselves (rl_set_threads) and the MPI world
+ *    OpenMP and OpenBLAS keep themselves (rl_set_threads), the
+ *    convolution backend (layers.h: rl_set_conv_backend) and the MPI world
  *    this process joined (reflabel/dist.h).
  */
 #ifndef REFLABEL_CORE_H

@@ -20,11 +20,35 @@
 extern "C" {
 #endif
 
+/* ---- convolution backend ------------------------------------------------ *
+ * Which code computes the convolutions (2D and transposed), process-wide:
+ *  RL_CONV_IM2COL  im2col + OpenBLAS SGEMM (src/nn/conv.c), the default and
+ *                  the reference;
+ *  RL_CONV_DNNL    oneDNN (src/nn/conv_dnnl.c), in builds with it
+ *                  (RL_DNNL, docs/PERFORMANCE.md); shapes oneDNN cannot do
+ *                  fall back to im2col.
+ * The U-Net reads the backend when it is planned (rl_unet_plan) and makes
+ * its oneDNN primitives then, once per layer; the layer functions below,
+ * called directly, make them per call (for tests and one-off use). Set it
+ * before planning, like rl_set_threads. Both give the same results up to
+ * float rounding, not bit for bit. rl_set_conv_backend fails with
+ * RL_EUNSUPPORTED for RL_CONV_DNNL in a build without oneDNN. */
+typedef enum rl_conv_backend { RL_CONV_IM2COL = 0, RL_CONV_DNNL = 1 } rl_conv_backend;
+
+struct rl_error;
+int rl_set_conv_backend(rl_conv_backend backend, struct rl_error *err);
+rl_conv_backend rl_get_conv_backend(void);
+int rl_conv_backend_available(rl_conv_backend backend);
+const char *rl_conv_backend_name(rl_conv_backend backend);
+/* "im2col" or "dnnl" -> the backend; -1 for any other name. */
+int rl_conv_backend_from_name(const char *name);
+
 /* ---- 2D convolution ----------------------------------------------------- *
  * x (N, Cin, H, W), weight (Cout, Cin, KH, KW), bias (Cout) or NULL
  * -> y (N, Cout, Ho, Wo), Ho = (H + 2 pad - KH) / stride + 1 (same for W).
- * Computed as im2col + SGEMM per sample; a 1x1, stride-1, pad-0 convolution
- * (the head) skips im2col. scratch holds rl_conv2d_scratch_floats() floats. */
+ * im2col: im2col + SGEMM per sample; a 1x1, stride-1, pad-0 convolution
+ * (the head) skips im2col. scratch holds rl_conv2d_scratch_floats() floats
+ * (oneDNN's own scratch is allocated per call here; the U-Net plans it). */
 typedef struct rl_conv2d_dims {
     int n, cin, h, w;
     int cout, kh, kw;

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "cli.h"
+#include "conv_option.h"
 #include "reflabel/loss.h"
+#include "reflabel/layers.h"
 #include "reflabel/optim.h"
 #include "reflabel/unet.h"
 
@@ -24,6 +26,8 @@ static const char *help =
     "  --threads T    threads (default 2)\n"
     "  --steps N      timed steps after the warm-up (default 10)\n"
     "  --warmup N     untimed steps first (default 2)\n"
+    "  --conv B       convolution backend: im2col | dnnl (default: RL_CONV, else\n"
+    "                 im2col; dnnl needs a build with oneDNN)\n"
     "  --torch        also time PyTorch on the same settings\n"
     "Prints one JSON line: the median ms per step and its phases, images/s,\n"
     "peak RSS, and with --torch PyTorch's numbers and the C / torch ratio.\n";
@@ -52,7 +56,10 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(a, "--threads")) rc = cli_parse_int(cmd, a, v, 1, 1024, &o->threads);
         else if (!strcmp(a, "--steps")) rc = cli_parse_int(cmd, a, v, 1, 100000, &o->steps);
         else if (!strcmp(a, "--warmup")) rc = cli_parse_int(cmd, a, v, 0, 100000, &o->warmup);
-        else if (!strcmp(a, "--norm")) {
+        else if (!strcmp(a, "--conv")) {
+            if (!v) return cli_usage_error(cmd, "%s needs a value", a);
+            if ((rc = cli_set_conv_backend("bench train --conv", v))) return rc;
+        } else if (!strcmp(a, "--norm")) {
             int kind = v ? rl_norm_from_name(v) : -1;
             if (kind < 0) return cli_usage_error(cmd, "--norm expects group, batch or none");
             o->norm = (rl_norm_kind)kind;
@@ -189,6 +196,7 @@ int cmd_bench_train(int argc, char **argv) {
     cJSON_AddNumberToObject(json, "classes", o.classes);
     cJSON_AddStringToObject(json, "norm", rl_norm_name(o.norm));
     cJSON_AddNumberToObject(json, "threads", o.threads);
+    cJSON_AddStringToObject(json, "conv", rl_conv_backend_name(rl_get_conv_backend()));
     /* Recorded because it changes multi-threaded timings several-fold on a
      * busy machine (docs/PERFORMANCE.md). */
     const char *wait_policy = getenv("OMP_WAIT_POLICY");

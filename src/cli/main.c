@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "reflabel/dist.h"
+#include "conv_option.h"
 
 typedef struct command_entry {
     const char *name;
@@ -129,6 +130,8 @@ static int dispatch(int argc, char **argv) {
         print_usage(stderr);
         return 2;
     }
+    int conv_rc = cli_conv_backend_from_env(); /* RL_CONV, for every command */
+    if (conv_rc) return conv_rc;
     if (rl_dist_size() > 1 && !c->mpi) {
         char shared[256] = "";
         for (const command_entry *m = commands; m->name; m++) {

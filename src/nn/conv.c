@@ -1,6 +1,8 @@
 /* Convolutions as matrix products: the 2D convolution through im2col and one
  * SGEMM per sample, the 2x2 stride-2 transposed convolution as one SGEMM per
- * sample followed by a scatter.
+ * sample followed by a scatter. This is the im2col backend (conv_impl.h),
+ * the default and the reference; conv_backend.c holds the layer functions
+ * that dispatch between it and oneDNN (conv_dnnl.c).
  *
  * Threading: OpenBLAS (pthread build) threads each SGEMM itself, and all the
  * code here is deliberately serial. The reshuffles between the per-sample
@@ -16,6 +18,8 @@
 #include "reflabel/layers.h"
 
 #include <string.h>
+
+#include "conv_impl.h"
 
 int rl_conv2d_out_h(const rl_conv2d_dims *d) {
     return (d->h + 2 * d->pad - d->kh) / d->stride + 1;
@@ -191,8 +195,8 @@ static void bias_grad_add(float *dbias, const float *dy, int n, int c, size_t p)
 
 /* x (N, Cin, H, W), weight (Cout, Cin*KH*KW) -> y (N, Cout, Ho, Wo):
  * per sample, y_s (Cout, P) = W (Cout, K) * col_s (K, P). */
-void rl_conv2d_forward(float *y, const float *x, const float *weight, const float *bias,
-                       const rl_conv2d_dims *d, float *scratch) {
+void rl_conv2d_forward_im2col(float *y, const float *x, const float *weight, const float *bias,
+                              const rl_conv2d_dims *d, float *scratch) {
     const col_geometry g = forward_geometry(d);
     const int p = g.ho * g.wo;
     const int k = d->cin * d->kh * d->kw;
@@ -221,9 +225,9 @@ void rl_conv2d_forward(float *y, const float *x, const float *weight, const floa
  *                          straight into dx_s (see conv2d_dx_is_conv);
  *     otherwise:           col2im(W^T (K, Cout) * dy_s (Cout, P)).
  * The scratch first holds col_s, then (once dW is done) the dx columns. */
-void rl_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dy,
-                        const float *x, const float *weight, const rl_conv2d_dims *d,
-                        float *scratch) {
+void rl_conv2d_backward_im2col(float *dx, float *dweight, float *dbias, const float *dy,
+                               const float *x, const float *weight, const rl_conv2d_dims *d,
+                               float *scratch) {
     const col_geometry g = forward_geometry(d);
     const int p = g.ho * g.wo;
     const int k = d->cin * d->kh * d->kw;
@@ -277,8 +281,8 @@ size_t rl_convt2x2_scratch_floats(const rl_convt2x2_dims *d) {
 }
 
 /* x (N, Cin, H, W), weight (Cin, Cout, 2, 2) -> y (N, Cout, 2H, 2W). */
-void rl_convt2x2_forward(float *y, const float *x, const float *weight, const float *bias,
-                         const rl_convt2x2_dims *d, float *scratch) {
+void rl_convt2x2_forward_im2col(float *y, const float *x, const float *weight,
+                                const float *bias, const rl_convt2x2_dims *d, float *scratch) {
     const int hw = d->h * d->w;
     const int q = d->cout * 4;
     const size_t x_stride = (size_t)d->cin * (size_t)hw;
@@ -307,9 +311,9 @@ void rl_convt2x2_forward(float *y, const float *x, const float *weight, const fl
 /* dy (N, Cout, 2H, 2W) -> dx (N, Cin, H, W), dweight (Cin, Cout, 2, 2),
  * dbias (Cout), all accumulated; any may be NULL. The scratch gathers dy_s
  * into the layout of T, then dx_s += W T and dW += x_s T^T. */
-void rl_convt2x2_backward(float *dx, float *dweight, float *dbias, const float *dy,
-                          const float *x, const float *weight, const rl_convt2x2_dims *d,
-                          float *scratch) {
+void rl_convt2x2_backward_im2col(float *dx, float *dweight, float *dbias, const float *dy,
+                                 const float *x, const float *weight,
+                                 const rl_convt2x2_dims *d, float *scratch) {
     const int hw = d->h * d->w;
     const int q = d->cout * 4;
     const size_t x_stride = (size_t)d->cin * (size_t)hw;

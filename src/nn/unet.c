@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv_impl.h"
 #include "reflabel/layers.h"
 
 #define NO_OFFSET ((size_t)-1)
@@ -34,6 +35,7 @@ typedef struct conv_unit {
     float *out;                 /* (N, cout, h, w): after activation (== conv_out without norm) */
     float *d_out;               /* gradient of out */
     float *mean, *rstd;         /* saved statistics: (N, groups) or (cout) */
+    rl_dnnl_conv *dnnl;         /* oneDNN's primitives for the conv; NULL: im2col */
 } conv_unit;
 
 typedef struct unet_level {
@@ -47,6 +49,7 @@ typedef struct unet_level {
     float *up_out;        /* (N, w_l, h, w) */
     float *d_up_out;
     float *cat;           /* (N, 2 w_l, h, w) = [skip, up_out] */
+    rl_dnnl_conv *up_dnnl; /* oneDNN's primitives for up.l; NULL: im2col */
 } unet_level;
 
 struct rl_unet {
@@ -67,6 +70,8 @@ struct rl_unet {
     /* plan */
     rl_arena arena;
     int n, h, w, for_training;
+    rl_conv_backend conv_backend; /* rl_get_conv_backend() when planned */
+    rl_dnnl_conv *head_dnnl;
     float *input;           /* copy of x: conv backward needs it after the caller moves on */
     float *logits;
     float *conv_scratch;
@@ -300,8 +305,11 @@ int rl_unet_create(rl_unet **out, const rl_unet_config *cfg, uint64_t seed, rl_e
     return RL_OK;
 }
 
+static void free_dnnl(rl_unet *net);
+
 void rl_unet_free(rl_unet *net) {
     if (!net) return;
+    free_dnnl(net);
     rl_arena_free(&net->arena);
     free(net->table);
     free(net->init);
@@ -365,6 +373,60 @@ static rl_convt2x2_dims up_dims(const rl_unet *net, int l) {
     return d;
 }
 
+/* Scratch of one convolution: im2col's, and oneDNN's where it has
+ * primitives (the im2col path stays usable either way). */
+static size_t conv_scratch(const rl_conv2d_dims *d, const rl_dnnl_conv *dnnl) {
+    size_t im2col = rl_conv2d_scratch_floats(d);
+    return dnnl ? max_size(im2col, rl_dnnl_conv_scratch_floats(dnnl)) : im2col;
+}
+
+static void free_dnnl(rl_unet *net) {
+    rl_dnnl_conv_free(net->head_dnnl);
+    net->head_dnnl = NULL;
+    for (int l = 0; l <= net->cfg.depth; l++) {
+        unet_level *L = &net->lv[l];
+        for (int k = 0; k < 2; k++) {
+            rl_dnnl_conv_free(L->enc[k].dnnl);
+            rl_dnnl_conv_free(L->dec[k].dnnl);
+            L->enc[k].dnnl = L->dec[k].dnnl = NULL;
+        }
+        rl_dnnl_conv_free(L->up_dnnl);
+        L->up_dnnl = NULL;
+    }
+}
+
+static void unit_dnnl(rl_unet *net, conv_unit *u, int h, int w) {
+    rl_error ignored = {0, ""};
+    u->h = h;
+    u->w = w;
+    rl_conv2d_dims d = unit_dims(net, u);
+    rl_dnnl_conv2d_create(&u->dnnl, &d, u->bias != NO_OFFSET, net->for_training, &ignored);
+}
+
+/* With the oneDNN backend, makes every convolution's primitives for the
+ * current (n, h, w), before layout() sizes the scratch with them. A layer
+ * oneDNN cannot do keeps NULL and runs on im2col. */
+static void plan_dnnl(rl_unet *net) {
+    const int depth = net->cfg.depth, train = net->for_training;
+    rl_error ignored = {0, ""};
+    if (net->conv_backend != RL_CONV_DNNL) return;
+    for (int l = 0; l <= depth; l++) {
+        unet_level *L = &net->lv[l];
+        L->h = net->h >> l;
+        L->w = net->w >> l;
+        for (int k = 0; k < 2; k++) {
+            unit_dnnl(net, &L->enc[k], L->h, L->w);
+            if (l < depth) unit_dnnl(net, &L->dec[k], L->h, L->w);
+        }
+    }
+    for (int l = 0; l < depth; l++) {
+        rl_convt2x2_dims ud = up_dims(net, l);
+        rl_dnnl_convt2x2_create(&net->lv[l].up_dnnl, &ud, 1, train, &ignored);
+    }
+    rl_conv2d_dims hd = head_dims(net);
+    rl_dnnl_conv2d_create(&net->head_dnnl, &hd, 1, train, &ignored);
+}
+
 static void unit_forward_buffers(rl_unet *net, rl_arena *a, conv_unit *u, int h, int w) {
     size_t count = (size_t)net->n * (size_t)u->cout * (size_t)h * (size_t)w;
     u->h = h;
@@ -395,7 +457,7 @@ static void layout(rl_unet *net, rl_arena *a) {
         for (int k = 0; k < 2; k++) {
             unit_forward_buffers(net, a, &L->enc[k], L->h, L->w);
             rl_conv2d_dims d = unit_dims(net, &L->enc[k]);
-            scratch = max_size(scratch, rl_conv2d_scratch_floats(&d));
+            scratch = max_size(scratch, conv_scratch(&d, L->enc[k].dnnl));
         }
         act_max = max_size(act_max, (size_t)n * net->width[l] * hw);
         if (l < depth) {
@@ -411,14 +473,15 @@ static void layout(rl_unet *net, rl_arena *a) {
         cat_max = max_size(cat_max, (size_t)n * 2 * net->width[l] * hw);
         rl_convt2x2_dims ud = up_dims(net, l);
         scratch = max_size(scratch, rl_convt2x2_scratch_floats(&ud));
+        if (L->up_dnnl) scratch = max_size(scratch, rl_dnnl_conv_scratch_floats(L->up_dnnl));
         for (int k = 0; k < 2; k++) {
             unit_forward_buffers(net, a, &L->dec[k], L->h, L->w);
             rl_conv2d_dims d = unit_dims(net, &L->dec[k]);
-            scratch = max_size(scratch, rl_conv2d_scratch_floats(&d));
+            scratch = max_size(scratch, conv_scratch(&d, L->dec[k].dnnl));
         }
     }
     rl_conv2d_dims hd = head_dims(net);
-    scratch = max_size(scratch, rl_conv2d_scratch_floats(&hd));
+    scratch = max_size(scratch, conv_scratch(&hd, net->head_dnnl));
     net->logits = rl_arena_floats(a, (size_t)n * net->cfg.num_classes * net->h * net->w);
     net->conv_scratch = rl_arena_floats(a, scratch);
 
@@ -495,20 +558,24 @@ int rl_unet_plan(rl_unet *net, int batch, int h, int w, int for_training, rl_err
         return rl_error_set(err, RL_ERANGE, "U-Net plan: images of %dx%d are too large", h, w);
     for_training = for_training != 0;
     if (net->arena.base && net->n == batch && net->h == h && net->w == w &&
-        net->for_training == for_training)
+        net->for_training == for_training && net->conv_backend == rl_get_conv_backend())
         return RL_OK;
     rl_arena_free(&net->arena);
+    free_dnnl(net);
     net->n = batch;
     net->h = h;
     net->w = w;
     net->for_training = for_training;
+    net->conv_backend = rl_get_conv_backend();
     net->forward_training = -1;
+    plan_dnnl(net);
     rl_arena measure;
     rl_arena_measure(&measure);
     layout(net, &measure);
     int rc = rl_arena_init(&net->arena, measure.used, err);
     if (rc) {
         net->n = 0;
+        free_dnnl(net);
         return rl_error_prefix(err, "U-Net plan for batch %d of %dx%d", batch, h, w);
     }
     layout(net, &net->arena);
@@ -519,15 +586,34 @@ size_t rl_unet_arena_bytes(const rl_unet *net) { return net->arena.size; }
 
 /* ---- forward ---------------------------------------------------------------- */
 
+/* The convolutions of the plan: oneDNN's primitives where plan_dnnl made
+ * them, im2col otherwise. */
+static int conv_forward(rl_unet *net, rl_dnnl_conv *dnnl, float *y, const float *x,
+                        const float *weight, const float *bias, const rl_conv2d_dims *d,
+                        rl_error *err) {
+    if (dnnl) return rl_dnnl_conv_forward(dnnl, y, x, weight, bias, net->conv_scratch, err);
+    rl_conv2d_forward_im2col(y, x, weight, bias, d, net->conv_scratch);
+    return RL_OK;
+}
+
+static int convt_forward(rl_unet *net, rl_dnnl_conv *dnnl, float *y, const float *x,
+                         const float *weight, const float *bias, const rl_convt2x2_dims *d,
+                         rl_error *err) {
+    if (dnnl) return rl_dnnl_conv_forward(dnnl, y, x, weight, bias, net->conv_scratch, err);
+    rl_convt2x2_forward_im2col(y, x, weight, bias, d, net->conv_scratch);
+    return RL_OK;
+}
+
 /* in (N, cin, h, w) -> out (N, cout, h, w). */
-static void unit_forward(rl_unet *net, conv_unit *u, int training) {
+static int unit_forward(rl_unet *net, conv_unit *u, int training, rl_error *err) {
     const rl_unet_config *c = &net->cfg;
     const float *p = net->params;
     rl_conv2d_dims d = unit_dims(net, u);
     size_t hw = (size_t)u->h * (size_t)u->w;
     size_t count = (size_t)net->n * (size_t)u->cout * hw;
-    rl_conv2d_forward(u->conv_out, u->in, p + u->weight, u->bias == NO_OFFSET ? NULL : p + u->bias,
-                      &d, net->conv_scratch);
+    int rc = conv_forward(net, u->dnnl, u->conv_out, u->in, p + u->weight,
+                          u->bias == NO_OFFSET ? NULL : p + u->bias, &d, err);
+    if (rc) return rc;
     if (c->norm == RL_NORM_GROUP) {
         rl_groupnorm_forward(u->out, u->mean, u->rstd, u->conv_out, p + u->gamma, p + u->beta,
                              net->n, u->cout, (int)hw, u->groups, c->norm_eps);
@@ -543,6 +629,7 @@ static void unit_forward(rl_unet *net, conv_unit *u, int training) {
                                   u->cout, (int)hw, c->norm_eps);
     }
     rl_leaky_relu_forward(u->out, u->out, count, c->leaky_slope);
+    return RL_OK;
 }
 
 int rl_unet_forward(rl_unet *net, const float *x, int training, rl_error *err) {
@@ -557,39 +644,63 @@ int rl_unet_forward(rl_unet *net, const float *x, int training, rl_error *err) {
                             "value per channel at the bottleneck (batch %d of %dx%d, depth %d)",
                             n, net->h, net->w, depth);
     memcpy(net->input, x, (size_t)n * net->cfg.in_channels * net->h * net->w * sizeof(float));
-    for (int l = 0; l <= depth; l++) {
+    int rc = RL_OK;
+    for (int l = 0; l <= depth && !rc; l++) {
         unet_level *L = &net->lv[l];
         if (l > 0) {
             unet_level *above = &net->lv[l - 1];
             rl_maxpool2x2_forward(above->pool_out, above->argmax, above->enc[1].out, n,
                                   net->width[l - 1], above->h, above->w);
         }
-        unit_forward(net, &L->enc[0], training);
-        unit_forward(net, &L->enc[1], training);
+        rc = unit_forward(net, &L->enc[0], training, err);
+        if (!rc) rc = unit_forward(net, &L->enc[1], training, err);
     }
-    for (int l = depth - 1; l >= 0; l--) {
+    for (int l = depth - 1; l >= 0 && !rc; l--) {
         unet_level *L = &net->lv[l];
         const float *below = net->lv[l + 1].dec[1].out;
         if (l == depth - 1) below = net->lv[depth].enc[1].out;
         rl_convt2x2_dims ud = up_dims(net, l);
-        rl_convt2x2_forward(L->up_out, below, p + L->up_weight, p + L->up_bias, &ud,
-                            net->conv_scratch);
+        rc = convt_forward(net, L->up_dnnl, L->up_out, below, p + L->up_weight, p + L->up_bias,
+                           &ud, err);
+        if (rc) break;
         rl_concat_forward(L->cat, L->enc[1].out, net->width[l], L->up_out, net->width[l], n,
                           L->h * L->w);
-        unit_forward(net, &L->dec[0], training);
-        unit_forward(net, &L->dec[1], training);
+        rc = unit_forward(net, &L->dec[0], training, err);
+        if (!rc) rc = unit_forward(net, &L->dec[1], training, err);
     }
     rl_conv2d_dims hd = head_dims(net);
-    rl_conv2d_forward(net->logits, net->lv[0].dec[1].out, p + net->head_weight,
-                      p + net->head_bias, &hd, net->conv_scratch);
+    if (!rc)
+        rc = conv_forward(net, net->head_dnnl, net->logits, net->lv[0].dec[1].out,
+                          p + net->head_weight, p + net->head_bias, &hd, err);
+    if (rc) return rl_error_prefix(err, "U-Net forward");
     net->forward_training = training != 0;
     return RL_OK;
 }
 
 /* ---- backward --------------------------------------------------------------- */
 
+static int conv_backward(rl_unet *net, rl_dnnl_conv *dnnl, float *dx, float *dweight,
+                         float *dbias, const float *dy, const float *x, const float *weight,
+                         const rl_conv2d_dims *d, rl_error *err) {
+    if (dnnl)
+        return rl_dnnl_conv_backward(dnnl, dx, dweight, dbias, dy, x, weight, net->conv_scratch,
+                                     err);
+    rl_conv2d_backward_im2col(dx, dweight, dbias, dy, x, weight, d, net->conv_scratch);
+    return RL_OK;
+}
+
+static int convt_backward(rl_unet *net, rl_dnnl_conv *dnnl, float *dx, float *dweight,
+                          float *dbias, const float *dy, const float *x, const float *weight,
+                          const rl_convt2x2_dims *d, rl_error *err) {
+    if (dnnl)
+        return rl_dnnl_conv_backward(dnnl, dx, dweight, dbias, dy, x, weight, net->conv_scratch,
+                                     err);
+    rl_convt2x2_backward_im2col(dx, dweight, dbias, dy, x, weight, d, net->conv_scratch);
+    return RL_OK;
+}
+
 /* d_out (N, cout, h, w) -> accumulates d_in and the unit's parameter grads. */
-static void unit_backward(rl_unet *net, conv_unit *u) {
+static int unit_backward(rl_unet *net, conv_unit *u, rl_error *err) {
     const rl_unet_config *c = &net->cfg;
     const float *p = net->params;
     float *g = net->grads;
@@ -616,8 +727,9 @@ static void unit_backward(rl_unet *net, conv_unit *u) {
                                        c->norm_eps);
     }
     rl_conv2d_dims d = unit_dims(net, u);
-    rl_conv2d_backward(u->d_in, g + u->weight, u->bias == NO_OFFSET ? NULL : g + u->bias, d_conv,
-                       u->in, p + u->weight, &d, net->conv_scratch);
+    return conv_backward(net, u->dnnl, u->d_in, g + u->weight,
+                         u->bias == NO_OFFSET ? NULL : g + u->bias, d_conv, u->in, p + u->weight,
+                         &d, err);
 }
 
 int rl_unet_backward(rl_unet *net, const float *dlogits, rl_error *err) {
@@ -630,27 +742,27 @@ int rl_unet_backward(rl_unet *net, const float *dlogits, rl_error *err) {
     float *g = net->grads;
     memset(net->grads_begin, 0, net->grads_bytes);
     rl_conv2d_dims hd = head_dims(net);
-    rl_conv2d_backward(net->lv[0].dec[1].d_out, g + net->head_weight, g + net->head_bias,
-                       dlogits, net->lv[0].dec[1].out, p + net->head_weight, &hd,
-                       net->conv_scratch);
-    for (int l = 0; l < depth; l++) {
+    int rc = conv_backward(net, net->head_dnnl, net->lv[0].dec[1].d_out, g + net->head_weight,
+                           g + net->head_bias, dlogits, net->lv[0].dec[1].out,
+                           p + net->head_weight, &hd, err);
+    for (int l = 0; l < depth && !rc; l++) {
         unet_level *L = &net->lv[l];
         size_t hw = (size_t)L->h * (size_t)L->w;
-        unit_backward(net, &L->dec[1]);
+        if ((rc = unit_backward(net, &L->dec[1], err))) break;
         memset(net->grad_cat, 0, (size_t)n * 2 * net->width[l] * hw * sizeof(float));
-        unit_backward(net, &L->dec[0]);
+        if ((rc = unit_backward(net, &L->dec[0], err))) break;
         rl_concat_backward(L->enc[1].d_out, L->d_up_out, net->grad_cat, net->width[l],
                            net->width[l], n, (int)hw);
         const float *below = l == depth - 1 ? net->lv[depth].enc[1].out : net->lv[l + 1].dec[1].out;
         float *d_below = l == depth - 1 ? net->lv[depth].enc[1].d_out : net->lv[l + 1].dec[1].d_out;
         rl_convt2x2_dims ud = up_dims(net, l);
-        rl_convt2x2_backward(d_below, g + L->up_weight, g + L->up_bias, L->d_up_out, below,
-                             p + L->up_weight, &ud, net->conv_scratch);
+        rc = convt_backward(net, L->up_dnnl, d_below, g + L->up_weight, g + L->up_bias,
+                            L->d_up_out, below, p + L->up_weight, &ud, err);
     }
-    for (int l = depth; l >= 0; l--) {
+    for (int l = depth; l >= 0 && !rc; l--) {
         unet_level *L = &net->lv[l];
-        unit_backward(net, &L->enc[1]);
-        unit_backward(net, &L->enc[0]);
+        if ((rc = unit_backward(net, &L->enc[1], err))) break;
+        if ((rc = unit_backward(net, &L->enc[0], err))) break;
         if (l > 0) {
             unet_level *above = &net->lv[l - 1];
             /* Adds to the skip connection's gradient already in enc[1].d_out. */
@@ -658,6 +770,7 @@ int rl_unet_backward(rl_unet *net, const float *dlogits, rl_error *err) {
                                    net->width[l - 1], above->h, above->w);
         }
     }
+    if (rc) return rl_error_prefix(err, "U-Net backward");
     return RL_OK;
 }
 

@@ -5,6 +5,10 @@ reflabel's outputs and gradients as .npy files, recomputes everything with
 torch in float64 from the same float32 inputs (autograd for the gradients),
 and requires a relative L2 error ||a - b|| / ||b|| <= 1e-4 for every tensor.
 
+The tool runs once per convolution backend (RL_CONV=im2col, =dnnl; every
+layer, so that the other layers are checked twice too); a backend the build
+lacks (tool exit 77) is skipped with a note.
+
 Usage: test_torch_layers.py BUILDDIR
 Prints one line per comparison, then "N passed, M failed"; exits non-zero on
 any failure, or when torch or numpy is missing.
@@ -281,17 +285,23 @@ def main():
     root = os.environ.get("RL_TEST_TMP") or None
     if root:
         os.makedirs(root, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="torch_layers-", dir=root) as folder:
-        run = subprocess.run([tool, folder], capture_output=True, text=True)
-        if run.returncode != 0:
-            print(f"FAIL {tool} exited with {run.returncode}: {run.stderr.strip()}")
-            print("0 passed, 1 failed")
-            return 1
-        for name, kind, params in parse_cases(folder):
-            if kind not in CHECKS:
-                chk.require(name, f"unknown case kind {kind}", False)
+    for backend in ("im2col", "dnnl"):
+        with tempfile.TemporaryDirectory(prefix="torch_layers-", dir=root) as folder:
+            run = subprocess.run([tool, folder], capture_output=True, text=True,
+                                 env=dict(os.environ, RL_CONV=backend))
+            if run.returncode == 77:
+                print(f"skip {backend}: not in this build")
                 continue
-            CHECKS[kind](Case(folder, name), params, chk, kind)
+            if run.returncode != 0:
+                print(f"FAIL {tool} exited with {run.returncode}: {run.stderr.strip()}")
+                print("0 passed, 1 failed")
+                return 1
+            print(f"convolution backend {backend}:")
+            for name, kind, params in parse_cases(folder):
+                if kind not in CHECKS:
+                    chk.require(name, f"unknown case kind {kind}", False)
+                    continue
+                CHECKS[kind](Case(folder, name), params, chk, kind)
     print("worst relative L2 error per layer and tensor:")
     for (kind, tensor), err in sorted(chk.worst.items()):
         print(f"  {kind:18s} {tensor:14s} {err:.2e}")
