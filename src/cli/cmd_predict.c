@@ -91,6 +91,16 @@ int cli_predict_folder_ex(rl_unet *net, int multilabel, const char *in_dir, cons
     rl_volume *images = rc ? NULL : calloc((size_t)f.channels, sizeof *images);
     if (!rc && !images) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
     rc = rl_dist_agree(rc, err);
+    /* Every rank walks the same rounds, each ending in rl_dist_agree: a rank
+     * whose folder listed another number of cases (a node whose copy of the
+     * data differs) would leave the others waiting in a round it never
+     * reaches, so the counts must agree before the first one. */
+    int32_t count0 = f.count;
+    if (!rc) rc = rl_dist_broadcast(&count0, sizeof count0, 0, err);
+    if (!rc && count0 != f.count)
+        rc = rl_error_set(err, RL_EINVAL, "%s: %d cases here, %d on rank 0", in_dir, f.count,
+                          (int)count0);
+    rc = rl_dist_agree(rc, err);
     const int rank = rl_dist_rank(), ranks = rl_dist_size();
     rl_progress bar;
     rl_progress_start(&bar, "predict", rc ? 0 : f.count, quiet || rank != 0);

@@ -94,8 +94,12 @@ void rl_conv2d_forward(float *y, const float *x, const float *weight, const floa
     rl_conv2d_forward_im2col(y, x, weight, bias, d, scratch);
 }
 
-/* oneDNN writes dx before dweight; a failure in between would leave half
- * the work done, so im2col only takes over when nothing was written. */
+/* These layer functions return nothing, so a oneDNN backward that fails
+ * once its primitives exist cannot be reported here; and im2col cannot take
+ * over then, since oneDNN may already have added its share to dx (im2col
+ * would add it twice). Its primitives run on memory we own and do not fail in
+ * practice; the U-Net's planned path (unet.c) reports any such error. Only
+ * a shape oneDNN cannot make falls back to im2col. */
 void rl_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dy,
                         const float *x, const float *weight, const rl_conv2d_dims *d,
                         float *scratch) {

@@ -20,21 +20,32 @@ MPIEXEC = os.environ.get("RL_TEST_MPIEXEC", "")
 
 
 
-def mpirun(n, *args, timeout=120):
+def mpi_env():
     env = dict(os.environ)
     # Open MPI keeps allocations until exit by design, in plugins it unloads
     # before LeakSanitizer looks (so no suppression can name them): in the
     # sanitizer build the ranks run without leak detection, with every other
     # check on. reflabel's own leaks in predict are caught by the one-process
-    # run above, which runs with it.
+    # run below, which runs with it.
     if "ASAN_OPTIONS" in env:
         env["ASAN_OPTIONS"] = env["ASAN_OPTIONS"].replace("detect_leaks=1", "detect_leaks=0")
-    # root in CI, and more ranks than cores on a 2-core machine
-    cmd = [MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-np", str(n), EXE, *map(str, args)]
+    return env
+
+
+def mpirun_apps(*apps, timeout=120):
+    """Runs one launch of several app contexts, each (ranks, args); root in
+    CI, and more ranks than cores on a 2-core machine."""
+    cmd = [MPIEXEC, "--allow-run-as-root", "--oversubscribe"]
+    for i, (n, args) in enumerate(apps):
+        cmd += ([":"] if i else []) + ["-np", str(n), EXE, *map(str, args)]
     t0 = time.monotonic()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=mpi_env(),
                        stdin=subprocess.DEVNULL)
     return p.returncode, p.stdout, p.stderr, time.monotonic() - t0
+
+
+def mpirun(n, *args, timeout=120):
+    return mpirun_apps((n, args), timeout=timeout)
 
 
 def read_all(folder):
@@ -87,6 +98,21 @@ T.check(rc != 0, "a bad case on rank 1 fails the job")
 T.check(len(ours) == 1 and "rank 1" in ours[0] and names[3] in ours[0],
         f"one line names the rank and the file: {ours}")
 T.check(seconds < 30, f"both ranks stopped within seconds ({seconds:.1f} s)")
+
+# Ranks that see different folders (a node with another copy of the data):
+# every rank stops instead of waiting in a round another never reaches.
+fewer = os.path.join(ROOT, "fewer")
+os.makedirs(fewer)
+for name in names[:-1]:
+    with open(os.path.join(data, "imagesTs", name), "rb") as f, open(os.path.join(fewer, name), "wb") as g:
+        g.write(f.read())
+common = ["predict", "--model", run_dir, "--out", os.path.join(ROOT, "mixed-out"), "--threads", "1",
+          "--quiet"]
+rc, _, err, seconds = mpirun_apps((1, [*common, "--in", os.path.join(data, "imagesTs")]),
+                                  (1, [*common, "--in", fewer]))
+ours = [line for line in err.splitlines() if line.startswith("reflabel")]
+T.check(rc != 0 and len(ours) == 1 and "6 cases here, 7 on rank 0" in ours[0] and seconds < 30,
+        f"ranks with different case counts stop: {ours}")
 
 # A command that does not share its work refuses several ranks.
 rc, _, err, _ = mpirun(2, "train", "--data", data, "--out", os.path.join(ROOT, "run2"),
