@@ -245,6 +245,55 @@ static void test_determinism_gradients_overfit(rl_norm_kind norm) {
     rl_unet_free(b);
 }
 
+/* UniMatch's feature perturbation: a scale of ones changes nothing, a
+ * dropout on one image's encoder features leaves the other image (group
+ * norm: no statistics across the batch) as it was, and the gradient with
+ * the scale in place matches central differences. */
+static void test_feature_scale(void) {
+    enum { N = 2, H = 8, W = 8 };
+    rl_unet_config c = small_config(RL_NORM_GROUP);
+    const int K = c.num_classes, HW = H * W;
+    rl_unet *net = NULL;
+    CHECK_OK(rl_unet_create(&net, &c, 5, NULL));
+    if (!net) return;
+    CHECK_OK(rl_unet_plan(net, N, H, W, 1, NULL));
+    int count = rl_unet_feature_scale_count(net);
+    CHECK(count == rl_unet_width(&c, 0) + rl_unet_width(&c, 1) + rl_unet_width(&c, 2));
+    rl_rng rng;
+    rl_rng_seed(&rng, 9, 0);
+    float x[N * 2 * HW], plain[N * 3 * HW], dlogits[N * 3 * HW];
+    int32_t labels[N * HW];
+    rl_fill_uniform(x, sizeof x / sizeof *x, &rng, -1, 1);
+    for (int i = 0; i < N * HW; i++) labels[i] = (int32_t)rl_rng_below(&rng, 3);
+    float *scale = malloc((size_t)N * count * sizeof *scale);
+    for (int i = 0; i < N * count; i++) scale[i] = 1.0f;
+    CHECK_OK(rl_unet_forward(net, x, 1, NULL));
+    memcpy(plain, rl_unet_logits(net).data, sizeof plain);
+    rl_unet_set_feature_scale(net, scale);
+    CHECK_OK(rl_unet_forward(net, x, 1, NULL));
+    CHECK(!memcmp(plain, rl_unet_logits(net).data, sizeof plain));
+    for (int i = count; i < N * count; i++) scale[i] = rl_rng_below(&rng, 2) ? 2.0f : 0.0f;
+    CHECK_OK(rl_unet_forward(net, x, 1, NULL));
+    const float *logits = rl_unet_logits(net).data;
+    CHECK(!memcmp(plain, logits, sizeof(float) * K * HW));
+    CHECK(memcmp(plain + K * HW, logits + K * HW, sizeof(float) * K * HW) != 0);
+
+    memset(dlogits, 0, sizeof dlogits);
+    rl_softmax_ce_loss(dlogits, logits, labels, NULL, N, K, HW, -1, 1.0f);
+    rl_unet_zero_grad(net);
+    CHECK_OK(rl_unet_backward(net, dlogits, NULL));
+    size_t np = rl_unet_param_count(net);
+    float *analytic = malloc(np * sizeof(float));
+    memcpy(analytic, rl_unet_grads(net), np * sizeof(float));
+    loss_ctx ctx = {net, x, labels, N, K, HW};
+    double worst = rl_gradcheck(forward_loss, &ctx, rl_unet_params(net), analytic, np, 32, 1e-2,
+                                &rng);
+    CHECK_MSG(worst < 2e-2, "feature scale: gradcheck worst %g", worst);
+    free(analytic);
+    free(scale);
+    rl_unet_free(net);
+}
+
 int main(void) {
     /* Tiny tensors: thread start-up would dominate, and on a shared machine
      * spinning workers make it slower still. The multi-threaded layers are
@@ -256,5 +305,6 @@ int main(void) {
     test_determinism_gradients_overfit(RL_NORM_GROUP);
     test_determinism_gradients_overfit(RL_NORM_NONE);
     test_determinism_gradients_overfit(RL_NORM_BATCH);
+    test_feature_scale();
     return rl_test_report("test_unet");
 }

@@ -97,11 +97,14 @@ typedef enum rl_method {
     RL_METHOD_SUPERVISED = 0, /* labeled images only */
     RL_METHOD_REFPL,          /* reference-guided pseudo-labels (the paper) */
     RL_METHOD_PREDPL,         /* pseudo-labels from the network's own predictions */
-    RL_METHOD_MEANTEACHER     /* EMA teacher, consistency loss */
+    RL_METHOD_MEANTEACHER,    /* EMA teacher, consistency loss */
+    RL_METHOD_FIXMATCH,       /* weak view's confident predictions -> strong view */
+    RL_METHOD_UNIMATCH        /* FixMatch with two strong views and feature dropout */
 } rl_method;
 
 const char *rl_method_name(rl_method method);
-/* "supervised", "refpl", "predpl", "meanteacher" -> method; -1 otherwise. */
+/* "supervised", "refpl", "predpl", "meanteacher", "fixmatch", "unimatch"
+ * -> method; -1 otherwise. */
 int rl_method_from_name(const char *name);
 
 /* The semi-supervised part of a training step. Each step draws a labeled
@@ -134,6 +137,34 @@ typedef struct rl_semi_config {
     double margin_accuracy;
     float min_confidence; /* predpl: pixels whose softmax maximum is below are ignored */
     float ema_decay;      /* meanteacher: teacher = decay teacher + (1-decay) student */
+    /* Weak and strong views (docs/TRAINING.md, "Weak and strong views").
+     * The images drawn are the weak views (the augmentation above); the
+     * unlabeled targets always come from the weak view's forward pass, and
+     * never receive a gradient once strong views exist. With S =
+     * strong_views > 0, the unlabeled loss acts on S strong views of each
+     * unlabeled image instead (rl_strong_config: photometric perturbation,
+     * and CutMix with the next unlabeled image of the batch, whose targets
+     * are mixed with the same box). -1: the method's own count (fixmatch 1,
+     * unimatch 2, the others 0). Not for meanteacher. */
+    int strong_views;
+    rl_strong_config strong;
+    /* fixmatch, unimatch and refpl's consistency: a weak-view pixel is a
+     * target where its confidence reaches this (FixMatch's 0.95). */
+    float strong_confidence;
+    /* refpl: in parallel to the reference pseudo-labels, the weak view's
+     * confident predictions are targets of the same view(s) with this
+     * weight (0: off). */
+    float consistency_weight;
+    /* refpl: > 0 draws this many labeled images per step apart from the
+     * labeled batch (their own walk through the labeled samples), passes
+     * them through the same forward pass with no loss, and takes the
+     * references (and the margin calibration) from them alone; 0: the
+     * references are the labeled batch. */
+    int ref_images;
+    /* unimatch: each unlabeled image also goes through the network once
+     * more with Dropout2d of this rate on every encoder feature the decoder
+     * reads (rl_unet_set_feature_scale), supervised by the weak targets. */
+    float feature_dropout;
 } rl_semi_config;
 
 typedef struct rl_train_config {
@@ -177,6 +208,10 @@ typedef struct rl_train_step_info {
                              class shares and the labeled images' shares */
     double pl_min_margin; /* refpl: the margin threshold of this step (min_margin,
                              or the calibrated one); NaN for other methods */
+    /* Against hidden labels, over every unlabeled pixel (NaN if none): the
+     * method's labels before any threshold (refpl: the matches), and the
+     * weak view's own predictions. */
+    double matched_accuracy, pred_accuracy;
     const double *pl_dice;       /* (K) Dice per class vs hidden labels; NaN if none */
     const double *pl_share;      /* (K) class shares of this step's pseudo-labels */
     const double *labeled_share; /* (K) class shares of the labeled images */
@@ -244,10 +279,24 @@ int rl_trainer_restore(rl_trainer *tr, const rl_safetensors *st, const char *pat
 /* The last step's batch as the network saw it, for inspection and tests;
  * the pointers stay valid until the next step or rl_trainer_free. */
 typedef struct rl_trainer_batch {
-    int labeled, unlabeled; /* images of each half; the labeled ones come first */
+    /* The images of the forward pass, in this order: labeled, unlabeled
+     * (weak views), references (refpl's ref_images), strong views (view j
+     * of unlabeled image i at j * unlabeled + i), feature-perturbed copies
+     * of the unlabeled images (unimatch). */
+    int labeled, unlabeled, references, strong_views, perturbed;
+    int images;             /* all of them */
     int channels, h, w;     /* (h, w): the training patch */
-    const float *x;         /* (labeled + unlabeled, channels, h, w) network input */
-    const int32_t *labels;  /* (labeled, h, w) in [0, K) or RL_IGNORE */
+    const float *x;         /* (images, channels, h, w) network input */
+    /* (labeled + unlabeled + references, h, w): labels in [0, K) or
+     * RL_IGNORE for the labeled and reference images (the unlabeled ones'
+     * hold internal codes) */
+    const int32_t *labels;
+    /* (strong_views * unlabeled) CutMix boxes (h == 0: none), the strong
+     * views' targets (strong_views * unlabeled, h, w), and the gradient of
+     * the loss with respect to every image's logits (images, outputs, h, w) */
+    const rl_box *boxes;
+    const int32_t *strong_targets;
+    const float *dlogits;
     /* (unlabeled, h, w) this step's pseudo-labels (for meanteacher, the
      * teacher's argmax) in [0, K) or RL_IGNORE; NULL for supervised */
     const int32_t *pseudo;

@@ -121,6 +121,20 @@ int rl_unet_forward(rl_unet *net, const float *x, int training, rl_error *err);
  * plan made for_training. */
 int rl_unet_backward(rl_unet *net, const float *dlogits, rl_error *err);
 
+/* Feature perturbation (UniMatch's: Dropout2d on every encoder feature the
+ * decoder reads). scale (N, rl_unet_feature_scale_count) multiplies channel
+ * c of image b's encoder output at level l as the decoder reads it, the skip
+ * connections and the bottleneck alike, at [b * count + offset_l + c] with
+ * offset_l the widths of the levels above; the encoder itself, and so its
+ * pooling into the next level, reads the unscaled output. Forward and
+ * backward both apply it (a dropped channel passes no gradient, a kept one
+ * twice it with dropout 0.5's scale 2). NULL (the default) is no scaling.
+ * The caller owns scale and keeps it unchanged from the forward pass to the
+ * backward pass. */
+void rl_unet_set_feature_scale(rl_unet *net, const float *scale);
+/* Channels per image of that scale: the widths of every level summed. */
+int rl_unet_feature_scale_count(const rl_unet *net);
+
 /* Views into the arena, valid until the next plan. */
 rl_tensor rl_unet_logits(const rl_unet *net);
 /* The output of the last decoder block, before the head: (N, w_0, H, W). */

@@ -26,6 +26,12 @@
 #   RL_JOBS      runs in parallel (default 1), each with RL_THREADS threads (1)
 #   RL_REFLABEL  the executable (default build/reflabel)
 #   RL_STEPS     training steps of every run (default 2000; the pilot: 400)
+#   RL_CONFIGS   the table of rows (default scripts/experiments/atlas_configs.tsv;
+#                the in-plane benchmark: atlas_inplane_configs.tsv)
+#   RL_COMMON    the options every run shares (default: those of the 2 mm
+#                table, below)
+#   RL_DATA_ARGS how `reflabel data atlas` builds RL_DATA (default
+#                "--downsample 2"; the in-plane benchmark: "--downsample 2 --in-plane")
 set -euo pipefail
 # The whole script is one block, read before it runs: bash reads a script as
 # it goes, so editing a plain script under a running sweep would make the sweep
@@ -40,14 +46,14 @@ data=${RL_DATA:-$out/atlas2}
 seeds=${RL_SEEDS:-0 1 2}
 jobs=${RL_JOBS:-1}
 threads=${RL_THREADS:-1}
-configs=$root/scripts/experiments/atlas_configs.tsv
+configs=${RL_CONFIGS:-$root/scripts/experiments/atlas_configs.tsv}
 # What every run shares, so that rows differ only in their own options.
-common="--steps ${RL_STEPS:-2000} --batch 4 --depth 4 --width 8 --lr 2e-3 --labeled-mode even"
+common="--steps ${RL_STEPS:-2000} ${RL_COMMON:---batch 4 --depth 4 --width 8 --lr 2e-3 --labeled-mode even}"
 
 [ -x "$exe" ] || { echo "atlas.sh: $exe not found; build first (cmake --build build)" >&2; exit 1; }
 mkdir -p "$out"
 if [ ! -f "$data/dataset.json" ]; then
-  "$exe" data atlas --out "$data" --downsample 2
+  "$exe" data atlas --out "$data" ${RL_DATA_ARGS:---downsample 2}
 fi
 
 selected=("$@")

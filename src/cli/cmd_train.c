@@ -437,7 +437,8 @@ static void default_margin_off_where_impossible(train_run *r) {
         cli_given_flag(&cli_train_command, &r->o.given, "--margin-accuracy") ||
         !(sc->margin_accuracy > 0))
         return;
-    const char *why = rl_margin_calibration_obstacle(&r->set, r->o.train.batch);
+    int refs = sc->ref_images > 0 ? sc->ref_images : r->o.train.batch;
+    const char *why = rl_margin_calibration_obstacle(&r->set, refs);
     if (!why) return;
     sc->margin_accuracy = 0;
     fprintf(stderr,

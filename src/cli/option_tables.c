@@ -89,12 +89,14 @@ static void weight_decay_default(char *buf, size_t size) {
 static const cli_option
     t_method = {"--method", NULL, "M",
                 "supervised, refpl (reference pseudo-labels, the\n"
-                "paper), predpl (own predictions) or meanteacher\n"
-                "(EMA teacher)",
+                "paper), predpl (own predictions), meanteacher\n"
+                "(EMA teacher), fixmatch (weak view's confident\n"
+                "predictions train a strong view) or unimatch (two\n"
+                "strong views and feature dropout)",
                 "training", CLI_ENUM, T(train.semi.method),
-                WORDS("supervised", "refpl", "predpl", "meanteacher"),
+                WORDS("supervised", "refpl", "predpl", "meanteacher", "fixmatch", "unimatch"),
                 VALUES(RL_METHOD_SUPERVISED, RL_METHOD_REFPL, RL_METHOD_PREDPL,
-                       RL_METHOD_MEANTEACHER),
+                       RL_METHOD_MEANTEACHER, RL_METHOD_FIXMATCH, RL_METHOD_UNIMATCH),
                 JSON("method", TOP)},
     t_data = {"--data", NULL, "DIR", "dataset folder (dataset.json, imagesTr/, labelsTr/)", "data",
               CLI_STRING, T(data), JSON("data", TOP)},
@@ -189,6 +191,36 @@ static const cli_option
                         JSON("min_confidence", SEMI)},
     t_ema = {"--ema", NULL, "X", "meanteacher: teacher EMA decay", "semi", CLI_FLOAT,
              T(train.semi.ema_decay), RANGE(0, 100), JSON("ema_decay", SEMI)},
+    t_strong_views = {"--strong-views", NULL, "N",
+                      "strong views of each unlabeled image: the weak view (the\n"
+                      "augmentation) perturbed in intensity and CutMixed with the\n"
+                      "next unlabeled image; the weak view's targets, no\n"
+                      "gradient through them, train the strong views (0: the\n"
+                      "weak view itself); not meanteacher",
+                      "semi", CLI_INT, T(train.semi.strong_views), RANGE(0, 8),
+                      .unset = "1 for fixmatch, 2 for unimatch, else 0",
+                      JSON("strong_views", SEMI)},
+    t_strong_confidence = {"--strong-confidence", NULL, "X",
+                           "fixmatch, unimatch, --consistency: the weak view's\n"
+                           "confidence a target pixel needs",
+                           "semi", CLI_FLOAT, T(train.semi.strong_confidence), RANGE(0, 1),
+                           JSON("strong_confidence", SEMI)},
+    t_consistency = {"--consistency", NULL, "X",
+                     "refpl: in parallel, the weak view's confident predictions\n"
+                     "train the same view(s) with weight X (0: off)",
+                     "semi", CLI_FLOAT, T(train.semi.consistency_weight), RANGE(0, 100),
+                     JSON("consistency_weight", SEMI)},
+    t_ref_images = {"--ref-images", NULL, "K",
+                    "refpl only: references from K labeled images drawn apart\n"
+                    "from the batch, in the same forward pass (0: the labeled\n"
+                    "batch)",
+                    "matching", CLI_INT, T(train.semi.ref_images), RANGE(0, 4096),
+                    JSON("ref_images", SEMI)},
+    t_feature_dropout = {"--feature-dropout", NULL, "P",
+                         "unimatch: Dropout2d rate on the encoder features of the\n"
+                         "perturbed copy",
+                         "semi", CLI_FLOAT, T(train.semi.feature_dropout), RANGE(0, 1),
+                         JSON("feature_dropout", SEMI)},
     t_depth = {"--depth", NULL, "N", "poolings", "network", CLI_INT, T(net.depth),
                RANGE(1, RL_UNET_MAX_DEPTH)},
     t_width = {"--width", NULL, "N", "base channels", "network", CLI_INT, T(net.base_width),
@@ -223,14 +255,15 @@ static const cli_option *const train_rows[] = {
     &t_pl_warmup, &t_pl_ramp, &t_pl_dice, &t_rounds, &opt_features, &t_sampling,
     &opt_refs_per_class, &opt_ref_count, &opt_class_floor, &t_memory, &opt_topk,
     &opt_per_image_vote, &opt_similarity, &t_min_margin, &t_keep_fraction, &t_margin_accuracy,
-    &t_min_confidence, &t_ema, &t_depth, &t_width, &t_norm, &t_out, &t_threads,
+    &t_min_confidence, &t_ema, &t_strong_views, &t_strong_confidence, &t_consistency,
+    &t_ref_images, &t_feature_dropout, &t_depth, &t_width, &t_norm, &t_out, &t_threads,
     &t_checkpoint_every, &t_resume, &t_skip_nonfinite, &t_quiet};
 
 static const cli_group train_groups[] = {
     {"data", "data:"},
     {"labeled", "labeled cases (pseudolabel takes the same):"},
     {"training", "training:"},
-    {"semi", "semi-supervised (refpl, predpl, meanteacher):"},
+    {"semi", "semi-supervised (refpl, predpl, meanteacher, fixmatch, unimatch):"},
     {"matching",
      "reference matching: online for refpl (references: the labeled half of each\n"
      "batch) and, with --rounds, offline between rounds (references: every slice of\n"

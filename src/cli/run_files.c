@@ -33,7 +33,7 @@ int csv_append(csv_log *log, const char *line) {
 int csv_header(csv_log *log, const rl_dataset *ds) {
     char col[512];
     if (csv_append(log, "step,loss,ce,dice,lr,grad_norm,unsup_loss,lambda,pl_kept,pl_accuracy,"
-                        "pl_drift,pl_min_margin"))
+                        "pl_drift,pl_min_margin,matched_accuracy,pred_accuracy"))
         return -1;
     for (int pass = 0; pass < 3; pass++)
         for (int c = 0; c < ds->num_classes; c++) {
@@ -50,7 +50,8 @@ int csv_row(csv_log *log, const rl_train_step_info *info, int k, double seconds)
     if (csv_append(log, cell)) return -1;
     double values[] = {info->loss, info->ce, info->dice, info->lr, info->grad_norm,
                        info->unsup_loss, info->lambda, info->pl_kept, info->pl_accuracy,
-                       info->pl_drift, info->pl_min_margin};
+                       info->pl_drift, info->pl_min_margin, info->matched_accuracy,
+                       info->pred_accuracy};
     for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
         snprintf(cell, sizeof cell, ",%.6g", values[i]);
         if (csv_append(log, cell)) return -1;

@@ -77,6 +77,10 @@ struct rl_unet {
     float *conv_scratch;
     float *grad_a, *grad_b; /* per-unit gradient scratch, max activation size */
     float *grad_cat;        /* gradient of a concatenation, max cat size */
+    /* rl_unet_set_feature_scale's (N, sum of widths), NULL: none; and the
+     * scaled bottleneck the first up-convolution then reads. */
+    const float *feature_scale;
+    float *bottleneck_scaled;
     unsigned char *grads_begin; /* persistent activation gradients, zeroed per backward */
     size_t grads_bytes;
     int forward_training;   /* mode of the last forward; -1 before any */
@@ -483,6 +487,8 @@ static void layout(rl_unet *net, rl_arena *a) {
     rl_conv2d_dims hd = head_dims(net);
     scratch = max_size(scratch, conv_scratch(&hd, net->head_dnnl));
     net->logits = rl_arena_floats(a, (size_t)n * net->cfg.num_classes * net->h * net->w);
+    net->bottleneck_scaled = rl_arena_floats(
+        a, (size_t)n * net->width[depth] * net->lv[depth].h * net->lv[depth].w);
     net->conv_scratch = rl_arena_floats(a, scratch);
 
     /* Wiring of the forward pass. */
@@ -632,6 +638,46 @@ static int unit_forward(rl_unet *net, conv_unit *u, int training, rl_error *err)
     return RL_OK;
 }
 
+void rl_unet_set_feature_scale(rl_unet *net, const float *scale) { net->feature_scale = scale; }
+
+int rl_unet_feature_scale_count(const rl_unet *net) {
+    int count = 0;
+    for (int l = 0; l <= net->cfg.depth; l++) count += net->width[l];
+    return count;
+}
+
+/* x (n, C, hw) with channel c of image b multiplied by scale[b * stride + c]
+ * (in place, x == out, or into out). */
+static void scale_channels(float *out, const float *x, const float *scale, size_t stride, int n,
+                           int c, size_t hw) {
+    for (int b = 0; b < n; b++)
+        for (int ch = 0; ch < c; ch++) {
+            float s = scale[(size_t)b * stride + ch];
+            const float *src = x + ((size_t)b * c + ch) * hw;
+            float *dst = out + ((size_t)b * c + ch) * hw;
+            for (size_t i = 0; i < hw; i++) dst[i] = s * src[i];
+        }
+}
+
+/* Where level l's channels start in one image's feature scale. */
+static size_t scale_offset(const rl_unet *net, int l) {
+    size_t offset = 0;
+    for (int m = 0; m < l; m++) offset += (size_t)net->width[m];
+    return offset;
+}
+
+/* The bottleneck as the first up-convolution reads it: scaled into its own
+ * buffer (the bottleneck's units still need their unscaled output). */
+static const float *bottleneck_input(rl_unet *net) {
+    const unet_level *B = &net->lv[net->cfg.depth];
+    if (!net->feature_scale) return B->enc[1].out;
+    scale_channels(net->bottleneck_scaled, B->enc[1].out,
+                   net->feature_scale + scale_offset(net, net->cfg.depth),
+                   (size_t)rl_unet_feature_scale_count(net), net->n, net->width[net->cfg.depth],
+                   (size_t)B->h * B->w);
+    return net->bottleneck_scaled;
+}
+
 int rl_unet_forward(rl_unet *net, const float *x, int training, rl_error *err) {
     if (!net->arena.base) return rl_error_set(err, RL_EINVAL, "U-Net forward before rl_unet_plan");
     const int depth = net->cfg.depth, n = net->n;
@@ -658,13 +704,21 @@ int rl_unet_forward(rl_unet *net, const float *x, int training, rl_error *err) {
     for (int l = depth - 1; l >= 0 && !rc; l--) {
         unet_level *L = &net->lv[l];
         const float *below = net->lv[l + 1].dec[1].out;
-        if (l == depth - 1) below = net->lv[depth].enc[1].out;
+        if (l == depth - 1) below = bottleneck_input(net);
         rl_convt2x2_dims ud = up_dims(net, l);
         rc = convt_forward(net, L->up_dnnl, L->up_out, below, p + L->up_weight, p + L->up_bias,
                            &ud, err);
         if (rc) break;
         rl_concat_forward(L->cat, L->enc[1].out, net->width[l], L->up_out, net->width[l], n,
                           L->h * L->w);
+        /* The skip half of each image's concatenation is its first width[l]
+         * channels: scaled there, the encoder's own output stays as it is. */
+        for (int b = 0; net->feature_scale && b < n; b++)
+            scale_channels(L->cat + (size_t)b * 2 * net->width[l] * L->h * L->w,
+                           L->cat + (size_t)b * 2 * net->width[l] * L->h * L->w,
+                           net->feature_scale + (size_t)b * rl_unet_feature_scale_count(net) +
+                               scale_offset(net, l),
+                           0, 1, net->width[l], (size_t)L->h * L->w);
         rc = unit_forward(net, &L->dec[0], training, err);
         if (!rc) rc = unit_forward(net, &L->dec[1], training, err);
     }
@@ -753,11 +807,24 @@ int rl_unet_backward(rl_unet *net, const float *dlogits, rl_error *err) {
         if ((rc = unit_backward(net, &L->dec[0], err))) break;
         rl_concat_backward(L->enc[1].d_out, L->d_up_out, net->grad_cat, net->width[l],
                            net->width[l], n, (int)hw);
-        const float *below = l == depth - 1 ? net->lv[depth].enc[1].out : net->lv[l + 1].dec[1].out;
-        float *d_below = l == depth - 1 ? net->lv[depth].enc[1].d_out : net->lv[l + 1].dec[1].d_out;
+        /* Before the pooling's gradient joins it (encoder pass below): the
+         * scale is on the skip path alone. */
+        if (net->feature_scale)
+            scale_channels(L->enc[1].d_out, L->enc[1].d_out,
+                           net->feature_scale + scale_offset(net, l),
+                           (size_t)rl_unet_feature_scale_count(net), n, net->width[l], hw);
+        int bottom = l == depth - 1;
+        const float *below = bottom ? (net->feature_scale ? net->bottleneck_scaled
+                                                          : net->lv[depth].enc[1].out)
+                                    : net->lv[l + 1].dec[1].out;
+        float *d_below = bottom ? net->lv[depth].enc[1].d_out : net->lv[l + 1].dec[1].d_out;
         rl_convt2x2_dims ud = up_dims(net, l);
         rc = convt_backward(net, L->up_dnnl, d_below, g + L->up_weight, g + L->up_bias,
                             L->d_up_out, below, p + L->up_weight, &ud, err);
+        if (!rc && bottom && net->feature_scale)
+            scale_channels(d_below, d_below, net->feature_scale + scale_offset(net, depth),
+                           (size_t)rl_unet_feature_scale_count(net), n, net->width[depth],
+                           (size_t)net->lv[depth].h * net->lv[depth].w);
     }
     for (int l = depth; l >= 0 && !rc; l--) {
         unet_level *L = &net->lv[l];

@@ -29,7 +29,8 @@ struct rl_margin_calibration {
     int32_t *matched;        /* (h, w) the labels one image's pixels matched */
     float *margin;           /* (h, w) and their margins */
     float *right, *wrong;    /* (nl, h, w) margins, by outcome */
-    int nl;
+    int nl;                  /* the reference images, from image `first` of the batch */
+    int first;
     size_t hw;
 };
 
@@ -44,16 +45,17 @@ int rl_margin_calibration_create(rl_margin_calibration **out, const rl_trainer *
                                  const rl_bank_config *bank_cfg, const rl_match_config *match_cfg,
                                  rl_error *err) {
     *out = NULL;
-    const char *obstacle = rl_margin_calibration_obstacle(tr->set, tr->nl);
+    const char *obstacle = rl_margin_calibration_obstacle(tr->set, tr->ref_count);
     if (obstacle)
         return rl_error_set(err, RL_EINVAL, "margin accuracy cannot be calibrated: %s", obstacle);
     rl_margin_calibration *c = calloc(1, sizeof *c);
     if (!c) return rl_error_set(err, RL_ENOMEM, "out of memory for the margin calibration");
-    c->nl = tr->nl;
+    c->nl = tr->ref_count;
+    c->first = tr->ref_first;
     c->hw = (size_t)tr->h * tr->w;
     c->dim = bank_cfg->dim;
     rl_bank_config bc = *bank_cfg;
-    bc.max_images = tr->nl - 1;
+    bc.max_images = c->nl - 1;
     bc.memory_batches = 1;
     int rc = rl_bank_create(&c->bank, &bc, err);
     if (!rc) {
@@ -96,9 +98,9 @@ int rl_margin_calibration_run(rl_margin_calibration *c, const rl_trainer *tr,
     int64_t n_right = 0, n_wrong = 0;
     rl_rng rng;
     rl_rng_seed(&rng, tr->cfg.seed ^ CALIBRATION_SEED, (uint64_t)tr->steps_done);
-    for (int b = 0; b < tr->nl; b++) {
+    for (int b = c->first; b < c->first + c->nl; b++) {
         int others = 0;
-        for (int j = 0; j < tr->nl; j++) {
+        for (int j = c->first; j < c->first + c->nl; j++) {
             if (tr->batch_samples[j] == tr->batch_samples[b]) continue;
             memcpy(c->features + others * stride, features + j * stride,
                    stride * sizeof *features);

@@ -14,8 +14,11 @@
 #include "trainer_impl.h"
 
 /* Epoch e of pool p (0 labeled, 1 unlabeled) is shuffled by the stream
- * STREAM_EPOCHS + 2 e + p, apart from the trainer's other streams. */
+ * STREAM_EPOCHS + 2 e + p, apart from the trainer's other streams; refpl's
+ * reference images walk the labeled samples in an order of their own,
+ * STREAM_REFERENCE_EPOCHS + e. */
 #define STREAM_EPOCHS 16u
+#define STREAM_REFERENCE_EPOCHS (UINT64_C(1) << 60)
 
 /* Codes of the unlabeled half of the target map, chosen so that nearest-
  * neighbour augmentation carries them along with the image: a pixel of an
@@ -26,8 +29,8 @@
 #define HIDDEN(v) (HIDDEN_BASE - (v))
 
 void rl_sampler_layout(rl_trainer *tr, rl_arena *a) {
-    rl_sample_pool *pools[2] = {&tr->labeled, &tr->unlabeled};
-    for (int p = 0; p < 2; p++) {
+    rl_sample_pool *pools[3] = {&tr->labeled, &tr->unlabeled, &tr->references};
+    for (int p = 0; p < 3; p++) {
         pools[p]->members = rl_arena_alloc(a, (size_t)tr->set->count * sizeof(int));
         pools[p]->order = rl_arena_alloc(a, (size_t)tr->set->count * sizeof(int));
     }
@@ -35,8 +38,8 @@ void rl_sampler_layout(rl_trainer *tr, rl_arena *a) {
 }
 
 void rl_sampler_init(rl_trainer *tr) {
-    rl_sample_pool *pools[2] = {&tr->labeled, &tr->unlabeled};
-    for (int p = 0; p < 2; p++) {
+    rl_sample_pool *pools[3] = {&tr->labeled, &tr->unlabeled, &tr->references};
+    for (int p = 0; p < 3; p++) {
         pools[p]->which = p;
         pools[p]->epoch = -1;
         pools[p]->size = 0;
@@ -44,6 +47,7 @@ void rl_sampler_init(rl_trainer *tr) {
     for (int i = 0; i < tr->set->count; i++) {
         rl_sample_pool *pool = tr->set->samples[i].labels ? &tr->labeled : &tr->unlabeled;
         pool->members[pool->size++] = i;
+        if (tr->set->samples[i].labels) tr->references.members[tr->references.size++] = i;
     }
 }
 
@@ -52,7 +56,9 @@ static int pool_draw(rl_sample_pool *pool, uint64_t seed, int64_t position) {
     int64_t epoch = position / pool->size;
     if (epoch != pool->epoch) {
         rl_rng rng;
-        rl_rng_seed(&rng, seed, STREAM_EPOCHS + 2u * (uint64_t)epoch + (uint64_t)pool->which);
+        uint64_t stream = pool->which == 2 ? STREAM_REFERENCE_EPOCHS + (uint64_t)epoch
+                                           : STREAM_EPOCHS + 2u * (uint64_t)epoch + (uint64_t)pool->which;
+        rl_rng_seed(&rng, seed, stream);
         memcpy(pool->order, pool->members, (size_t)pool->size * sizeof *pool->order);
         rl_rng_shuffle(&rng, pool->order, pool->size);
         pool->epoch = epoch;
@@ -97,10 +103,13 @@ int rl_sampler_fill(rl_trainer *tr, rl_error *err) {
     const rl_sample_set *set = tr->set;
     int ph = tr->h, pw = tr->w;
     size_t hw = (size_t)ph * pw;
-    for (int b = 0; b < tr->n; b++) {
-        int idx = b < tr->nl
-                      ? pool_draw(&tr->labeled, cfg->seed, tr->steps_done * tr->nl + b)
-                      : pool_draw(&tr->unlabeled, cfg->seed, tr->steps_done * tr->nu + b - tr->nl);
+    int nlu = tr->nl + tr->nu;
+    for (int b = 0; b < tr->drawn; b++) {
+        int idx = b < tr->nl ? pool_draw(&tr->labeled, cfg->seed, tr->steps_done * tr->nl + b)
+                  : b < nlu  ? pool_draw(&tr->unlabeled, cfg->seed,
+                                         tr->steps_done * tr->nu + b - tr->nl)
+                             : pool_draw(&tr->references, cfg->seed,
+                                         tr->steps_done * tr->nr + b - nlu);
         tr->batch_samples[b] = idx;
         float *x = tr->x + (size_t)b * set->channels * hw;
         int32_t *y = tr->y + (size_t)b * hw;

@@ -11,6 +11,8 @@ static const rl_semi_method *const methods[] = {
     [RL_METHOD_REFPL] = &rl_semi_refpl,
     [RL_METHOD_PREDPL] = &rl_semi_predpl,
     [RL_METHOD_MEANTEACHER] = &rl_semi_meanteacher,
+    [RL_METHOD_FIXMATCH] = &rl_semi_fixmatch,
+    [RL_METHOD_UNIMATCH] = &rl_semi_unimatch,
 };
 enum { METHOD_COUNT = (int)(sizeof methods / sizeof methods[0]) };
 
@@ -37,14 +39,9 @@ void rl_semi_keep_confident(rl_trainer *tr, float threshold) {
     }
 }
 
-double rl_semi_pseudo_label_loss(rl_trainer *tr, void *state, float *dlogits,
-                                 const float *logits, double w) {
-    (void)state;
-    const rl_semi_config *sc = &tr->cfg.semi;
-    float ce, dice = 0;
-    rl_encoding_loss(&tr->enc, dlogits, logits, tr->pseudo, tr->nl, tr->nu, tr->h * tr->w, w,
-                     sc->pl_dice_weight, &ce, &dice);
-    double loss = ce;
-    if (sc->pl_dice_weight > 0) loss += sc->pl_dice_weight * dice;
-    return loss;
+void rl_semi_predict_targets(rl_trainer *tr, float threshold) {
+    size_t hw = (size_t)tr->h * tr->w;
+    const float *logits = rl_unet_logits(tr->net).data + (size_t)tr->nl * tr->enc.outputs * hw;
+    rl_encoding_decode_images(&tr->enc, logits, tr->nu, hw, tr->matched, tr->confidence);
+    rl_semi_keep_confident(tr, threshold);
 }

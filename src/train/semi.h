@@ -2,9 +2,10 @@
  * one table of methods (semi.c).
  *
  * A step draws a labeled and an unlabeled batch through the same forward
- * pass (trainer.c). A method turns that forward pass into targets for the
- * unlabeled half (tr->matched: its labels before any threshold, tr->pseudo:
- * the kept ones, tr->confidence) and into an unlabeled loss, and may keep
+ * pass (trainer.c), with the views derived from them (views.c). A method
+ * turns that forward pass into targets for the unlabeled weak views
+ * (tr->matched: its labels before any threshold, tr->pseudo: the kept ones,
+ * tr->confidence), which views.c makes the loss of every view, and may keep
  * state across steps (a reference bank, a teacher network) that the
  * resumable state file saves. Labels, logits and losses go through the
  * trainer's encoding (encoding.h), never through a branch on multi-label.
@@ -23,6 +24,8 @@ typedef struct rl_semi_method {
     rl_method id;
     const char *name;
     int classes_only; /* refuses bit-set (multi-label) data */
+    int strong_views; /* strong views per unlabeled image by default (views.c) */
+    int perturb;      /* also a feature-perturbed copy of each unlabeled image */
     /* Checks cfg.semi's fields of this method and creates what has an
      * allocator of its own (bank, teacher); *state is the method's. */
     int (*create)(rl_trainer *tr, void **state, rl_error *err);
@@ -36,8 +39,10 @@ typedef struct rl_semi_method {
     /* The unlabeled targets from the forward pass: tr->matched, tr->pseudo,
      * tr->confidence (tr->valid and tr->hidden are set). */
     int (*targets)(rl_trainer *tr, void *state, rl_train_step_info *info, rl_error *err);
-    /* The unlabeled loss of logits (nu, outputs, h, w), gradient with weight
-     * w accumulated into dlogits (NULL: no gradient). */
+    /* A loss of its own on the weak view's logits (nu, outputs, h, w),
+     * gradient with weight w accumulated into dlogits (NULL: no gradient);
+     * NULL for methods whose targets are the hard labels of tr->pseudo,
+     * which views.c turns into the loss of every view. */
     double (*loss)(rl_trainer *tr, void *state, float *dlogits, const float *logits, double w);
     /* After the optimizer's update (mean teacher's EMA). */
     void (*after_update)(rl_trainer *tr, void *state);
@@ -61,10 +66,11 @@ const rl_semi_method *rl_semi_method_of(rl_method id);
  * confidence reaches the threshold, RL_IGNORE elsewhere; matched is set to
  * RL_IGNORE on padding. */
 void rl_semi_keep_confident(rl_trainer *tr, float threshold);
-/* CE (BCE) + pl_dice_weight * Dice against tr->pseudo. */
-double rl_semi_pseudo_label_loss(rl_trainer *tr, void *state, float *dlogits,
-                                 const float *logits, double w);
+/* tr->matched and tr->confidence from the weak view's logits, then the
+ * pixels kept at threshold (predpl, fixmatch, unimatch). */
+void rl_semi_predict_targets(rl_trainer *tr, float threshold);
 
-extern const rl_semi_method rl_semi_refpl, rl_semi_predpl, rl_semi_meanteacher;
+extern const rl_semi_method rl_semi_refpl, rl_semi_predpl, rl_semi_meanteacher,
+    rl_semi_fixmatch, rl_semi_unimatch;
 
 #endif

@@ -15,10 +15,7 @@ static int predpl_create(rl_trainer *tr, void **state, rl_error *err) {
 
 static int predpl_targets(rl_trainer *tr, void *state, rl_train_step_info *info, rl_error *err) {
     (void)state, (void)info, (void)err;
-    size_t hw = (size_t)tr->h * tr->w;
-    const float *logits = rl_unet_logits(tr->net).data + (size_t)tr->nl * tr->enc.outputs * hw;
-    rl_encoding_decode_images(&tr->enc, logits, tr->nu, hw, tr->matched, tr->confidence);
-    rl_semi_keep_confident(tr, tr->cfg.semi.min_confidence);
+    rl_semi_predict_targets(tr, tr->cfg.semi.min_confidence);
     return RL_OK;
 }
 
@@ -27,5 +24,4 @@ const rl_semi_method rl_semi_predpl = {
     .name = "predpl",
     .create = predpl_create,
     .targets = predpl_targets,
-    .loss = rl_semi_pseudo_label_loss,
 };

@@ -1,6 +1,8 @@
 /* refpl: reference-guided pseudo-labels (Seibold et al., AAAI 2022). The
- * labeled half's per-pixel features, taken after the forward pass (no
- * gradient flows through them), and labels become the references of a bank
+ * per-pixel features of the labeled half, or of ref_images labeled images
+ * drawn apart from it (the paper's "pool of sampled annotated images"),
+ * taken after the forward pass (no gradient flows through them), and their
+ * labels become the references of a bank
  * (src/match) that also keeps the last memory_batches - 1 batches; every
  * unlabeled pixel takes its best match's label (bit sets: its whole mask).
  * A pixel is kept where its margin (similarity to the chosen label minus
@@ -68,7 +70,7 @@ static int refpl_create(rl_trainer *tr, void **state, rl_error *err) {
         bc.num_labels = rl_encoding_bank_labels(1, tr->enc.outputs);
         bc.ignore_mask = IGNORE_MASK;
     }
-    bc.max_images = tr->nl;
+    bc.max_images = tr->ref_count;
     bc.max_image_pixels = tr->h * tr->w;
     bc.memory_batches = sc->memory_batches > 0 ? sc->memory_batches : 1;
     rl_match_config mc = rl_reference_match_config(&sc->refs);
@@ -91,7 +93,7 @@ static void refpl_layout(rl_trainer *tr, void *state, rl_arena *a) {
     r->rank_scratch = sc->keep_fraction < 1 ? rl_arena_floats(a, (size_t)tr->nu * hw) : NULL;
     r->ref_masks = r->match_masks = NULL;
     if (tr->enc.multilabel) {
-        r->ref_masks = rl_arena_alloc(a, (size_t)tr->nl * hw * sizeof *r->ref_masks);
+        r->ref_masks = rl_arena_alloc(a, (size_t)tr->ref_count * hw * sizeof *r->ref_masks);
         r->match_masks = rl_arena_alloc(a, (size_t)tr->nu * hw * sizeof *r->match_masks);
     }
     if (r->calib) rl_margin_calibration_layout(r->calib, a);
@@ -128,14 +130,15 @@ static int refpl_targets(rl_trainer *tr, void *state, rl_train_step_info *info, 
         if (rc) return rc;
         if (calibrated > r->min_margin) r->min_margin = calibrated;
     }
-    const int32_t *labels = tr->y;
+    const int32_t *labels = tr->y + (size_t)tr->ref_first * hw;
     if (r->ref_masks) {
-        for (size_t i = 0; i < (size_t)tr->nl * hw; i++)
-            r->ref_masks[i] = tr->y[i] >= 0 ? (uint64_t)tr->y[i] : IGNORE_MASK;
+        for (size_t i = 0; i < (size_t)tr->ref_count * hw; i++)
+            r->ref_masks[i] = labels[i] >= 0 ? (uint64_t)labels[i] : IGNORE_MASK;
         labels = NULL;
     }
-    int rc = rl_bank_add(r->bank, features, labels, r->ref_masks, tr->nl, h, w, &tr->bank_rng,
-                         err);
+    const float *references = features + (size_t)tr->ref_first * r->dim * hw;
+    int rc = rl_bank_add(r->bank, references, labels, r->ref_masks, tr->ref_count, h, w,
+                         &tr->bank_rng, err);
     if (rc) return rc;
     rl_match_out out;
     memset(&out, 0, sizeof out);
@@ -191,7 +194,6 @@ const rl_semi_method rl_semi_refpl = {
     .layout = refpl_layout,
     .after_forward = refpl_after_forward,
     .targets = refpl_targets,
-    .loss = rl_semi_pseudo_label_loss,
     .save = refpl_save,
     .restore = refpl_restore,
     .describe = refpl_describe,

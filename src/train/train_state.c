@@ -84,6 +84,12 @@ static void trainer_signature(const rl_trainer *tr, char *buf, size_t size) {
              rl_optim_name(c->optim.kind), rl_optim_state_count(tr->opt), tr->set->count,
              tr->labeled.size, tr->set->channels, tr->set->num_classes, features, bank[0],
              bank[1], bank[2]);
+    /* Appended only where used, so that states saved before views existed
+     * still match. */
+    size_t len = strlen(buf);
+    if ((tr->ns > 0 || tr->nr > 0 || tr->nfp > 0) && len < size)
+        snprintf(buf + len, size - len, " strong_views=%d references=%d perturbed=%d", tr->ns,
+                 tr->nr, tr->nfp);
 }
 
 int rl_trainer_save(const rl_trainer *tr, const char *path, const rl_kv *extra, int extra_count,

@@ -62,6 +62,12 @@ rl_train_config rl_train_default_config(int64_t steps, int batch) {
     s->margin_accuracy = 0.9;
     s->min_confidence = 0.9f;
     s->ema_decay = 0.99f;
+    s->strong_views = -1;
+    s->strong = rl_strong_default();
+    s->strong_confidence = 0.95f;
+    s->consistency_weight = 0.0f;
+    s->ref_images = 0;
+    s->feature_dropout = 0.5f;
     return c;
 }
 
@@ -139,6 +145,7 @@ static void layout(rl_trainer *tr, rl_arena *a) {
         tr->stats.pl_dice = rl_arena_alloc(a, k * sizeof(double));
         tr->stats.counts = rl_arena_alloc(a, 3 * k * sizeof(int64_t));
     }
+    rl_views_layout(tr, a);
     if (tr->method->layout) tr->method->layout(tr, tr->semi, a);
 }
 
@@ -162,6 +169,46 @@ static int create_semi(rl_trainer *tr, rl_error *err) {
         return rl_error_set(err, RL_EINVAL,
                             "lambda, warm-up and ramp must be >= 0, warm-up + ramp <= 1");
     return tr->method->create ? tr->method->create(tr, &tr->semi, err) : RL_OK;
+}
+
+/* The views of a step (trainer_impl.h): how many of each, and whether the
+ * method and its options allow them. */
+static int plan_views(rl_trainer *tr, rl_error *err) {
+    const rl_semi_config *sc = &tr->cfg.semi;
+    const rl_semi_method *m = tr->method;
+    int refpl = m->id == RL_METHOD_REFPL;
+    tr->ns = sc->strong_views < 0 ? m->strong_views : sc->strong_views;
+    tr->nfp = m->perturb ? tr->nu : 0;
+    tr->nr = refpl ? sc->ref_images : 0;
+    if (tr->ns > 8)
+        return rl_error_set(err, RL_EINVAL, "%d strong views per image; at most 8", tr->ns);
+    if (sc->ref_images < 0 || (sc->ref_images > 0 && !refpl))
+        return rl_error_set(err, RL_EINVAL, "reference images are refpl's (%s got %d)", m->name,
+                            sc->ref_images);
+    if (!(sc->consistency_weight >= 0) || (sc->consistency_weight > 0 && !refpl))
+        return rl_error_set(err, RL_EINVAL,
+                            "the consistency weight is refpl's and must be >= 0 (%s got %g)",
+                            m->name, sc->consistency_weight);
+    if (m->loss && tr->ns > 0)
+        return rl_error_set(err, RL_EUNSUPPORTED,
+                            "method %s compares distributions on the weak view; it takes no "
+                            "strong views",
+                            m->name);
+    if (!(sc->strong_confidence >= 0 && sc->strong_confidence <= 1))
+        return rl_error_set(err, RL_EINVAL, "the strong-view confidence must be in [0, 1], not %g",
+                            sc->strong_confidence);
+    if (m->perturb && !(sc->feature_dropout >= 0 && sc->feature_dropout < 1))
+        return rl_error_set(err, RL_EINVAL, "feature dropout must be in [0, 1), not %g",
+                            sc->feature_dropout);
+    if (tr->ns > 0) {
+        int rc = rl_strong_check(&sc->strong, err);
+        if (rc) return rc;
+    }
+    if (tr->ns > 0 && !tr->cfg.augment)
+        return rl_error_set(err, RL_EINVAL,
+                            "strong views perturb the augmented weak view; they need "
+                            "augmentation on");
+    return RL_OK;
 }
 
 int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg,
@@ -200,7 +247,17 @@ int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg
     rl_encoding_init(&tr->enc, set->multilabel, set->num_classes);
     tr->nl = cfg->batch;
     tr->nu = semi ? (cfg->semi.unlabeled_batch ? cfg->semi.unlabeled_batch : cfg->batch) : 0;
-    tr->n = tr->nl + tr->nu;
+    int rc = semi ? plan_views(tr, err) : RL_OK;
+    if (rc) {
+        free(tr);
+        return rc;
+    }
+    tr->drawn = tr->nl + tr->nu + tr->nr;
+    tr->s0 = tr->drawn;
+    tr->fp0 = tr->s0 + tr->ns * tr->nu;
+    tr->n = tr->fp0 + tr->nfp;
+    tr->ref_first = tr->nr > 0 ? tr->nl + tr->nu : 0;
+    tr->ref_count = tr->nr > 0 ? tr->nr : tr->nl;
     tr->h = cfg->patch_h;
     tr->w = cfg->patch_w;
     count_norm_state(net, &tr->norm_stats, &tr->norm_counters);
@@ -213,7 +270,7 @@ int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg
 
     rl_optim_span *spans = NULL;
     int span_count = 0;
-    int rc = rl_optim_spans_from_unet(net, &spans, &span_count, err);
+    rc = rl_optim_spans_from_unet(net, &spans, &span_count, err);
     if (!rc)
         rc = rl_optim_create(&tr->opt, &cfg->optim, rl_unet_param_count(net), spans, span_count,
                              err);
@@ -253,12 +310,19 @@ int64_t rl_trainer_steps_done(const rl_trainer *tr) { return tr->steps_done; }
 void rl_trainer_last_batch(const rl_trainer *tr, rl_trainer_batch *out) {
     out->labeled = tr->nl;
     out->unlabeled = tr->nu;
+    out->references = tr->nr;
+    out->strong_views = tr->ns;
+    out->perturbed = tr->nfp;
+    out->images = tr->n;
     out->channels = tr->set->channels;
     out->h = tr->h;
     out->w = tr->w;
     out->x = tr->x;
     out->labels = tr->y;
     out->pseudo = tr->pseudo;
+    out->boxes = tr->boxes;
+    out->strong_targets = tr->strong_targets;
+    out->dlogits = tr->dlogits;
 }
 
 /* "step N: <what> not finite (batch: case/slice ...)"; what ends in "is" or
@@ -267,7 +331,7 @@ static int nonfinite_error(const rl_trainer *tr, const char *what, rl_error *err
     char cases[RL_ERROR_MSG_MAX / 2];
     size_t len = 0;
     cases[0] = '\0';
-    for (int b = 0; b < tr->n && len + 2 < sizeof cases; b++) {
+    for (int b = 0; b < tr->drawn && len + 2 < sizeof cases; b++) {
         const rl_sample *s = &tr->set->samples[tr->batch_samples[b]];
         int n = snprintf(cases + len, sizeof cases - len, "%s%s/%d", b ? " " : "",
                          tr->set->case_ids[s->case_index], s->slice_index);
@@ -298,7 +362,13 @@ static int unlabeled_loss(rl_trainer *tr, double lambda, rl_train_step_info *inf
     rl_sampler_decode_unlabeled(tr);
     int rc = tr->method->targets(tr, tr->semi, info, err);
     if (rc) return rc;
-    info->unsup_loss = tr->method->loss(tr, tr->semi, dlogits, logits, lambda);
+    if (tr->method->loss) {
+        rl_views_predictions(tr, rl_unet_logits(tr->net).data, info);
+        info->unsup_loss = tr->method->loss(tr, tr->semi, dlogits, logits, lambda);
+    } else {
+        info->unsup_loss = rl_views_loss(tr, lambda > 0 ? tr->dlogits : NULL,
+                                         rl_unet_logits(tr->net).data, lambda, info);
+    }
     rl_pseudo_label_stats(&tr->enc, (size_t)tr->nu * hw, tr->valid, tr->matched, tr->pseudo,
                           tr->hidden, &tr->stats, info);
     return RL_OK;
@@ -334,7 +404,19 @@ static int nonfinite_batch(rl_trainer *tr, const char *what, rl_train_step_info 
     return RL_OK;
 }
 
+static int step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err);
+
+/* The feature scale of unimatch's perturbed copies points into the
+ * trainer's arena and fits its batch: it is on the network for this step's
+ * forward and backward passes only. */
 int rl_trainer_step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err) {
+    if (tr->feature_scale) rl_unet_set_feature_scale(tr->net, tr->feature_scale);
+    int rc = step(tr, info_out, err);
+    rl_unet_set_feature_scale(tr->net, NULL);
+    return rc;
+}
+
+static int step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err) {
     const rl_train_config *cfg = &tr->cfg;
     int k = tr->set->num_classes, nl = tr->nl;
     int hw = tr->h * tr->w;
@@ -344,8 +426,10 @@ int rl_trainer_step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err)
     info.loss = info.ce = info.grad_norm = NAN;
     info.dice = cfg->dice_weight > 0 ? NAN : 0.0;
     info.pl_accuracy = info.pl_drift = info.pl_min_margin = NAN;
+    info.matched_accuracy = info.pred_accuracy = NAN;
     info.skipped_total = tr->skipped;
     int rc = rl_sampler_fill(tr, err);
+    if (!rc) rc = rl_views_fill(tr, err);
     if (rc) return rc;
     copy_norm_state(tr, 1);
     rc = rl_unet_forward(tr->net, tr->x, 1, err);

@@ -16,13 +16,18 @@
 /* Random streams, one per purpose, so that changing e.g. augmentation does
  * not change which samples are drawn. */
 enum { STREAM_SAMPLING = 1, STREAM_AUGMENT = 2, STREAM_BANK = 3, STREAM_TEACHER = 4 };
+/* The strong views' and the feature perturbation's streams are seeded from
+ * (seed, STREAM_STRONG or STREAM_PERTURB + step): a pure function of the
+ * step, as the sampler's epochs, so a resumed run needs no saved state. */
+#define STREAM_STRONG (UINT64_C(1) << 62)
+#define STREAM_PERTURB (UINT64_C(3) << 61)
 
 /* The labeled or the unlabeled samples, walked in epochs (sampler.c). */
 typedef struct rl_sample_pool {
     int *members;  /* (size) sample indices, in set order */
     int *order;    /* (size) the members in the order of epoch `epoch` */
     int size;
-    int which;     /* 0 labeled, 1 unlabeled */
+    int which;     /* 0 labeled, 1 unlabeled, 2 references (labeled, own walk) */
     int64_t epoch; /* of `order`; -1 before the first draw */
 } rl_sample_pool;
 
@@ -37,12 +42,19 @@ struct rl_trainer {
     const struct rl_semi_method *method;
     void *semi;         /* the method's state; NULL for supervised */
     rl_arena arena;     /* every buffer below */
-    int nl, nu, n;      /* labeled, unlabeled and total images per step */
+    /* Images per step, in the order of the batch: nl labeled, nu unlabeled
+     * (weak views), nr references (refpl's ref_images), ns strong views of
+     * each unlabeled image (view j of image i at s0 + j nu + i), nfp
+     * feature-perturbed copies of the unlabeled images (at fp0); n in all,
+     * of which the first `drawn` are samples and the rest derived. */
+    int nl, nu, nr, ns, nfp, n, drawn;
+    int s0, fp0;
+    int ref_first, ref_count; /* the images whose features are references */
     int h, w;           /* the patch */
-    rl_sample_pool labeled, unlabeled;
-    int *batch_samples; /* the samples of the current batch, for error messages */
+    rl_sample_pool labeled, unlabeled, references;
+    int *batch_samples; /* (n) the sample of each image, for error messages */
     float *x;           /* (n, C, h, w) */
-    int32_t *y;         /* (n, h, w) */
+    int32_t *y;         /* (n, h, w); RL_IGNORE on the derived images */
     float *dlogits;     /* (n, K, h, w) */
     void *augment_scratch;
     rl_rng sampling_rng, augment_rng, bank_rng;
@@ -58,6 +70,18 @@ struct rl_trainer {
     float *confidence;  /* margin (refpl) or decoded confidence (predpl) */
     uint8_t *valid;     /* pixel of an unlabeled image, not padding */
     rl_pl_stats stats;
+    /* views.c: the weak view's decoded predictions and their confidence
+     * (nu, h, w), the strong views' targets and, for refpl's consistency,
+     * second targets (ns nu, h, w), their CutMix boxes (ns nu), one view's
+     * images before mixing (nu, C, h, w), and the feature scale of the
+     * perturbed copies (n, rl_unet_feature_scale_count). */
+    int32_t *pred;
+    float *pred_confidence;
+    int32_t *consistency;  /* (nu, h, w) confident predictions, refpl's consistency */
+    int32_t *strong_targets, *strong_consistency;
+    rl_box *boxes;
+    float *mix_scratch;
+    float *feature_scale;
     /* Batch-norm running statistics and counters as they were before this
      * step's forward pass, to undo it when the batch turns out non-finite. */
     float *norm_stats_before;
@@ -71,10 +95,27 @@ struct rl_trainer {
 /* The pools' members, from the set (pools laid out by rl_sampler_layout). */
 void rl_sampler_layout(rl_trainer *tr, rl_arena *a);
 void rl_sampler_init(rl_trainer *tr);
-/* Draws the batch of step steps_done into x and y, augmented. */
+/* Draws the images of step steps_done (the first tr->drawn of the batch)
+ * into x and y, augmented. */
 int rl_sampler_fill(rl_trainer *tr, rl_error *err);
 /* From the unlabeled half of y: valid pixels and hidden labels. */
 void rl_sampler_decode_unlabeled(rl_trainer *tr);
+
+/* ---- views.c ---- */
+void rl_views_layout(rl_trainer *tr, rl_arena *a);
+/* The derived images of the step from the drawn ones: strong views
+ * (photometric perturbation, then CutMix within each view) and perturbed
+ * copies, and the feature scale of the perturbed copies. */
+int rl_views_fill(rl_trainer *tr, rl_error *err);
+/* After the method's targets (tr->pseudo, from the weak view): the weak
+ * predictions and their accuracy, the targets of every view the loss acts
+ * on, and that loss, gradient with weight lambda into dlogits (full batch;
+ * NULL: none). Returns the unlabeled loss before lambda. */
+/* The weak view's predictions (tr->pred, tr->pred_confidence) and, with
+ * tr->matched, their accuracies in info; rl_views_loss calls it. */
+void rl_views_predictions(rl_trainer *tr, const float *logits, rl_train_step_info *info);
+double rl_views_loss(rl_trainer *tr, float *dlogits, const float *logits, double lambda,
+                     rl_train_step_info *info);
 
 /* ---- trainer.c ---- */
 int rl_trainer_all_finite(const float *x, size_t n);
