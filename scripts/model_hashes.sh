@@ -8,7 +8,9 @@
 #   bash scripts/model_hashes.sh build/reflabel /tmp/h-new > new.txt
 #   diff old.txt new.txt
 # The hashes do not depend on the work folder; they do depend on the CPU,
-# the BLAS kernels and the thread count (RL_HASH_THREADS, default 1).
+# the BLAS kernels and the thread count (RL_HASH_THREADS, default 1). Only
+# the tensors are hashed, not the safetensors header, whose metadata (the
+# run's options) grows with every new option.
 set -euo pipefail
 bin=$(realpath "$1")
 work=${2:-/tmp/rl-model-hashes}
@@ -20,11 +22,16 @@ cd "$work"
 "$bin" data shapes --out multi --train 24 --test 4 --size 32x32 --seed 3 --multilabel >/dev/null
 common=(--steps 30 --batch 4 --depth 2 --width 8 --threads "$threads" --quiet --seed 7
         --checkpoint-every 0)
+tensors() { # the bytes after the safetensors header (8-byte length, JSON)
+  local n
+  n=$(od -An -tu8 -N8 "$1" | tr -d ' ')
+  tail -c +$((9 + n)) "$1"
+}
 run() { # name data [options...]
   local name=$1 data=$2; shift 2
   "$bin" train --data "$data" --out "run-$name" "${common[@]}" "$@" >/dev/null 2>&1 ||
     { echo "$name: train failed" >&2; exit 1; }
-  echo "$name $(sha256sum "run-$name/model.safetensors" | cut -d' ' -f1)"
+  echo "$name $(tensors "run-$name/model.safetensors" | sha256sum | cut -d' ' -f1)"
 }
 run supervised shapes --labeled 6
 run refpl stripes --labeled 6 --method refpl --pl-warmup 0.1

@@ -651,6 +651,7 @@ typedef struct method_case {
     rl_norm_kind norm;
     rl_optim_kind optimizer;
     rl_feature_source features; /* refpl */
+    int views; /* refpl: a strong view, 2 reference images, consistency */
 } method_case;
 
 /* Trains 9 steps straight; trains 4, saves, and restores into a fresh
@@ -658,11 +659,15 @@ typedef struct method_case {
  * for bit, batch-norm statistics and counters included. */
 static void test_save_restore_resumes_bit_for_bit(void) {
     const method_case cases[] = {
-        {"supervised", RL_METHOD_SUPERVISED, RL_NORM_BATCH, RL_OPTIM_SGD, RL_FEATURES_LAST},
-        {"refpl", RL_METHOD_REFPL, RL_NORM_GROUP, RL_OPTIM_ADAMW, RL_FEATURES_LAST},
-        {"meanteacher", RL_METHOD_MEANTEACHER, RL_NORM_BATCH, RL_OPTIM_ADAMW, RL_FEATURES_LAST},
+        {"supervised", RL_METHOD_SUPERVISED, RL_NORM_BATCH, RL_OPTIM_SGD, RL_FEATURES_LAST, 0},
+        {"refpl", RL_METHOD_REFPL, RL_NORM_GROUP, RL_OPTIM_ADAMW, RL_FEATURES_LAST, 0},
+        {"meanteacher", RL_METHOD_MEANTEACHER, RL_NORM_BATCH, RL_OPTIM_ADAMW, RL_FEATURES_LAST,
+         0},
         {"refpl hypercolumn", RL_METHOD_REFPL, RL_NORM_BATCH, RL_OPTIM_ADAMW,
-         RL_FEATURES_HYPERCOLUMN},
+         RL_FEATURES_HYPERCOLUMN, 0},
+        {"fixmatch", RL_METHOD_FIXMATCH, RL_NORM_BATCH, RL_OPTIM_ADAMW, RL_FEATURES_LAST, 0},
+        {"unimatch", RL_METHOD_UNIMATCH, RL_NORM_GROUP, RL_OPTIM_ADAMW, RL_FEATURES_LAST, 0},
+        {"refpl views", RL_METHOD_REFPL, RL_NORM_GROUP, RL_OPTIM_ADAMW, RL_FEATURES_LAST, 1},
     };
     const char *dir = rl_test_tmpdir("trainer_state");
     char path[4096];
@@ -680,6 +685,13 @@ static void test_save_restore_resumes_bit_for_bit(void) {
         cfg.semi.refs.sampling = RL_SAMPLE_PER_CLASS;
         cfg.semi.refs.per_class_cap = 32;
         cfg.optim = rl_optim_default_config(mc->optimizer);
+        /* every weak pixel a target, so the strong views train from step 1 */
+        cfg.semi.strong_confidence = 0;
+        if (mc->views) {
+            cfg.semi.strong_views = 1;
+            cfg.semi.ref_images = 2;
+            cfg.semi.consistency_weight = 1;
+        }
         rl_error err = {0, ""};
 
         rl_unet *straight = make_net_with(mc->norm), *first = make_net_with(mc->norm),

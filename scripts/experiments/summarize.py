@@ -114,7 +114,7 @@ def load_runs_from(root, runs):
 
 def order_key(name):
     # methods in the order of the issue, then by labeled share
-    methods = ["sup", "predpl", "meanteacher", "refpl", "rounds2"]
+    methods = ["sup", "predpl", "meanteacher", "fixmatch", "unimatch", "refpl", "rounds2"]
     base, _, rest = name.partition("-")
     share = re.match(r"(\d+)", rest)
     return (0 if "-" not in rest else 1, int(share.group(1)) if share else 999,
@@ -192,6 +192,45 @@ def pl_table(runs):
         if seeds:
             out.append(f"| `{name}` | {','.join(map(str, seeds))} | {fmt(mean_std(kept), 2)} | "
                        f"{fmt(mean_std(first))} | {fmt(mean_std(last))} | {'; '.join(worst)} |")
+    return "\n".join(out) if len(out) > 2 else ""
+
+
+def matched_vs_pred_table(runs):
+    """Every unlabeled pixel, before any threshold, against the hidden
+    labels, over the steps in which the unlabeled loss acts: the method's
+    labels (matched_accuracy; for refpl the reference matches) against the
+    weak view's own predictions (pred_accuracy), mean over the first and the
+    last 100 of those steps, and the share of the steps in which the matches
+    were the more accurate (logs from before these columns are skipped)."""
+    out = ["| configuration | seeds | matches, first 100 | weak predictions, first 100 | "
+           "matches, last 100 | weak predictions, last 100 | steps with matches ahead |",
+           "|---|---|---|---|---|---|---|"]
+    for name in sorted(runs, key=order_key):
+        cols = defaultdict(list)
+        seeds = []
+        for seed, run in sorted(runs[name].items()):
+            log = open_log(run["path"])
+            if not log:
+                continue
+            with log:
+                rows = [r for r in csv.DictReader(log)
+                        if float(r.get("lambda") or 0) > 0
+                        and r.get("matched_accuracy") not in (None, "", "nan")
+                        and r.get("pred_accuracy") not in (None, "", "nan")]
+            if len(rows) < 200:
+                continue
+            mean = lambda rs, k: sum(float(r[k]) for r in rs) / len(rs)
+            seeds.append(seed)
+            cols["m0"].append(mean(rows[:100], "matched_accuracy"))
+            cols["p0"].append(mean(rows[:100], "pred_accuracy"))
+            cols["m1"].append(mean(rows[-100:], "matched_accuracy"))
+            cols["p1"].append(mean(rows[-100:], "pred_accuracy"))
+            cols["ahead"].append(sum(float(r["matched_accuracy"]) > float(r["pred_accuracy"])
+                                     for r in rows) / len(rows))
+        if seeds and name.startswith("refpl"):
+            out.append(f"| `{name}` | {','.join(map(str, seeds))} | " +
+                       " | ".join(fmt(mean_std(cols[k]), 3 if k != "ahead" else 2)
+                                  for k in ("m0", "p0", "m1", "p1", "ahead")) + " |")
     return "\n".join(out) if len(out) > 2 else ""
 
 
@@ -290,6 +329,10 @@ def main(argv):
     pl = pl_table(runs)
     if pl:
         print("\nPseudo-labels while the unlabeled loss acts (hidden labels):\n\n" + pl)
+    mp = matched_vs_pred_table(runs)
+    if mp:
+        print("\nReference matches against the weak view's own predictions, every unlabeled "
+              "pixel (hidden labels):\n\n" + mp)
     if "--svg" in argv:
         path = argv[argv.index("--svg") + 1]
         if svg_figure(runs, path):
