@@ -32,10 +32,21 @@ static void mean_var(const float *x, size_t count, double *mean, double *var) {
 
 /* x, y (N, C, HW); gamma, beta (C); mean, rstd (N, G). The channels of one
  * group are contiguous in memory, so group (s, g) is one block of
- * (C/G) * HW floats. */
-void rl_groupnorm_forward(float *y, float *mean, float *rstd, const float *x,
-                          const float *gamma, const float *beta, int n, int c, int hw,
-                          int groups, float eps) {
+ * (C/G) * HW floats.
+ *
+ * Every U-Net unit runs group norm then LeakyReLU, and its backward pass the
+ * reverse (src/nn/unet.c). Fused, the activation is applied to each value as
+ * it is normalised, and its gradient taken from the activation's output as
+ * the norm's backward reads it: the separate passes over the activation (a
+ * read and a write of the whole tensor each way) and the zeroing of two
+ * scratch tensors go, and every value is computed by the same float
+ * operations in the same order, so the results are bit for bit those of the
+ * two layers in turn (tests/test_layers.c). Each body below is instantiated
+ * with constant flags, so the compiler drops the branches on them. */
+static inline __attribute__((always_inline)) void
+groupnorm_forward(float *y, float *mean, float *rstd, const float *x, const float *gamma,
+                  const float *beta, int n, int c, int hw, int groups, float eps, int activate,
+                  float slope) {
     const int parallel = (size_t)n * (size_t)c * (size_t)hw >= RL_PARALLEL_MIN_ELEMENTS;
     const int cpg = c / groups;
     const size_t block = (size_t)cpg * (size_t)hw;
@@ -55,18 +66,45 @@ void rl_groupnorm_forward(float *y, float *mean, float *rstd, const float *x,
             const float shift = beta[c0 + ci] - mf * scale;
             const float *xr = xg + (size_t)ci * (size_t)hw;
             float *yr = yg + (size_t)ci * (size_t)hw;
+            if (activate) {
 #pragma omp simd
-            for (int i = 0; i < hw; i++) yr[i] = xr[i] * scale + shift;
+                for (int i = 0; i < hw; i++) {
+                    const float v_ = xr[i] * scale + shift;
+                    yr[i] = v_ > 0.0f ? v_ : slope * v_;
+                }
+            } else {
+#pragma omp simd
+                for (int i = 0; i < hw; i++) yr[i] = xr[i] * scale + shift;
+            }
         }
     }
 }
 
+void rl_groupnorm_forward(float *y, float *mean, float *rstd, const float *x,
+                          const float *gamma, const float *beta, int n, int c, int hw,
+                          int groups, float eps) {
+    groupnorm_forward(y, mean, rstd, x, gamma, beta, n, c, hw, groups, eps, 0, 0.0f);
+}
+
+void rl_groupnorm_leaky_forward(float *y, float *mean, float *rstd, const float *x,
+                                const float *gamma, const float *beta, int n, int c, int hw,
+                                int groups, float eps, float slope) {
+    groupnorm_forward(y, mean, rstd, x, gamma, beta, n, c, hw, groups, eps, 1, slope);
+}
+
+/* The gradient reaching the norm's output: dy itself, or with the
+ * activation fused, LeakyReLU's backward from its output y (y > 0: dy, else
+ * slope * dy, as rl_leaky_relu_backward). */
+#define NORM_DY(i) (act_y ? (act_y[i] > 0.0f ? dy[i] : slope * dy[i]) : dy[i])
+
 /* With xhat = (x - mean) rstd and g = dy * gamma, over the M elements of a
  * group: dx = rstd (g - mean(g) - xhat mean(g xhat)); dgamma = sum dy xhat,
- * dbeta = sum dy over samples and positions of each channel. */
-void rl_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
-                           const float *x, const float *mean, const float *rstd,
-                           const float *gamma, int n, int c, int hw, int groups) {
+ * dbeta = sum dy over samples and positions of each channel. dx is
+ * accumulated into, or with overwrite written. */
+static inline __attribute__((always_inline)) void
+groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *act_y,
+                   float slope, int overwrite, const float *x, const float *mean,
+                   const float *rstd, const float *gamma, int n, int c, int hw, int groups) {
     const int parallel = (size_t)n * (size_t)c * (size_t)hw >= RL_PARALLEL_MIN_ELEMENTS;
     const int cpg = c / groups;
     const size_t block = (size_t)cpg * (size_t)hw;
@@ -81,8 +119,9 @@ void rl_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
                 double a = 0.0, b = 0.0;
 #pragma omp simd reduction(+ : a, b)
                 for (int i = 0; i < hw; i++) {
-                    a += dy[off + i];
-                    b += (double)dy[off + i] * (x[off + i] - m);
+                    const float d = NORM_DY(off + i);
+                    a += d;
+                    b += (double)d * (x[off + i] - m);
                 }
                 sum_dy += a;
                 sum_dy_xhat += b * r;
@@ -100,13 +139,14 @@ void rl_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
         double sum_g = 0.0, sum_g_xhat = 0.0;
         for (int ci = 0; ci < cpg; ci++) {
             const float gm = gamma[c0 + ci];
-            const float *dyr = dy + off + (size_t)ci * (size_t)hw;
-            const float *xr = x + off + (size_t)ci * (size_t)hw;
+            const size_t row = off + (size_t)ci * (size_t)hw;
+            const float *xr = x + row;
             double a = 0.0, b = 0.0;
 #pragma omp simd reduction(+ : a, b)
             for (int i = 0; i < hw; i++) {
-                a += dyr[i];
-                b += (double)dyr[i] * (xr[i] - m);
+                const float d = NORM_DY(row + (size_t)i);
+                a += d;
+                b += (double)d * (xr[i] - m);
             }
             sum_g += gm * a;
             sum_g_xhat += gm * b * r;
@@ -120,13 +160,36 @@ void rl_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
         const float a3 = (float)(-r * sum_g * inv_m);
         for (int ci = 0; ci < cpg; ci++) {
             const float a1 = rstd[sg] * gamma[c0 + ci];
-            const float *dyr = dy + off + (size_t)ci * (size_t)hw;
-            const float *xr = x + off + (size_t)ci * (size_t)hw;
-            float *dxr = dx + off + (size_t)ci * (size_t)hw;
+            const size_t row = off + (size_t)ci * (size_t)hw;
+            const float *xr = x + row;
+            float *dxr = dx + row;
+            if (overwrite) {
 #pragma omp simd
-            for (int i = 0; i < hw; i++) dxr[i] += a1 * dyr[i] + a2 * (xr[i] - mf) + a3;
+                for (int i = 0; i < hw; i++)
+                    dxr[i] = a1 * NORM_DY(row + (size_t)i) + a2 * (xr[i] - mf) + a3;
+            } else {
+#pragma omp simd
+                for (int i = 0; i < hw; i++)
+                    dxr[i] += a1 * NORM_DY(row + (size_t)i) + a2 * (xr[i] - mf) + a3;
+            }
         }
     }
+}
+#undef NORM_DY
+
+void rl_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                           const float *x, const float *mean, const float *rstd,
+                           const float *gamma, int n, int c, int hw, int groups) {
+    groupnorm_backward(dx, dgamma, dbeta, dy, NULL, 0.0f, 0, x, mean, rstd, gamma, n, c, hw,
+                       groups);
+}
+
+void rl_groupnorm_leaky_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                 const float *y, const float *x, const float *mean,
+                                 const float *rstd, const float *gamma, int n, int c, int hw,
+                                 int groups, float slope) {
+    groupnorm_backward(dx, dgamma, dbeta, dy, y, slope, 1, x, mean, rstd, gamma, n, c, hw,
+                       groups);
 }
 
 /* ---- batch norm ---------------------------------------------------------- */
