@@ -32,6 +32,17 @@
 /* Chosen by measurement on the 2-core development machine (docs/PERFORMANCE.md):
  * a 128 x 1024 float tile is 512 KiB, about one core's L2. */
 enum { DEFAULT_QUERY_TILE = 128, DEFAULT_REF_TILE = 1024, SGEMM_QUERY_TILE = 1024 };
+/* The fused kernels hold no similarity tile, and gain from more queries per
+ * block: each reference tile then comes from L3 once for 32 panels instead
+ * of 4. Measured on the Xeon development machine (model 207; 1 thread, AVX-512,
+ * Q = 4096, R = 262144): D = 64: 126 GFLOP/s at 128 x 1024, 150 at
+ * 512 x 1152; D = 16 and 128: 84 and 123 at 128 x 1024, 131 and 159 at
+ * 1024 x 1152.
+ * 1152 = 96 groups of 12 (AVX-512) or 192 of 6 (AVX2), so a tile that is one
+ * piece has no partial group. Where per-image voting has many states, smaller
+ * query tiles keep the state arrays (query_tile x states x 8 bytes) under
+ * FUSED_STATE_BYTES, in L2. */
+enum { FUSED_QUERY_TILE = 1024, FUSED_REF_TILE = 1152, FUSED_STATE_BYTES = 1 << 20 };
 
 /* Layout of one thread's share of the scratch, in bytes from its start.
  * Fused kernels: queries and states are padded to whole panels of RL_PANEL
@@ -131,8 +142,9 @@ static int resolve_kernel(int requested) {
         if (env && *env) requested = rl_match_kernel_parse(env);
     }
     if (requested == RL_KERNEL_AUTO) {
-        /* AVX-512 first: on the Sapphire Rapids development machine it is
-         * 1.6-1.9x the AVX2 kernel (docs/PERFORMANCE.md). */
+        /* AVX-512 first: on the Xeon development machine (model 207) it is
+         * 2.0x the AVX2 kernel at D = 32, 64 and 128 (docs/PERFORMANCE.md,
+         * "Fused kernels"): twice the lanes per FMA, at the same clock. */
         if (rl_match_kernel_supported(RL_KERNEL_AVX512)) return RL_KERNEL_AVX512;
         if (rl_match_kernel_supported(RL_KERNEL_AVX2)) return RL_KERNEL_AVX2;
         return RL_KERNEL_GENERIC;
@@ -141,12 +153,21 @@ static int resolve_kernel(int requested) {
 }
 
 /* The config with its defaults filled in. */
-static rl_match_config resolved(const rl_match_config *cfg) {
+static rl_match_config resolved(const rl_match_config *cfg, const rl_bank_config *b) {
     rl_match_config c = *cfg;
     c.kernel = (rl_match_kernel)resolve_kernel((int)c.kernel);
     if (c.top_k < 1) c.top_k = 1;
     if (c.threads <= 0) c.threads = rl_get_threads();
     if (c.threading == RL_THREAD_AUTO) c.threading = RL_THREAD_TILES;
+    if (c.kernel != RL_KERNEL_GENERIC) {
+        if (c.query_tile <= 0) {
+            const int64_t states = states_of(&c, b) > 0 ? states_of(&c, b) : 1;
+            c.query_tile = FUSED_QUERY_TILE;
+            while (c.query_tile > 128 && (int64_t)c.query_tile * states * 8 > FUSED_STATE_BYTES)
+                c.query_tile /= 2;
+        }
+        if (c.ref_tile <= 0) c.ref_tile = FUSED_REF_TILE;
+    }
     if (c.query_tile <= 0)
         c.query_tile = c.threading == RL_THREAD_SGEMM ? SGEMM_QUERY_TILE : DEFAULT_QUERY_TILE;
     if (c.ref_tile <= 0) c.ref_tile = DEFAULT_REF_TILE;
@@ -154,7 +175,7 @@ static rl_match_config resolved(const rl_match_config *cfg) {
 }
 
 size_t rl_match_scratch_bytes(const rl_match_config *cfg, const rl_bank_config *bank_cfg) {
-    rl_match_config c = resolved(cfg);
+    rl_match_config c = resolved(cfg, bank_cfg);
     if (states_of(&c, bank_cfg) < 0) return SIZE_MAX;
     return (size_t)c.threads * layout_share(&c, bank_cfg).total;
 }
@@ -162,7 +183,7 @@ size_t rl_match_scratch_bytes(const rl_match_config *cfg, const rl_bank_config *
 int rl_matcher_init(rl_matcher *m, const rl_match_config *cfg, const rl_bank_config *bank_cfg,
                     rl_error *err) {
     memset(m, 0, sizeof *m);
-    rl_match_config c = resolved(cfg);
+    rl_match_config c = resolved(cfg, bank_cfg);
     if (c.mode != RL_MATCH_POOLED && c.mode != RL_MATCH_PER_IMAGE)
         return rl_error_set(err, RL_EINVAL, "matcher: unknown mode %d", (int)c.mode);
     if (c.threading != RL_THREAD_TILES && c.threading != RL_THREAD_SGEMM)
