@@ -2,9 +2,13 @@
  * definitions in docs/MATCHING.md: labels equal, similarities within 1e-5,
  * over multi-class and multi-label banks, cosine and dot, top-1 and top-k,
  * pooled and per-image voting, and tile sizes that do not divide Q or R.
- * Also: the sampling modes, determinism, FIFO eviction, the margin, ties,
- * and a scratch size that does not grow with the number of references. */
+ * Also: every fused kernel the CPU runs against the generic one, the sampling
+ * modes, determinism, FIFO eviction, the margin, ties, and a scratch size that
+ * does not grow with the number of references. The whole file runs with the
+ * default kernel (the widest fused one) and again under
+ * RL_MATCH_KERNEL=generic (test_match_generic in tests/CMakeLists.txt). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -248,6 +252,220 @@ static void test_against_naive(void) {
         {"ml one tile for all", 1, RL_SIM_COSINE, RL_MATCH_POOLED, 1, 500, 5000, 1, RL_SAMPLE_ALL, 1, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
+}
+
+/* ---- fused kernels against the generic one ------------------------------------ *
+ * Every kernel this CPU runs against RL_KERNEL_GENERIC (tiled SGEMM) on the
+ * same bank and queries. The sums are formed in another order, so a best
+ * index may differ only where the two references' similarities (in double)
+ * are within TIE_TOL: a float tie. Similarities and margins agree within
+ * 1e-5 (both relative to the similarity once it exceeds 1). With integer-valued features and dot similarity every sum is exact in
+ * any order, and the bank is full of exact ties: there every output must be
+ * identical, which checks that the fused path breaks ties the generic way. */
+
+#define TIE_TOL 1e-5
+
+typedef struct kernel_case {
+    const char *name;
+    int dim, multilabel, similarity, mode, top_k, qt, rt, threading, sampling, cap;
+    int batches, memory, h, w, integers;
+} kernel_case;
+
+typedef struct match_result {
+    int32_t *label, *index, *topk;
+    uint64_t *mask;
+    float *sim, *margin, *topk_sim;
+} match_result;
+
+static void match_with(const kernel_case *p, rl_match_kernel kernel, const rl_bank_config *bc,
+                       const rl_bank *bank, const float *qf, int n, match_result *r) {
+    const size_t Q = (size_t)n * p->h * p->w;
+    const int k = p->top_k;
+    r->label = malloc(Q * sizeof(int32_t));
+    r->index = malloc(Q * sizeof(int32_t));
+    r->topk = malloc(Q * k * sizeof(int32_t));
+    r->mask = malloc(Q * sizeof(uint64_t));
+    r->sim = malloc(Q * sizeof(float));
+    r->margin = malloc(Q * sizeof(float));
+    r->topk_sim = malloc(Q * k * sizeof(float));
+    rl_match_config mc = {.mode = (rl_match_mode)p->mode, .top_k = k, .query_tile = p->qt,
+                          .ref_tile = p->rt, .threads = 2,
+                          .threading = (rl_match_threading)p->threading, .kernel = kernel};
+    rl_matcher m;
+    rl_error err = {0, ""};
+    CHECK_OK(rl_matcher_init(&m, &mc, bc, &err));
+    CHECK(m.cfg.kernel == kernel);
+    rl_match_out out = {r->label, p->multilabel ? r->mask : NULL, r->sim, r->margin, r->index,
+                        k > 1 ? r->topk : NULL, k > 1 ? r->topk_sim : NULL};
+    int rc = rl_match(&m, bank, qf, n, p->h, p->w, &out, &err);
+    CHECK_MSG(rc == 0, "%s (%s): %s", p->name, rl_match_kernel_name(kernel), err.msg);
+    rl_matcher_free(&m);
+}
+
+static void free_result(match_result *r) {
+    free(r->label);
+    free(r->index);
+    free(r->topk);
+    free(r->mask);
+    free(r->sim);
+    free(r->margin);
+    free(r->topk_sim);
+}
+
+/* Within tol, scaled by the similarities' size: a dot product of 128 normal
+ * components is ~40, where a float's last bit is 4e-6. */
+static int close_or_both_inf(float a, float b, float scale) {
+    if (isinf(a) || isinf(b)) return a == b;
+    return fabsf(a - b) <= 1e-5f * scale;
+}
+
+static void run_kernel_case(const kernel_case *p) {
+    const int dim = p->dim, h = p->h, w = p->w, hw = h * w, n_ref = 3, n_q = 2, labels = 6;
+    rl_rng rng;
+    rl_rng_seed(&rng, 99, (uint64_t)dim * 31 + (uint64_t)p->top_k);
+    rl_bank_config bc = {.dim = dim, .num_labels = labels, .multilabel = p->multilabel,
+                         .ignore_label = IGNORE, .ignore_mask = UINT64_MAX,
+                         .similarity = (rl_similarity)p->similarity,
+                         .sampling = (rl_bank_sampling)p->sampling, .per_class_cap = p->cap,
+                         .sample_count = 150, .class_floor = 5, .max_images = n_ref,
+                         .max_image_pixels = hw, .memory_batches = p->memory};
+    rl_bank *bank = NULL;
+    rl_error err = {0, ""};
+    CHECK_OK(rl_bank_create(&bank, &bc, &err));
+    float *feat = malloc((size_t)n_ref * dim * hw * sizeof(float));
+    int32_t *lab = malloc((size_t)n_ref * hw * sizeof(int32_t));
+    uint64_t *mask = malloc((size_t)n_ref * hw * sizeof(uint64_t));
+    for (int b = 0; b < p->batches; b++) {
+        random_batch(&rng, n_ref, dim, hw, labels, p->multilabel, feat, lab, mask);
+        if (p->integers)
+            for (size_t i = 0; i < (size_t)n_ref * dim * hw; i++)
+                feat[i] = (float)((int)rl_rng_below(&rng, 5) - 2);
+        CHECK_OK(rl_bank_add(bank, feat, p->multilabel ? NULL : lab,
+                             p->multilabel ? mask : NULL, n_ref, h, w, &rng, &err));
+    }
+    const size_t Q = (size_t)n_q * hw;
+    float *qf = malloc((size_t)n_q * dim * hw * sizeof(float));
+    for (size_t i = 0; i < (size_t)n_q * dim * hw; i++)
+        qf[i] = p->integers ? (float)((int)rl_rng_below(&rng, 5) - 2) : rl_rng_normal(&rng);
+    match_result g;
+    match_with(p, RL_KERNEL_GENERIC, &bc, bank, qf, n_q, &g);
+    const int k = p->top_k;
+    for (int kern = RL_KERNEL_AVX2; kern <= RL_KERNEL_AVX512; kern++) {
+        if (!rl_match_kernel_supported((rl_match_kernel)kern)) {
+            printf("test_match: %s: kernel %s not supported here, skipped\n", p->name,
+                   rl_match_kernel_name((rl_match_kernel)kern));
+            continue;
+        }
+        match_result f;
+        match_with(p, (rl_match_kernel)kern, &bc, bank, qf, n_q, &f);
+        int bad = 0, ties = 0;
+        for (size_t q = 0; q < Q; q++) {
+            const float *qp = qf + (q / hw) * dim * hw + q % hw;
+            int same = f.index[q] == g.index[q] && f.label[q] == g.label[q];
+            for (int j = 0; j < k && k > 1; j++) same &= f.topk[q * k + j] == g.topk[q * k + j];
+            if (p->integers) {
+                /* exact sums: bit-identical outputs, ties and all */
+                same &= f.sim[q] == g.sim[q] &&
+                        (f.margin[q] == g.margin[q] || (isnan(f.margin[q]) && isnan(g.margin[q])));
+                for (int j = 0; j < k && k > 1; j++) same &= f.topk_sim[q * k + j] == g.topk_sim[q * k + j];
+                if (p->multilabel) same &= f.mask[q] == g.mask[q];
+                bad += !same;
+                continue;
+            }
+            const float scale = fmaxf(1.0f, fabsf(g.sim[q]));
+            if (!same) {
+                /* A float tie: the references the two paths chose are as
+                 * similar as rounding can make them (checked in double). */
+                int tie = f.label[q] >= 0 &&
+                          fabs(naive_sim(bank, qp, hw, f.index[q]) -
+                               naive_sim(bank, qp, hw, g.index[q])) <= TIE_TOL * scale;
+                for (int j = 0; j < k && k > 1; j++)
+                    if (f.topk[q * k + j] != g.topk[q * k + j])
+                        tie &= fabs(naive_sim(bank, qp, hw, f.topk[q * k + j]) -
+                                    naive_sim(bank, qp, hw, g.topk[q * k + j])) <= TIE_TOL * scale;
+                if (tie) ties++;
+                else bad++;
+                continue;
+            }
+            int ok = close_or_both_inf(f.sim[q], g.sim[q], scale) &&
+                     close_or_both_inf(f.margin[q], g.margin[q], scale);
+            for (int j = 0; j < k && k > 1; j++)
+                ok &= close_or_both_inf(f.topk_sim[q * k + j], g.topk_sim[q * k + j], scale);
+            if (p->multilabel) ok &= f.mask[q] == g.mask[q];
+            if (!ok)
+                fprintf(stderr, "  q %zu: sim %.9g/%.9g margin %.9g/%.9g\n", q, f.sim[q], g.sim[q],
+                        f.margin[q], g.margin[q]);
+            bad += !ok;
+        }
+        CHECK_MSG(bad == 0, "%s (%s vs generic): %d of %zu queries differ", p->name,
+                  rl_match_kernel_name((rl_match_kernel)kern), bad, Q);
+        CHECK_MSG(ties <= 2, "%s (%s): %d float ties is suspiciously many", p->name,
+                  rl_match_kernel_name((rl_match_kernel)kern), ties);
+        free_result(&f);
+    }
+    free_result(&g);
+    free(feat);
+    free(lab);
+    free(mask);
+    free(qf);
+    rl_bank_free(bank);
+}
+
+static void test_kernels_against_generic(void) {
+    /* name, dim, multilabel, similarity, mode, top_k, qt, rt, threading, sampling, cap,
+     * batches, memory, h, w, integers */
+    const kernel_case cases[] = {
+        {"D16 mc cos top1", 16, 0, RL_SIM_COSINE, RL_MATCH_POOLED, 1, 0, 0, 1, RL_SAMPLE_ALL, 0, 2, 2, 9, 11, 0},
+        {"D32 mc dot top1 odd tiles", 32, 0, RL_SIM_DOT, RL_MATCH_POOLED, 1, 37, 29, 1, RL_SAMPLE_ALL, 0, 3, 2, 7, 13, 0},
+        {"D64 mc cos top5", 64, 0, RL_SIM_COSINE, RL_MATCH_POOLED, 5, 45, 100, 1, RL_SAMPLE_ALL, 0, 2, 2, 9, 11, 0},
+        {"D128 mc dot top3 sgemm", 128, 0, RL_SIM_DOT, RL_MATCH_POOLED, 3, 70, 50, 2, RL_SAMPLE_ALL, 0, 2, 2, 8, 9, 0},
+        {"D128 mc cos top1", 128, 0, RL_SIM_COSINE, RL_MATCH_POOLED, 1, 33, 1000, 1, RL_SAMPLE_ALL, 0, 1, 1, 5, 7, 0},
+        {"D48 mc cos per-image", 48, 0, RL_SIM_COSINE, RL_MATCH_PER_IMAGE, 1, 20, 64, 1, RL_SAMPLE_ALL, 0, 3, 2, 9, 11, 0},
+        {"D16 ml cos top1", 16, 1, RL_SIM_COSINE, RL_MATCH_POOLED, 1, 31, 33, 1, RL_SAMPLE_ALL, 0, 2, 2, 9, 11, 0},
+        {"D64 ml dot top4", 64, 1, RL_SIM_DOT, RL_MATCH_POOLED, 4, 0, 0, 1, RL_SAMPLE_ALL, 0, 2, 2, 9, 11, 0},
+        {"D32 ml cos per-image sgemm", 32, 1, RL_SIM_COSINE, RL_MATCH_PER_IMAGE, 1, 64, 40, 2, RL_SAMPLE_ALL, 0, 3, 2, 7, 9, 0},
+        /* slots of at most 6 references: shorter than one group of either kernel */
+        {"D32 tiny slots top2", 32, 0, RL_SIM_COSINE, RL_MATCH_POOLED, 2, 0, 0, 1, RL_SAMPLE_PER_CLASS, 1, 3, 3, 5, 5, 0},
+        {"D17 odd dim", 17, 0, RL_SIM_COSINE, RL_MATCH_POOLED, 1, 9, 13, 1, RL_SAMPLE_ALL, 0, 2, 2, 9, 11, 0},
+        /* exact ties everywhere */
+        {"D16 integer ties top1", 16, 0, RL_SIM_DOT, RL_MATCH_POOLED, 1, 0, 25, 1, RL_SAMPLE_ALL, 0, 2, 2, 9, 11, 1},
+        {"D32 integer ties top6", 32, 0, RL_SIM_DOT, RL_MATCH_POOLED, 6, 40, 0, 1, RL_SAMPLE_ALL, 0, 2, 2, 9, 11, 1},
+        {"D64 integer ties per-image", 64, 0, RL_SIM_DOT, RL_MATCH_PER_IMAGE, 1, 0, 30, 2, RL_SAMPLE_ALL, 0, 3, 2, 9, 11, 1},
+        {"D128 integer ties ml top3", 128, 1, RL_SIM_DOT, RL_MATCH_POOLED, 3, 50, 70, 1, RL_SAMPLE_ALL, 0, 2, 2, 7, 9, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_kernel_case(&cases[i]);
+
+    /* Kernel choice: names, the environment variable, an unsupported kernel. */
+    CHECK(rl_match_kernel_parse("avx512") == RL_KERNEL_AVX512);
+    CHECK(rl_match_kernel_parse("generic") == RL_KERNEL_GENERIC);
+    CHECK(rl_match_kernel_parse("sse") == -1 && rl_match_kernel_parse(NULL) == -1);
+    rl_bank_config bc = {.dim = 8, .num_labels = 2, .ignore_label = -1, .sampling = RL_SAMPLE_ALL,
+                         .max_images = 1, .max_image_pixels = 4, .memory_batches = 1};
+    rl_match_config mc = {.top_k = 1, .threads = 1};
+    rl_matcher m;
+    rl_error err = {0, ""};
+    const char *saved = getenv("RL_MATCH_KERNEL");
+    char saved_copy[64] = "";
+    if (saved) snprintf(saved_copy, sizeof saved_copy, "%s", saved);
+    setenv("RL_MATCH_KERNEL", "generic", 1);
+    CHECK_OK(rl_matcher_init(&m, &mc, &bc, &err));
+    CHECK(m.cfg.kernel == RL_KERNEL_GENERIC);
+    rl_matcher_free(&m);
+    setenv("RL_MATCH_KERNEL", "bogus", 1);
+    CHECK(rl_matcher_init(&m, &mc, &bc, &err) == RL_EINVAL && strstr(err.msg, "bogus"));
+    mc.kernel = RL_KERNEL_GENERIC; /* an explicit kernel wins over the variable */
+    CHECK_OK(rl_matcher_init(&m, &mc, &bc, &err));
+    rl_matcher_free(&m);
+    if (saved) setenv("RL_MATCH_KERNEL", saved_copy, 1);
+    else unsetenv("RL_MATCH_KERNEL");
+    mc.kernel = (rl_match_kernel)7;
+    CHECK(rl_matcher_init(&m, &mc, &bc, &err) == RL_EINVAL);
+    for (int kern = RL_KERNEL_AVX2; kern <= RL_KERNEL_AVX512; kern++) {
+        mc.kernel = (rl_match_kernel)kern;
+        int rc = rl_matcher_init(&m, &mc, &bc, &err);
+        CHECK(rc == (rl_match_kernel_supported((rl_match_kernel)kern) ? 0 : RL_EINVAL));
+        if (rc == 0) rl_matcher_free(&m);
+    }
 }
 
 /* ---- ties, zero vectors, margin ------------------------------------------------ */
@@ -638,6 +856,7 @@ static void test_scratch_and_errors(void) {
 
 int main(void) {
     test_against_naive();
+    test_kernels_against_generic();
     test_ties_and_margin();
     test_sampling();
     test_fifo();

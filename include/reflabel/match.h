@@ -157,6 +157,27 @@ typedef enum rl_match_threading {
     RL_THREAD_SGEMM = 2   /* threaded sgemm per tile, OpenMP over the tile rows */
 } rl_match_threading;
 
+/* How the similarities are computed (docs/PERFORMANCE.md, "Fused kernels").
+ * The fused kernels keep each query's similarities in registers and fold
+ * them into its running best at once; generic multiplies tiles with
+ * OpenBLAS and reduces them afterwards, and is the reference the others are
+ * tested against. All give the same answers up to float ties (the sums are
+ * formed in another order; docs/MATCHING.md). */
+typedef enum rl_match_kernel {
+    RL_KERNEL_AUTO = 0,    /* $RL_MATCH_KERNEL (generic|avx2|avx512|auto) if set,
+                              else the widest one this CPU runs */
+    RL_KERNEL_GENERIC = 1, /* tiled SGEMM + reduction of the tile */
+    RL_KERNEL_AVX2 = 2,    /* fused, AVX2 + FMA */
+    RL_KERNEL_AVX512 = 3   /* fused, AVX-512F */
+} rl_match_kernel;
+
+/* 1 when this CPU runs kernel k (RL_KERNEL_AUTO and GENERIC: always). */
+int rl_match_kernel_supported(rl_match_kernel k);
+/* "auto", "generic", "avx2", "avx512"; NULL for other values. */
+const char *rl_match_kernel_name(rl_match_kernel k);
+/* The kernel of that name, or -1. */
+int rl_match_kernel_parse(const char *name);
+
 typedef struct rl_match_config {
     rl_match_mode mode;
     int top_k;          /* 1: the single best reference; > 1: similarity-weighted
@@ -165,6 +186,7 @@ typedef struct rl_match_config {
     int ref_tile;       /* references per tile; 0: default */
     int threads;        /* 0: rl_get_threads() at init */
     rl_match_threading threading;
+    rl_match_kernel kernel; /* after rl_matcher_init: the one in use, never AUTO */
 } rl_match_config;
 
 /* Outputs per query pixel, each (n, h, w) or NULL when not wanted. */
