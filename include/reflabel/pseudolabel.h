@@ -118,6 +118,17 @@ int rl_pseudolabeler_add_reference(rl_pseudolabeler *pl, const rl_volume *images
 int rl_pseudolabeler_label_case(rl_pseudolabeler *pl, const rl_volume *images, int channels,
                                 int32_t *labels_out, float *margin_out, rl_error *err);
 
+/* Collective under MPI (reflabel/dist.h): every rank's bank becomes a copy
+ * of root's, so that the references are read and run through the network
+ * once, on root, and every rank matches against the same vectors bit for
+ * bit. Every rank's pl must have been created with the same network, config
+ * and sizes; root's has had all its references added, the others none (they
+ * can add none afterwards). The bank travels as one buffer of its exported
+ * arrays (rl_bank_export / rl_bank_import, checked before it is applied).
+ * Every rank returns the same result: a failure on any rank (memory, a
+ * damaged buffer) is every rank's. One process: does nothing. */
+int rl_pseudolabeler_broadcast_bank(rl_pseudolabeler *pl, int root, rl_error *err);
+
 /* References held, and the bytes of bank memory allocated for them. */
 int rl_pseudolabeler_references(const rl_pseudolabeler *pl);
 size_t rl_pseudolabeler_bank_bytes(const rl_pseudolabeler *pl);

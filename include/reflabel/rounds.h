@@ -53,6 +53,15 @@ typedef struct rl_offline_stats {
 int rl_offline_stats_init(rl_offline_stats *s, int num_classes, rl_error *err);
 void rl_offline_stats_free(rl_offline_stats *s);
 
+/* Collective under MPI (reflabel/dist.h), in place: every count of s
+ * becomes its sum over the ranks, so that ranks that labelled disjoint
+ * shares of the query cases hold the counts of all of them (integers: the
+ * same as one process labelling them all, in any order). `references`
+ * describes the shared bank, not a share, and is left as it is. Every rank
+ * must call it with stats of the same num_classes. One process: does
+ * nothing. */
+int rl_offline_stats_sum(rl_offline_stats *s, rl_error *err);
+
 /* The share of the voxels kept above the minimum margin (NaN: none labelled). */
 double rl_offline_stats_kept(const rl_offline_stats *s);
 

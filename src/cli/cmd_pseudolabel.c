@@ -1,5 +1,14 @@
 /* reflabel pseudolabel: reference-guided pseudo-labels for the unlabeled
- * training cases of a dataset, optionally exported as an nnU-Net dataset. */
+ * training cases of a dataset, optionally exported as an nnU-Net dataset.
+ *
+ * Under MPI (reflabel/dist.h; docs/DISTRIBUTED.md) rank 0 stages the output
+ * folders and builds the reference bank, which it broadcasts; the query
+ * cases are dealt round-robin, each rank writing its cases' files into rank
+ * 0's staging folders (a shared file system, as for predict); the counts
+ * behind the metrics are summed over the ranks, and rank 0 writes the shared
+ * files and publishes the folders. Every step that can fail on one rank ends
+ * in rl_dist_agree before the next collective, so that a failure anywhere
+ * stops every rank with the same line and no published folder. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +22,7 @@
 #include "run_files.h"
 #include "staged_dir.h"
 #include "reflabel/checkpoint.h"
+#include "reflabel/dist.h"
 #include "reflabel/pseudolabel.h"
 #include "reflabel/rounds.h"
 
@@ -110,8 +120,10 @@ typedef struct pl_run {
     const rl_case **refs;
     int num_refs;
     rl_pseudolabeler *pl;
-    staged_dir out, exp;
-    int out_staged, exp_staged;
+    staged_dir out, exp;   /* the staging folders are rank 0's, known to every rank */
+    int out_staged, exp_staged; /* this rank owns them (rank 0): removes or publishes them */
+    int queries;            /* cases to pseudo-label */
+    int *query;             /* (queries) their indices in ds.train, in dataset order */
     rl_offline_stats stats;
     int have_stats;
 } pl_run;
@@ -157,7 +169,7 @@ static int label_query(pl_run *r, const rl_case *c, rl_error *err) {
         rc = cli_make_path(path, sizeof path, err, "%s/%s_confidence%s", r->out.stage, c->id,
                            ds->file_ending);
     if (!rc) rc = write_confidence(path, like, oc.margin, oc.n, err);
-    if (!rc && r->exp_staged) {
+    if (!rc && r->o.export_dir) {
         rc = cli_make_path(path, sizeof path, err, "%s/labelsTr/%s%s", r->exp.stage, c->id,
                            ds->file_ending);
         if (!rc) rc = rl_volume_write_labels(path, like, oc.labels, err);
@@ -166,11 +178,16 @@ static int label_query(pl_run *r, const rl_case *c, rl_error *err) {
     return rc;
 }
 
+/* The exported dataset's copies of the images and kept labels, dealt among
+ * the ranks like the query cases (case i to rank i mod N; the folders they
+ * make are made by whichever rank comes first, rl_make_dirs tolerating the
+ * others), and its dataset.json, written by rank 0. */
 static int export_dataset(pl_run *r, rl_error *err) {
     const rl_dataset *ds = &r->ds;
+    const int rank = rl_dist_rank(), ranks = rl_dist_size();
     char dir[4096], path[4096];
     int rc = RL_OK;
-    for (int i = 0; i < ds->num_train && !rc; i++) {
+    for (int i = rank; i < ds->num_train && !rc; i += ranks) {
         const rl_case *c = &ds->train[i];
         for (int ch = 0; ch < ds->num_channels && !rc; ch++) {
             rc = cli_make_path(path, sizeof path, err, "%s/imagesTr/%s", r->exp.stage,
@@ -183,7 +200,7 @@ static int export_dataset(pl_run *r, rl_error *err) {
             if (!rc) rc = copy_file(c->label_path, path, err);
         }
     }
-    for (int i = 0; i < ds->num_test && !rc; i++) {
+    for (int i = rank; i < ds->num_test && !rc; i += ranks) {
         const rl_case *c = &ds->test[i];
         rc = cli_make_path(dir, sizeof dir, err, "%s/imagesTs", r->exp.stage);
         if (!rc) rc = rl_make_dirs(dir, err);
@@ -198,7 +215,7 @@ static int export_dataset(pl_run *r, rl_error *err) {
             if (!rc) rc = copy_file(c->label_path, path, err);
         }
     }
-    if (rc) return rc;
+    if (rc || rank != 0) return rc;
     /* labels 0..K-1 by name, plus "ignore": K when some label file may hold it */
     int K = ds->num_classes, with_ignore = have_min_confidence(&r->o) || ds->ignore_label >= 0;
     const char **names = malloc((size_t)(K + 1) * sizeof *names);
@@ -278,7 +295,9 @@ static void model_path(const char *arg, char *out, size_t size) {
     else snprintf(out, size, "%s", arg);
 }
 
-static int run(pl_run *r, rl_error *err) {
+/* Everything each rank reads for itself before any work: the model, the
+ * dataset, the labeled choice, the references and the query cases. */
+static int open_inputs(pl_run *r, rl_error *err) {
     pl_options *o = &r->o;
     model_path(o->model, r->model_file, sizeof r->model_file);
     int rc = rl_unet_load(r->model_file, &r->net, &r->meta, err);
@@ -311,86 +330,157 @@ static int run(pl_run *r, rl_error *err) {
     }
     r->refs_src = src;
     r->refs = calloc((size_t)src->num_train + 1, sizeof *r->refs);
-    if (!r->refs) return rl_error_set(err, RL_ENOMEM, "out of memory");
+    r->query = calloc((size_t)r->ds.num_train + 1, sizeof *r->query);
+    if (!r->refs || !r->query) return rl_error_set(err, RL_ENOMEM, "out of memory");
     for (int i = 0; i < src->num_train; i++)
         if (src->train[i].label_path && (o->refs || r->keep[i]))
             r->refs[r->num_refs++] = &src->train[i];
     if (r->num_refs == 0)
         return rl_error_set(err, RL_EINVAL, "%s: no labeled training case to use as reference",
                             src->root);
-    int queries = 0;
-    for (int i = 0; i < r->ds.num_train; i++) queries += !r->keep[i];
-    if (queries == 0)
+    for (int i = 0; i < r->ds.num_train; i++)
+        if (!r->keep[i]) r->query[r->queries++] = i;
+    if (r->queries == 0)
         return rl_error_set(err, RL_EINVAL,
                             "%s: every training case keeps its label: nothing to pseudo-label "
                             "(hide some with --labeled)",
                             r->ds.root);
+    return RL_OK;
+}
 
-    /* outputs: refuse non-empty folders before any work */
-    if ((rc = stage_open(&r->out, o->out, o->force, "--out", err))) return rc;
-    r->out_staged = 1;
-    if (o->export_dir) {
-        if ((rc = stage_open(&r->exp, o->export_dir, o->force, "--export-nnunet", err))) return rc;
-        r->exp_staged = 1;
-        char dir[4096];
-        rc = cli_make_path(dir, sizeof dir, err, "%s/imagesTr", r->exp.stage);
-        if (!rc) rc = rl_make_dirs(dir, err);
-        if (!rc) rc = cli_make_path(dir, sizeof dir, err, "%s/labelsTr", r->exp.stage);
-        if (!rc) rc = rl_make_dirs(dir, err);
-        if (rc) return rc;
+/* Collective: every rank walks the same rounds, each ending in
+ * rl_dist_agree, and writes the files of its share of the cases, so the
+ * ranks must see the same cases and the same labeled choice; a node whose
+ * copy of the data differs stops every rank here with one line instead of
+ * leaving the others waiting in a round it never reaches, or writing
+ * another case's file. The ids and the choice are compared as one hash. */
+static int agree_on_cases(pl_run *r, rl_error *err) {
+    if (rl_dist_size() == 1) return RL_OK;
+    uint64_t h = 1469598103934665603u; /* FNV-1a */
+    for (int i = 0; i < r->ds.num_train; i++) {
+        for (const char *p = r->ds.train[i].id; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211u;
+        h = (h ^ (uint8_t)(r->keep[i] ? 2 : 1)) * 1099511628211u;
     }
+    int64_t mine[3] = {r->ds.num_train, r->queries, (int64_t)h}, root[3];
+    memcpy(root, mine, sizeof root);
+    int rc = rl_dist_broadcast(root, sizeof root, 0, err);
+    if (!rc && (root[0] != mine[0] || root[1] != mine[1]))
+        rc = rl_error_set(err, RL_EINVAL,
+                          "%s: %d training cases (%d to pseudo-label) here, %d (%d) on rank 0",
+                          r->ds.root, r->ds.num_train, r->queries, (int)root[0], (int)root[1]);
+    else if (!rc && root[2] != mine[2])
+        rc = rl_error_set(err, RL_EINVAL,
+                          "%s: the training cases or the labeled choice differ from rank 0's",
+                          r->ds.root);
+    return rl_dist_agree(rc, err);
+}
 
-    int slices, max_pixels;
-    if ((rc = rl_offline_measure_references(r->refs, r->num_refs, o->cfg.axis, &slices, &max_pixels,
-                                            err)))
-        return rc;
-    o->cfg.ignore_label = src->ignore_label;
-    if ((rc = rl_pseudolabeler_create(&r->pl, r->net, &o->cfg, slices, max_pixels, err))) return rc;
-    if (!o->quiet)
+/* Rank 0: the staging folders; refuses non-empty targets before any work. */
+static int open_outputs(pl_run *r, rl_error *err) {
+    pl_options *o = &r->o;
+    int rc = stage_open(&r->out, o->out, o->force, "--out", err);
+    if (rc) return rc;
+    r->out_staged = 1;
+    if (!o->export_dir) return RL_OK;
+    if ((rc = stage_open(&r->exp, o->export_dir, o->force, "--export-nnunet", err))) return rc;
+    r->exp_staged = 1;
+    char dir[4096];
+    rc = cli_make_path(dir, sizeof dir, err, "%s/imagesTr", r->exp.stage);
+    if (!rc) rc = rl_make_dirs(dir, err);
+    if (!rc) rc = cli_make_path(dir, sizeof dir, err, "%s/labelsTr", r->exp.stage);
+    if (!rc) rc = rl_make_dirs(dir, err);
+    return rc;
+}
+
+/* The reference bank: measured, made and filled on rank 0 alone (the only
+ * rank to read the reference cases and run them through the network), then
+ * broadcast; every rank creates a bank of rank 0's sizes to receive it. */
+static int build_bank(pl_run *r, rl_error *err) {
+    pl_options *o = &r->o;
+    const int rank = rl_dist_rank();
+    int sizes[2] = {0, 0}; /* reference slices, largest slice's pixels */
+    int rc = rank == 0 ? rl_offline_measure_references(r->refs, r->num_refs, o->cfg.axis,
+                                                       &sizes[0], &sizes[1], err)
+                       : RL_OK;
+    rc = rl_dist_agree(rc, err);
+    if (!rc) rc = rl_dist_broadcast(sizes, sizeof sizes, 0, err);
+    if (rc) return rc;
+    o->cfg.ignore_label = r->refs_src->ignore_label;
+    rc = rl_pseudolabeler_create(&r->pl, r->net, &o->cfg, sizes[0], sizes[1], err);
+    if ((rc = rl_dist_agree(rc, err))) return rc;
+    if (!o->quiet && rank == 0)
         fprintf(stderr,
                 "reflabel pseudolabel: %d reference cases (%d slices), %d query cases, "
                 "%s features (D = %d), %.1f MB bank\n",
-                r->num_refs, slices, queries, rl_feature_source_name(o->cfg.refs.features),
+                r->num_refs, sizes[0], r->queries, rl_feature_source_name(o->cfg.refs.features),
                 rl_feature_dim(rl_unet_get_config(r->net), o->cfg.refs.features),
                 (double)rl_pseudolabeler_bank_bytes(r->pl) / 1e6);
     double t0 = rl_now_seconds();
-    if ((rc = add_references(r, err))) return rc;
-    if (!o->quiet)
+    rc = rank == 0 ? add_references(r, err) : RL_OK;
+    rc = rl_dist_agree(rc, err);
+    if (!rc) rc = rl_pseudolabeler_broadcast_bank(r->pl, 0, err);
+    if (!rc && !o->quiet && rank == 0)
         fprintf(stderr, "reflabel pseudolabel: %d reference pixels in the bank (%.1f s)\n",
                 rl_pseudolabeler_references(r->pl), rl_now_seconds() - t0);
+    return rc;
+}
+
+static int run(pl_run *r, rl_error *err) {
+    pl_options *o = &r->o;
+    const int rank = rl_dist_rank(), ranks = rl_dist_size();
+    int rc = rl_dist_agree(open_inputs(r, err), err);
+    if (!rc) rc = agree_on_cases(r, err);
+    if (rc) return rc;
+
+    /* outputs: rank 0's staging folders, where every rank writes */
+    rc = rl_dist_agree(rank == 0 ? open_outputs(r, err) : RL_OK, err);
+    if (!rc) rc = rl_dist_broadcast(r->out.stage, sizeof r->out.stage, 0, err);
+    if (!rc) rc = rl_dist_broadcast(r->exp.stage, sizeof r->exp.stage, 0, err);
+    double t0 = rl_now_seconds();
+    if (!rc) rc = build_bank(r, err);
+    if (rc) return rc;
 
     int K = r->ds.num_classes;
-    if ((rc = rl_offline_stats_init(&r->stats, K, err))) return rc;
-    r->have_stats = 1;
+    rc = rl_offline_stats_init(&r->stats, K, err);
+    r->have_stats = !rc;
+    if ((rc = rl_dist_agree(rc, err))) return rc;
+    /* Query j goes to rank j mod N, in the dataset's order, as predict deals
+     * its cases; after each round of N the ranks agree, so that a bad case
+     * stops every rank within one case's time. */
     rl_progress bar;
-    rl_progress_start(&bar, "pseudolabel", queries, o->quiet);
-    int done = 0;
-    for (int i = 0; i < r->ds.num_train && !rc; i++) {
-        if (r->keep[i]) continue;
-        rc = label_query(r, &r->ds.train[i], err);
-        rl_progress_update(&bar, ++done, r->ds.train[i].id);
+    rl_progress_start(&bar, "pseudolabel", r->queries, o->quiet || rank != 0);
+    for (int round = 0; !rc && round < r->queries; round += ranks) {
+        int j = round + rank;
+        if (j < r->queries) rc = label_query(r, &r->ds.train[r->query[j]], err);
+        rc = rl_dist_agree(rc, err);
+        int done = round + ranks < r->queries ? round + ranks : r->queries;
+        if (!rc) rl_progress_update(&bar, done, r->ds.train[r->query[done - 1]].id);
     }
     rl_progress_finish(&bar);
+    /* the counts of every rank's cases: those of one process */
+    if (!rc) rc = rl_offline_stats_sum(&r->stats, err);
     if (rc) return rc;
-    if (!o->quiet)
-        fprintf(stderr, "reflabel pseudolabel: %d cases labeled in %.1f s\n", queries,
+    if (!o->quiet && rank == 0)
+        fprintf(stderr, "reflabel pseudolabel: %d cases labeled in %.1f s\n", r->queries,
                 rl_now_seconds() - t0);
-    if (have_min_confidence(o) && !o->quiet)
+    if (have_min_confidence(o) && !o->quiet && rank == 0)
         fprintf(stderr, "reflabel pseudolabel: %lld of %lld voxels (%.2f%%) below margin %g set to ignore (%d)\n",
                 (long long)r->stats.abstained, (long long)r->stats.voxels,
                 r->stats.voxels ? 100.0 * (double)r->stats.abstained / (double)r->stats.voxels : 0.0,
                 o->min_confidence, K);
-    if (r->stats.scored_cases > 0 && (rc = write_metrics(r, err))) return rc;
-    if (r->exp_staged && (rc = export_dataset(r, err))) return rc;
+    if (rank == 0 && r->stats.scored_cases > 0) rc = write_metrics(r, err);
+    if (!rc && o->export_dir) rc = export_dataset(r, err);
+    if ((rc = rl_dist_agree(rc, err))) return rc;
 
-    /* everything succeeded: move the outputs into place */
-    if ((rc = stage_publish(&r->out, err))) return rc;
-    r->out_staged = 0;
-    if (r->exp_staged) {
-        if ((rc = stage_publish(&r->exp, err))) return rc;
-        r->exp_staged = 0;
+    /* everything succeeded on every rank: rank 0 moves the outputs into
+     * place, and the others learn whether that worked */
+    if (rank == 0) {
+        rc = stage_publish(&r->out, err);
+        if (!rc) r->out_staged = 0;
+        if (!rc && r->exp_staged) rc = stage_publish(&r->exp, err);
+        if (!rc) r->exp_staged = 0;
     }
-    return RL_OK;
+    return rl_dist_agree(rc, err);
 }
 
 int cmd_pseudolabel(int argc, char **argv) {
@@ -408,6 +498,7 @@ int cmd_pseudolabel(int argc, char **argv) {
     if (r.have_stats) rl_offline_stats_free(&r.stats);
     rl_pseudolabeler_free(r.pl);
     free(r.refs);
+    free(r.query);
     free(r.keep);
     if (r.have_refs_ds) rl_dataset_free(&r.refs_ds);
     if (r.have_ds) rl_dataset_free(&r.ds);

@@ -1,10 +1,12 @@
 /* Offline reference-guided pseudo-labels: a bank of labeled reference pixels
  * in the network's feature space, matched by every pixel of unlabeled cases. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "encoding.h"
+#include "reflabel/dist.h"
 #include "reflabel/pseudolabel.h"
 #include "reflabel/train.h"
 
@@ -164,6 +166,146 @@ void rl_pseudolabeler_free(rl_pseudolabeler *pl) {
     free(pl->slice_margin);
     free(pl->slice_masks);
     free(pl);
+}
+
+/* ---- the bank, from one rank to all -------------------------------------- *
+ * The exported arrays in one buffer: for each, a header (name, type, shape)
+ * then its data, padded to 8 bytes so that every array stays aligned for its
+ * int64 or float elements. Only ranks of one launch of one build read it. */
+
+typedef struct packed_array {
+    char name[32];
+    int64_t type, ndim, shape[2];
+} packed_array;
+
+static size_t array_bytes(const rl_array *a) {
+    size_t elems = (size_t)a->shape[0] * (a->ndim == 2 ? (size_t)a->shape[1] : 1);
+    return elems * (a->type == RL_ARRAY_F32 ? sizeof(float) : sizeof(int64_t));
+}
+
+static size_t pad8(size_t n) { return (n + 7) & ~(size_t)7; }
+
+/* The arrays of a packed buffer, as rl_bank_import's source reads them. */
+typedef struct packed_bank {
+    rl_array arrays[RL_BANK_STATE_ARRAYS];
+    char names[RL_BANK_STATE_ARRAYS][sizeof(((packed_array *)0)->name)];
+    int count;
+} packed_bank;
+
+static int unpack_bank(const char *buf, size_t bytes, packed_bank *pb, rl_error *err) {
+    memset(pb, 0, sizeof *pb);
+    int64_t count;
+    if (bytes < sizeof count) return rl_error_set(err, RL_EFORMAT, "bank broadcast: truncated");
+    memcpy(&count, buf, sizeof count);
+    if (count < 0 || count > RL_BANK_STATE_ARRAYS)
+        return rl_error_set(err, RL_EFORMAT, "bank broadcast: %lld arrays", (long long)count);
+    size_t at = sizeof count;
+    for (int i = 0; i < (int)count; i++) {
+        packed_array h;
+        if (bytes - at < sizeof h) return rl_error_set(err, RL_EFORMAT, "bank broadcast: truncated");
+        memcpy(&h, buf + at, sizeof h);
+        at += sizeof h;
+        rl_array *a = &pb->arrays[i];
+        /* names are those of rl_bank_export, matched by the source below */
+        h.name[sizeof h.name - 1] = '\0';
+        memcpy(pb->names[i], h.name, sizeof h.name);
+        a->name = pb->names[i];
+        if ((h.type != RL_ARRAY_I64 && h.type != RL_ARRAY_F32) || h.ndim < 1 || h.ndim > 2 ||
+            h.shape[0] < 0 || h.shape[1] < 0)
+            return rl_error_set(err, RL_EFORMAT, "bank broadcast: bad header of %s", h.name);
+        a->type = (rl_array_type)h.type;
+        a->ndim = (int)h.ndim;
+        a->shape[0] = h.shape[0];
+        a->shape[1] = h.shape[1];
+        size_t n = array_bytes(a);
+        if (bytes - at < pad8(n)) return rl_error_set(err, RL_EFORMAT, "bank broadcast: truncated");
+        a->data = (void *)(buf + at);
+        at += pad8(n);
+    }
+    pb->count = (int)count;
+    return RL_OK;
+}
+
+static const void *packed_source(void *ctx, const char *name, rl_array_type type, int ndim,
+                                 int64_t *shape, rl_error *err) {
+    const packed_bank *pb = ctx;
+    for (int i = 0; i < pb->count; i++) {
+        const rl_array *a = &pb->arrays[i];
+        if (strcmp(a->name, name) != 0) continue;
+        if (a->type != type || a->ndim != ndim || (shape[0] >= 0 && a->shape[0] != shape[0]) ||
+            (ndim == 2 && a->shape[1] != shape[1])) {
+            rl_error_set(err, RL_EFORMAT, "bank broadcast: %s has another type or shape", name);
+            return NULL;
+        }
+        shape[0] = a->shape[0];
+        return a->data;
+    }
+    rl_error_set(err, RL_EFORMAT, "bank broadcast: no array %s", name);
+    return NULL;
+}
+
+/* Root's bank in one freshly allocated buffer. */
+static int pack_bank(const rl_bank *bank, char **out, int64_t *out_bytes, rl_error *err) {
+    rl_bank_state st;
+    int rc = rl_bank_export(bank, &st, err);
+    if (rc) return rc;
+    int64_t count = st.count;
+    size_t bytes = sizeof count;
+    for (int i = 0; i < st.count; i++) bytes += sizeof(packed_array) + pad8(array_bytes(&st.arrays[i]));
+    char *buf = calloc(1, bytes);
+    if (!buf) {
+        rl_bank_state_free(&st);
+        return rl_error_set(err, RL_ENOMEM, "out of memory for the bank (%zu bytes)", bytes);
+    }
+    memcpy(buf, &count, sizeof count);
+    size_t at = sizeof count;
+    for (int i = 0; i < st.count; i++) {
+        const rl_array *a = &st.arrays[i];
+        packed_array h;
+        memset(&h, 0, sizeof h);
+        snprintf(h.name, sizeof h.name, "%s", a->name);
+        h.type = a->type;
+        h.ndim = a->ndim;
+        h.shape[0] = a->shape[0];
+        h.shape[1] = a->ndim == 2 ? a->shape[1] : 0;
+        memcpy(buf + at, &h, sizeof h);
+        at += sizeof h;
+        memcpy(buf + at, a->data, array_bytes(a));
+        at += pad8(array_bytes(a));
+    }
+    rl_bank_state_free(&st);
+    *out = buf;
+    *out_bytes = (int64_t)bytes;
+    return RL_OK;
+}
+
+int rl_pseudolabeler_broadcast_bank(rl_pseudolabeler *pl, int root, rl_error *err) {
+    if (rl_dist_size() == 1) return RL_OK;
+    const int here = rl_dist_rank() == root;
+    char *buf = NULL;
+    int64_t bytes = 0;
+    /* Each step that can fail on one rank ends in rl_dist_agree before the
+     * next collective, so that a failure stops every rank instead of
+     * leaving the others in a broadcast the failed one never joins. */
+    int rc = here ? pack_bank(pl->bank, &buf, &bytes, err) : RL_OK;
+    rc = rl_dist_agree(rc, err);
+    if (!rc) rc = rl_dist_broadcast(&bytes, sizeof bytes, root, err);
+    if (!rc && !here && !(buf = malloc(bytes > 0 ? (size_t)bytes : 1)))
+        rc = rl_error_set(err, RL_ENOMEM, "out of memory for the bank (%lld bytes)", (long long)bytes);
+    rc = rl_dist_agree(rc, err);
+    if (!rc) rc = rl_dist_broadcast(buf, (size_t)bytes, root, err);
+    if (!rc && !here) {
+        packed_bank pb;
+        rc = unpack_bank(buf, (size_t)bytes, &pb, err);
+        /* a check pass first: a bank that does not fit is an error, not a
+         * half-applied copy */
+        if (!rc) rc = rl_bank_import(pl->bank, packed_source, &pb, "bank broadcast", 0, err);
+        if (!rc) rc = rl_bank_import(pl->bank, packed_source, &pb, "bank broadcast", 1, err);
+        /* root added every reference slice; none may be added here */
+        if (!rc) pl->slices_added = pl->reference_slices;
+    }
+    free(buf);
+    return rl_dist_agree(rc, err);
 }
 
 int rl_pseudolabeler_references(const rl_pseudolabeler *pl) { return rl_bank_count(pl->bank); }

@@ -2,6 +2,8 @@
  * one implementation behind `reflabel pseudolabel` and `train --rounds`. */
 #include "reflabel/rounds.h"
 
+#include "reflabel/dist.h"
+
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -19,6 +21,54 @@ void rl_offline_stats_free(rl_offline_stats *s) {
     rl_label_agreement_free(&s->all);
     rl_label_agreement_free(&s->kept);
     memset(s, 0, sizeof *s);
+}
+
+/* The counts of one agreement, in one fixed order, to or from buf. */
+static size_t agreement_io(rl_label_agreement *a, int64_t *buf, int out) {
+    int64_t *fields[] = {&a->voxels, &a->correct, &a->abstained};
+    size_t at = 0;
+    for (size_t f = 0; f < sizeof fields / sizeof *fields; f++, at++)
+        if (out) buf[at] = *fields[f];
+        else *fields[f] = buf[at];
+    int64_t *arrays[] = {a->pred, a->truth, a->both};
+    for (size_t f = 0; f < sizeof arrays / sizeof *arrays; f++)
+        for (int k = 0; k < a->num_classes; k++, at++)
+            if (out) buf[at] = arrays[f][k];
+            else arrays[f][k] = buf[at];
+    return at;
+}
+
+int rl_offline_stats_sum(rl_offline_stats *s, rl_error *err) {
+    if (rl_dist_size() == 1) return RL_OK;
+    /* one reduction over one flat buffer: 4 scalars, then both agreements */
+    size_t n = 4 + 2 * (3 + 3 * (size_t)s->all.num_classes);
+    int64_t *buf = malloc(n * sizeof *buf);
+    /* every rank must reach the reduction, so a failed allocation is agreed
+     * on first rather than leaving the others waiting in it */
+    int rc = rl_dist_agree(buf ? RL_OK : rl_error_set(err, RL_ENOMEM, "out of memory"), err);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    buf[0] = s->cases;
+    buf[1] = s->scored_cases;
+    buf[2] = s->voxels;
+    buf[3] = s->abstained;
+    size_t at = 4;
+    at += agreement_io(&s->all, buf + at, 1);
+    agreement_io(&s->kept, buf + at, 1);
+    rc = rl_dist_sum_i64(buf, n, err);
+    if (!rc) {
+        s->cases = (int)buf[0];
+        s->scored_cases = (int)buf[1];
+        s->voxels = buf[2];
+        s->abstained = buf[3];
+        at = 4;
+        at += agreement_io(&s->all, buf + at, 0);
+        agreement_io(&s->kept, buf + at, 0);
+    }
+    free(buf);
+    return rc;
 }
 
 double rl_offline_stats_kept(const rl_offline_stats *s) {
