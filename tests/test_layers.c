@@ -664,44 +664,29 @@ static void test_thread_independence(rl_rng *rng) {
 }
 
 /* The fused group norm + LeakyReLU equals the two layers in turn, bit for
- * bit, forward and backward, below and above the parallel threshold. */
+ * bit, below and above the parallel threshold. */
 static void test_groupnorm_leaky_fused(rl_rng *rng) {
     const int shapes[][4] = {{2, 6, 25, 3}, {3, 16, 4096, 4}}; /* n, c, hw, groups */
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
         int n = shapes[t][0], c = shapes[t][1], hw = shapes[t][2], groups = shapes[t][3];
         size_t count = (size_t)n * c * hw, stats = (size_t)n * groups;
         float slope = t ? 0.01f : 0.2f;
-        float *x = malloc(count * sizeof *x), *dy = malloc(count * sizeof *dy);
+        float *x = malloc(count * sizeof *x);
         float *gamma = malloc(c * sizeof *gamma), *beta = malloc(c * sizeof *beta);
         float *y1 = malloc(count * sizeof *y1), *y2 = malloc(count * sizeof *y2);
         float *m1 = malloc(stats * sizeof *m1), *r1 = malloc(stats * sizeof *r1);
         float *m2 = malloc(stats * sizeof *m2), *r2 = malloc(stats * sizeof *r2);
-        float *dpre = calloc(count, sizeof *dpre), *dx1 = calloc(count, sizeof *dx1);
-        float *dx2 = malloc(count * sizeof *dx2);
-        float *dg1 = calloc(c, sizeof *dg1), *db1 = calloc(c, sizeof *db1);
-        float *dg2 = calloc(c, sizeof *dg2), *db2 = calloc(c, sizeof *db2);
         rl_fill_uniform(x, count, rng, -3, 5);
-        rl_fill_uniform(dy, count, rng, -1, 1);
         rl_fill_uniform(gamma, c, rng, 0.5f, 1.5f);
         rl_fill_uniform(beta, c, rng, -0.5f, 0.5f);
-        for (size_t i = 0; i < count; i++) dx2[i] = NAN; /* overwritten, not accumulated */
-
         rl_groupnorm_forward(y1, m1, r1, x, gamma, beta, n, c, hw, groups, 1e-5f);
         rl_leaky_relu_forward(y1, y1, count, slope);
         rl_groupnorm_leaky_forward(y2, m2, r2, x, gamma, beta, n, c, hw, groups, 1e-5f, slope);
         CHECK_MSG(!memcmp(y1, y2, count * sizeof *y1) && !memcmp(m1, m2, stats * sizeof *m1) &&
                       !memcmp(r1, r2, stats * sizeof *r1),
                   "fused group norm forward differs (shape %zu)", t);
-        rl_leaky_relu_backward(dpre, dy, y1, count, slope);
-        rl_groupnorm_backward(dx1, dg1, db1, dpre, x, m1, r1, gamma, n, c, hw, groups);
-        rl_groupnorm_leaky_backward(dx2, dg2, db2, dy, y2, x, m2, r2, gamma, n, c, hw, groups,
-                                    slope);
-        CHECK_MSG(!memcmp(dx1, dx2, count * sizeof *dx1) && !memcmp(dg1, dg2, c * sizeof *dg1) &&
-                      !memcmp(db1, db2, c * sizeof *db1),
-                  "fused group norm backward differs (shape %zu)", t);
-        free(x), free(dy), free(gamma), free(beta), free(y1), free(y2), free(m1), free(r1);
-        free(m2), free(r2), free(dpre), free(dx1), free(dx2), free(dg1), free(db1), free(dg2);
-        free(db2);
+        free(x), free(gamma), free(beta), free(y1), free(y2), free(m1), free(r1), free(m2);
+        free(r2);
     }
 }
 

@@ -98,18 +98,10 @@ void rl_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
                            const float *x, const float *mean, const float *rstd,
                            const float *gamma, int n, int c, int hw, int groups);
 /* Group norm followed by LeakyReLU(slope), fused: y = leaky(groupnorm(x)),
- * bit for bit rl_groupnorm_forward then rl_leaky_relu_forward. The backward
- * takes dy, the gradient of the activation's output y, and WRITES dx (it
- * does not accumulate), bit for bit rl_leaky_relu_backward into a zeroed
- * buffer followed by rl_groupnorm_backward into another; dgamma and dbeta
- * accumulate as there. */
+ * bit for bit rl_groupnorm_forward then rl_leaky_relu_forward. */
 void rl_groupnorm_leaky_forward(float *y, float *mean, float *rstd, const float *x,
                                 const float *gamma, const float *beta, int n, int c, int hw,
                                 int groups, float eps, float slope);
-void rl_groupnorm_leaky_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
-                                 const float *y, const float *x, const float *mean,
-                                 const float *rstd, const float *gamma, int n, int c, int hw,
-                                 int groups, float slope);
 
 /* ---- batch norm --------------------------------------------------------- *
  * Training mode normalises with the batch statistics, saves mean and rstd (C)

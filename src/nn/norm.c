@@ -34,15 +34,15 @@ static void mean_var(const float *x, size_t count, double *mean, double *var) {
  * group are contiguous in memory, so group (s, g) is one block of
  * (C/G) * HW floats.
  *
- * Every U-Net unit runs group norm then LeakyReLU, and its backward pass the
- * reverse (src/nn/unet.c). Fused, the activation is applied to each value as
- * it is normalised, and its gradient taken from the activation's output as
- * the norm's backward reads it: the separate passes over the activation (a
- * read and a write of the whole tensor each way) and the zeroing of two
- * scratch tensors go, and every value is computed by the same float
- * operations in the same order, so the results are bit for bit those of the
- * two layers in turn (tests/test_layers.c). Each body below is instantiated
- * with constant flags, so the compiler drops the branches on them. */
+ * Every U-Net unit runs group norm then LeakyReLU (src/nn/unet.c). Fused,
+ * the activation is applied to each value as it is normalised: the
+ * activation's own pass (a read and a write of the whole tensor) goes, and
+ * every value is computed by the same float operations, so the output is bit
+ * for bit that of the two layers in turn (tests/test_layers.c). The forward
+ * pass of the U-Net step took 506-553 ms before, 509-543 ms after (bench
+ * train, width 16, batch 8, 128x128, one thread, oneDNN; interleaved runs
+ * on a busy machine): a few percent. The body is instantiated with a
+ * constant flag, so the compiler drops the branch on it. */
 static inline __attribute__((always_inline)) void
 groupnorm_forward(float *y, float *mean, float *rstd, const float *x, const float *gamma,
                   const float *beta, int n, int c, int hw, int groups, float eps, int activate,
@@ -92,19 +92,19 @@ void rl_groupnorm_leaky_forward(float *y, float *mean, float *rstd, const float 
     groupnorm_forward(y, mean, rstd, x, gamma, beta, n, c, hw, groups, eps, 1, slope);
 }
 
-/* The gradient reaching the norm's output: dy itself, or with the
- * activation fused, LeakyReLU's backward from its output y (y > 0: dy, else
- * slope * dy, as rl_leaky_relu_backward). */
-#define NORM_DY(i) (act_y ? (act_y[i] > 0.0f ? dy[i] : slope * dy[i]) : dy[i])
-
 /* With xhat = (x - mean) rstd and g = dy * gamma, over the M elements of a
  * group: dx = rstd (g - mean(g) - xhat mean(g xhat)); dgamma = sum dy xhat,
- * dbeta = sum dy over samples and positions of each channel. dx is
- * accumulated into, or with overwrite written. */
-static inline __attribute__((always_inline)) void
-groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *act_y,
-                   float slope, int overwrite, const float *x, const float *mean,
-                   const float *rstd, const float *gamma, int n, int c, int hw, int groups) {
+ * dbeta = sum dy over samples and positions of each channel.
+ *
+ * Not fused with the activation's backward: reading LeakyReLU's output and
+ * selecting the gradient in each of the three passes below, instead of once
+ * into a scratch tensor, made the unit's backward slower, 1030-1180 ms
+ * against 850-930 ms for the U-Net step's backward (bench train, width 16,
+ * batch 8, 128x128, one thread, oneDNN; interleaved runs on a busy
+ * machine). */
+void rl_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                           const float *x, const float *mean, const float *rstd,
+                           const float *gamma, int n, int c, int hw, int groups) {
     const int parallel = (size_t)n * (size_t)c * (size_t)hw >= RL_PARALLEL_MIN_ELEMENTS;
     const int cpg = c / groups;
     const size_t block = (size_t)cpg * (size_t)hw;
@@ -119,7 +119,7 @@ groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy, cons
                 double a = 0.0, b = 0.0;
 #pragma omp simd reduction(+ : a, b)
                 for (int i = 0; i < hw; i++) {
-                    const float d = NORM_DY(off + i);
+                    const float d = dy[off + i];
                     a += d;
                     b += (double)d * (x[off + i] - m);
                 }
@@ -144,7 +144,7 @@ groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy, cons
             double a = 0.0, b = 0.0;
 #pragma omp simd reduction(+ : a, b)
             for (int i = 0; i < hw; i++) {
-                const float d = NORM_DY(row + (size_t)i);
+                const float d = dy[row + (size_t)i];
                 a += d;
                 b += (double)d * (xr[i] - m);
             }
@@ -163,33 +163,11 @@ groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy, cons
             const size_t row = off + (size_t)ci * (size_t)hw;
             const float *xr = x + row;
             float *dxr = dx + row;
-            if (overwrite) {
 #pragma omp simd
-                for (int i = 0; i < hw; i++)
-                    dxr[i] = a1 * NORM_DY(row + (size_t)i) + a2 * (xr[i] - mf) + a3;
-            } else {
-#pragma omp simd
-                for (int i = 0; i < hw; i++)
-                    dxr[i] += a1 * NORM_DY(row + (size_t)i) + a2 * (xr[i] - mf) + a3;
-            }
+            for (int i = 0; i < hw; i++)
+                dxr[i] += a1 * dy[row + (size_t)i] + a2 * (xr[i] - mf) + a3;
         }
     }
-}
-#undef NORM_DY
-
-void rl_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
-                           const float *x, const float *mean, const float *rstd,
-                           const float *gamma, int n, int c, int hw, int groups) {
-    groupnorm_backward(dx, dgamma, dbeta, dy, NULL, 0.0f, 0, x, mean, rstd, gamma, n, c, hw,
-                       groups);
-}
-
-void rl_groupnorm_leaky_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
-                                 const float *y, const float *x, const float *mean,
-                                 const float *rstd, const float *gamma, int n, int c, int hw,
-                                 int groups, float slope) {
-    groupnorm_backward(dx, dgamma, dbeta, dy, y, slope, 1, x, mean, rstd, gamma, n, c, hw,
-                       groups);
 }
 
 /* ---- batch norm ---------------------------------------------------------- */

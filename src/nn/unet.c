@@ -762,15 +762,6 @@ static int unit_backward(rl_unet *net, conv_unit *u, rl_error *err) {
     float *g = net->grads;
     size_t hw = (size_t)u->h * (size_t)u->w;
     size_t count = (size_t)net->n * (size_t)u->cout * hw;
-    if (c->norm == RL_NORM_GROUP) { /* the activation fused in (norm.c) */
-        rl_groupnorm_leaky_backward(net->grad_b, g + u->gamma, g + u->beta, u->d_out, u->out,
-                                    u->conv_out, u->mean, u->rstd, p + u->gamma, net->n,
-                                    u->cout, (int)hw, u->groups, c->leaky_slope);
-        rl_conv2d_dims d = unit_dims(net, u);
-        return conv_backward(net, u->dnnl, u->d_in, g + u->weight,
-                             u->bias == NO_OFFSET ? NULL : g + u->bias, net->grad_b, u->in,
-                             p + u->weight, &d, err);
-    }
     float *d_pre_act = net->grad_a;
     memset(d_pre_act, 0, count * sizeof(float));
     rl_leaky_relu_backward(d_pre_act, u->d_out, u->out, count, c->leaky_slope);
