@@ -56,23 +56,20 @@ static void fold_lanes(const rl_fused_piece *p, const float *sims, int j0, int j
             }
             if (k > 1) {
                 float *ks = p->topk_sim + (size_t)lane * k;
-                int32_t *ki = p->topk_index + (size_t)lane * k;
-                int32_t *kl = p->topk_label + (size_t)lane * k;
-                if (!(s > ks[k - 1])) continue;
-                /* Insert after every entry >= s: lower indices stay ahead. */
-                int at = k - 1;
-                while (at > 0 && ks[at - 1] < s) {
-                    ks[at] = ks[at - 1];
-                    ki[at] = ki[at - 1];
-                    kl[at] = kl[at - 1];
-                    at--;
-                }
-                ks[at] = s;
-                ki[at] = index;
-                kl[at] = p->label;
+                rl_topk_insert(ks, p->topk_index + (size_t)lane * k,
+                               p->topk_label + (size_t)lane * k, k, s, index, p->label);
                 p->kth[lane] = ks[k - 1];
             }
         }
+    }
+}
+
+void rl_normalize_query(float *q, int dim, size_t stride) {
+    double norm2 = 0.0;
+    for (int d = 0; d < dim; d++) norm2 += (double)q[(size_t)d * stride] * q[(size_t)d * stride];
+    if (norm2 > 0.0) {
+        float inv = (float)(1.0 / sqrt(norm2));
+        for (int d = 0; d < dim; d++) q[(size_t)d * stride] *= inv;
     }
 }
 

@@ -4,6 +4,7 @@
 #ifndef RL_MATCH_KERNELS_H
 #define RL_MATCH_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Queries are handed to a kernel in panels of RL_PANEL queries stored lane
@@ -31,6 +32,30 @@ typedef struct rl_fused_piece {
     int32_t *topk_label;
     int32_t label;        /* label of the piece's references (top-k votes) */
 } rl_fused_piece;
+
+/* Shared by both paths: similarity s of reference `index` (label `label`)
+ * into a query's top-k list ks / ki / kl (k entries, best first) if it is
+ * strictly greater than the k-th; it goes after every entry >= s, so lower
+ * indices stay ahead among equal similarities. */
+static inline void rl_topk_insert(float *ks, int32_t *ki, int32_t *kl, int k, float s,
+                                  int32_t index, int32_t label) {
+    if (!(s > ks[k - 1])) return;
+    int at = k - 1;
+    while (at > 0 && ks[at - 1] < s) {
+        ks[at] = ks[at - 1];
+        ki[at] = ki[at - 1];
+        kl[at] = kl[at - 1];
+        at--;
+    }
+    ks[at] = s;
+    ki[at] = index;
+    kl[at] = label;
+}
+
+/* Scales the dim values q[0], q[stride], ... to unit L2 norm, the norm
+ * summed in double in order (zero stays zero): the cosine queries of both
+ * paths, bit-identical whatever their layout. */
+void rl_normalize_query(float *q, int dim, size_t stride);
 
 void rl_fused_piece_avx2(const rl_fused_piece *p);
 void rl_fused_piece_avx512(const rl_fused_piece *p);

@@ -271,22 +271,8 @@ reduce_rows(const float *sims, int ld, int r0, int r1, const tile_pieces *pieces
                 int32_t *ki = topk_index + (size_t)r * (size_t)top_k;
                 int32_t *kl = topk_label + (size_t)r * (size_t)top_k;
                 if (mx <= ks[top_k - 1]) continue;
-                for (int j = a; j < b; j++) {
-                    float s = row[j];
-                    if (!(s > ks[top_k - 1])) continue;
-                    /* Insert after every entry >= s: earlier (lower) indices
-                     * stay ahead among equal similarities. */
-                    int at = top_k - 1;
-                    while (at > 0 && ks[at - 1] < s) {
-                        ks[at] = ks[at - 1];
-                        ki[at] = ki[at - 1];
-                        kl[at] = kl[at - 1];
-                        at--;
-                    }
-                    ks[at] = s;
-                    ki[at] = index_base + j;
-                    kl[at] = pieces->label[p];
-                }
+                for (int j = a; j < b; j++)
+                    rl_topk_insert(ks, ki, kl, top_k, row[j], index_base + j, pieces->label[p]);
             }
         }
     }
@@ -432,15 +418,7 @@ static void match_block(const block_ctx *ctx, unsigned char *share, const share_
     for (int d = 0; d < dim; d++)
         for (int i = 0; i < nq; i++) queries[(size_t)i * dim + d] = src[(size_t)d * hw + i];
     if (bank->cfg.similarity == RL_SIM_COSINE) {
-        for (int i = 0; i < nq; i++) {
-            float *q = queries + (size_t)i * dim;
-            double norm2 = 0.0;
-            for (int d = 0; d < dim; d++) norm2 += (double)q[d] * q[d];
-            if (norm2 > 0.0) {
-                float inv = (float)(1.0 / sqrt(norm2));
-                for (int d = 0; d < dim; d++) q[d] *= inv;
-            }
-        }
+        for (int i = 0; i < nq; i++) rl_normalize_query(queries + (size_t)i * dim, dim, 1);
     }
     for (size_t i = 0; i < (size_t)nq * states; i++) {
         state_best[i] = -INFINITY;
@@ -530,15 +508,7 @@ static void match_block_fused(const block_ctx *ctx, unsigned char *share, const 
             for (int i = n; i < RL_PANEL; i++) out[i] = 0.0f;
         }
         if (bank->cfg.similarity == RL_SIM_COSINE) {
-            for (int i = 0; i < n; i++) {
-                double norm2 = 0.0;
-                for (int d = 0; d < dim; d++)
-                    norm2 += (double)dst[(size_t)d * RL_PANEL + i] * dst[(size_t)d * RL_PANEL + i];
-                if (norm2 > 0.0) {
-                    float inv = (float)(1.0 / sqrt(norm2));
-                    for (int d = 0; d < dim; d++) dst[(size_t)d * RL_PANEL + i] *= inv;
-                }
-            }
+            for (int i = 0; i < n; i++) rl_normalize_query(dst + i, dim, RL_PANEL);
         }
     }
     const size_t lanes_total = (size_t)panels * RL_PANEL;
