@@ -40,8 +40,8 @@ void rl_semi_keep_confident(rl_trainer *tr, float threshold) {
 }
 
 void rl_semi_predict_targets(rl_trainer *tr, float threshold) {
-    size_t hw = (size_t)tr->h * tr->w;
-    const float *logits = rl_unet_logits(tr->net).data + (size_t)tr->nl * tr->enc.outputs * hw;
-    rl_encoding_decode_images(&tr->enc, logits, tr->nu, hw, tr->matched, tr->confidence);
+    size_t count = (size_t)tr->nu * tr->h * tr->w;
+    memcpy(tr->matched, tr->pred, count * sizeof *tr->matched);
+    memcpy(tr->confidence, tr->pred_confidence, count * sizeof *tr->confidence);
     rl_semi_keep_confident(tr, threshold);
 }

@@ -66,8 +66,9 @@ const rl_semi_method *rl_semi_method_of(rl_method id);
  * confidence reaches the threshold, RL_IGNORE elsewhere; matched is set to
  * RL_IGNORE on padding. */
 void rl_semi_keep_confident(rl_trainer *tr, float threshold);
-/* tr->matched and tr->confidence from the weak view's logits, then the
- * pixels kept at threshold (predpl, fixmatch, unimatch). */
+/* tr->matched and tr->confidence from the weak view's predictions
+ * (tr->pred, decoded once by views.c), then the pixels kept at threshold
+ * (predpl, fixmatch, unimatch). */
 void rl_semi_predict_targets(rl_trainer *tr, float threshold);
 
 extern const rl_semi_method rl_semi_refpl, rl_semi_predpl, rl_semi_meanteacher,

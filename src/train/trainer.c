@@ -360,15 +360,15 @@ static int unlabeled_loss(rl_trainer *tr, double lambda, rl_train_step_info *inf
     const float *logits = rl_unet_logits(tr->net).data + offset;
     float *dlogits = lambda > 0 ? tr->dlogits + offset : NULL;
     rl_sampler_decode_unlabeled(tr);
+    rl_views_predict(tr);
     int rc = tr->method->targets(tr, tr->semi, info, err);
     if (rc) return rc;
-    if (tr->method->loss) {
-        rl_views_predictions(tr, rl_unet_logits(tr->net).data, info);
+    rl_views_accuracy(tr, info);
+    if (tr->method->loss)
         info->unsup_loss = tr->method->loss(tr, tr->semi, dlogits, logits, lambda);
-    } else {
+    else
         info->unsup_loss = rl_views_loss(tr, lambda > 0 ? tr->dlogits : NULL,
-                                         rl_unet_logits(tr->net).data, lambda, info);
-    }
+                                         rl_unet_logits(tr->net).data, lambda);
     rl_pseudo_label_stats(&tr->enc, (size_t)tr->nu * hw, tr->valid, tr->matched, tr->pseudo,
                           tr->hidden, &tr->stats, info);
     return RL_OK;

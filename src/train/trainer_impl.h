@@ -107,15 +107,17 @@ void rl_views_layout(rl_trainer *tr, rl_arena *a);
  * (photometric perturbation, then CutMix within each view) and perturbed
  * copies, and the feature scale of the perturbed copies. */
 int rl_views_fill(rl_trainer *tr, rl_error *err);
-/* After the method's targets (tr->pseudo, from the weak view): the weak
- * predictions and their accuracy, the targets of every view the loss acts
- * on, and that loss, gradient with weight lambda into dlogits (full batch;
- * NULL: none). Returns the unlabeled loss before lambda. */
-/* The weak view's predictions (tr->pred, tr->pred_confidence) and, with
- * tr->matched, their accuracies in info; rl_views_loss calls it. */
-void rl_views_predictions(rl_trainer *tr, const float *logits, rl_train_step_info *info);
-double rl_views_loss(rl_trainer *tr, float *dlogits, const float *logits, double lambda,
-                     rl_train_step_info *info);
+/* Before the method's targets: the weak view's decoded predictions and
+ * their confidence (tr->pred, tr->pred_confidence), which the prediction
+ * methods' targets and refpl's consistency read, decoded once per step. */
+void rl_views_predict(rl_trainer *tr);
+/* After the targets: the accuracies of tr->pred and tr->matched in info. */
+void rl_views_accuracy(const rl_trainer *tr, rl_train_step_info *info);
+/* After the method's targets (tr->pseudo, from the weak view): the targets
+ * of every view the loss acts on, and that loss, gradient with weight
+ * lambda into dlogits (full batch; NULL: none). Returns the unlabeled loss
+ * before lambda. */
+double rl_views_loss(rl_trainer *tr, float *dlogits, const float *logits, double lambda);
 
 /* ---- trainer.c ---- */
 int rl_trainer_all_finite(const float *x, size_t n);

@@ -144,10 +144,13 @@ static double accuracy(const rl_trainer *tr, const int32_t *labels) {
     return known ? (double)right / (double)known : NAN;
 }
 
-void rl_views_predictions(rl_trainer *tr, const float *logits, rl_train_step_info *info) {
+void rl_views_predict(rl_trainer *tr) {
     size_t hw = (size_t)tr->h * tr->w;
-    rl_encoding_decode_images(&tr->enc, logits + (size_t)tr->nl * tr->enc.outputs * hw, tr->nu,
-                              hw, tr->pred, tr->pred_confidence);
+    const float *logits = rl_unet_logits(tr->net).data + (size_t)tr->nl * tr->enc.outputs * hw;
+    rl_encoding_decode_images(&tr->enc, logits, tr->nu, hw, tr->pred, tr->pred_confidence);
+}
+
+void rl_views_accuracy(const rl_trainer *tr, rl_train_step_info *info) {
     info->pred_accuracy = accuracy(tr, tr->pred);
     info->matched_accuracy = accuracy(tr, tr->matched);
 }
@@ -179,11 +182,9 @@ static double view_loss(rl_trainer *tr, float *dlogits, const float *logits,
     return weight * loss;
 }
 
-double rl_views_loss(rl_trainer *tr, float *dlogits, const float *logits, double lambda,
-                     rl_train_step_info *info) {
+double rl_views_loss(rl_trainer *tr, float *dlogits, const float *logits, double lambda) {
     const rl_semi_config *sc = &tr->cfg.semi;
     size_t hw = (size_t)tr->h * tr->w, count = (size_t)tr->nu * hw;
-    rl_views_predictions(tr, logits, info);
     if (tr->consistency)
         for (size_t i = 0; i < count; i++)
             tr->consistency[i] = tr->valid[i] && tr->pred_confidence[i] >= sc->strong_confidence
