@@ -519,6 +519,117 @@ static void test_batchnorm(rl_rng *rng) {
     test_batchnorm_case(3, 5, 12, 0, rng);
 }
 
+/* max |a - b| / max |b|: the error of a against b on b's scale. */
+static double max_rel_diff(const float *a, const float *b, size_t n) {
+    double diff = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        diff = fmax(diff, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return diff / (scale > 0 ? scale : 1.0);
+}
+
+/* Synchronised batch norm at the layer level: a batch of 5 images split into
+ * shares of 2 and 3 as two processes would hold it, each share's sums added
+ * by hand (the reduction), against the whole-batch functions. Measured: the
+ * split and whole results differ by at most ~1e-7 of their scale (float
+ * rounding of the same formulas, the sums added in another order). */
+static void test_batchnorm_split(rl_rng *rng) {
+    enum { N = 5, C = 4, HW = 12 };
+    const int share_n[2] = {2, 3};
+    const size_t nx = (size_t)N * C * HW, off[2] = {0, (size_t)2 * C * HW};
+    /* Means away from 0, to exercise the squared deviations about the mean. */
+    float *x = random_floats(nx, rng, 2.0f, 5.0f), *dy = random_floats(nx, rng, -1, 1);
+    float *gamma = random_floats(C, rng, 0.5f, 1.5f), *beta = random_floats(C, rng, -1, 1);
+    float *run0 = random_floats(2 * C, rng, 0.5f, 1.5f); /* running mean, running var */
+
+    /* The whole batch. */
+    float *y = alloc_floats(nx), *dx = alloc_floats(nx);
+    float mean[C], rstd[C], run[2 * C], dgamma[C] = {0}, dbeta[C] = {0};
+    memcpy(run, run0, sizeof run);
+    rl_batchnorm_forward_train(y, mean, rstd, run, run + C, x, gamma, beta, N, C, HW,
+                               BN_MOMENTUM, BN_EPS);
+    rl_batchnorm_backward(dx, dgamma, dbeta, dy, x, mean, rstd, gamma, N, C, HW);
+
+    /* The shares: each phase on both, then the sums added (the reduction). */
+    float *ys = alloc_floats(nx), *dxs = alloc_floats(nx);
+    float means[2][C], rstds[2][C], runs[2][2 * C], dgammas[2][C] = {{0}}, dbetas[2][C] = {{0}};
+    double sums[2][C + 1], sq_devs[2][C], bsums[2][2 * C];
+    double sums_all[C + 1] = {0}, sq_devs_all[C] = {0}, bsums_all[2 * C] = {0};
+    for (int p = 0; p < 2; p++) rl_batchnorm_sums(sums[p], x + off[p], share_n[p], C, HW);
+    for (int i = 0; i <= C; i++) sums_all[i] = sums[0][i] + sums[1][i];
+    CHECK(sums_all[C] == N * HW);
+    for (int p = 0; p < 2; p++)
+        rl_batchnorm_sq_devs(sq_devs[p], sums_all, x + off[p], share_n[p], C, HW);
+    for (int i = 0; i < C; i++) sq_devs_all[i] = sq_devs[0][i] + sq_devs[1][i];
+    for (int p = 0; p < 2; p++) {
+        memcpy(runs[p], run0, sizeof runs[p]);
+        rl_batchnorm_apply_train(ys + off[p], means[p], rstds[p], runs[p], runs[p] + C,
+                                 x + off[p], gamma, beta, sums_all, sq_devs_all, share_n[p], C,
+                                 HW, BN_MOMENTUM, BN_EPS);
+        rl_batchnorm_backward_sums(bsums[p], dgammas[p], dbetas[p], dy + off[p], x + off[p],
+                                   means[p], rstds[p], share_n[p], C, HW);
+    }
+    for (int i = 0; i < 2 * C; i++) bsums_all[i] = bsums[0][i] + bsums[1][i];
+    for (int p = 0; p < 2; p++)
+        rl_batchnorm_backward_apply(dxs + off[p], bsums_all, sums_all[C], dy + off[p], x + off[p],
+                                    means[p], rstds[p], gamma, share_n[p], C, HW);
+
+    /* Both shares hold the same statistics, bit for bit (the same totals). */
+    CHECK(!memcmp(means[0], means[1], sizeof means[0]) &&
+          !memcmp(rstds[0], rstds[1], sizeof rstds[0]) &&
+          !memcmp(runs[0], runs[1], sizeof runs[0]));
+    float dgamma_sum[C], dbeta_sum[C];
+    for (int i = 0; i < C; i++) {
+        dgamma_sum[i] = dgammas[0][i] + dgammas[1][i];
+        dbeta_sum[i] = dbetas[0][i] + dbetas[1][i];
+    }
+    const struct {
+        const char *what;
+        const float *split, *whole;
+        size_t n;
+    } cmp[] = {{"y", ys, y, nx},
+               {"mean", means[0], mean, C},
+               {"rstd", rstds[0], rstd, C},
+               {"running_mean", runs[0], run, C},
+               {"running_var", runs[0] + C, run + C, C},
+               {"dx", dxs, dx, nx},
+               {"dgamma (shares summed)", dgamma_sum, dgamma, C},
+               {"dbeta (shares summed)", dbeta_sum, dbeta, C}};
+    double worst = 0.0;
+    for (size_t k = 0; k < sizeof cmp / sizeof cmp[0]; k++) {
+        double e = max_rel_diff(cmp[k].split, cmp[k].whole, cmp[k].n);
+        CHECK_MSG(e < 1e-5, "batch norm split 2 + 3: %s differs by %.3g", cmp[k].what, e);
+        worst = fmax(worst, e);
+    }
+    printf("batch norm split 2 + 3 against the whole batch: worst relative difference %.3g\n",
+           worst);
+
+    /* One share holding the whole batch (nothing to add): the phases compute
+     * what the whole-batch functions compute. */
+    float mean1[C], rstd1[C], run1[2 * C], dgamma1[C] = {0}, dbeta1[C] = {0};
+    memcpy(run1, run0, sizeof run1);
+    rl_batchnorm_sums(sums_all, x, N, C, HW);
+    rl_batchnorm_sq_devs(sq_devs_all, sums_all, x, N, C, HW);
+    rl_batchnorm_apply_train(ys, mean1, rstd1, run1, run1 + C, x, gamma, beta, sums_all,
+                             sq_devs_all, N, C, HW, BN_MOMENTUM, BN_EPS);
+    memset(dxs, 0, nx * sizeof *dxs);
+    rl_batchnorm_backward_sums(bsums_all, dgamma1, dbeta1, dy, x, mean1, rstd1, N, C, HW);
+    rl_batchnorm_backward_apply(dxs, bsums_all, sums_all[C], dy, x, mean1, rstd1, gamma, N, C,
+                                HW);
+    CHECK(max_rel_diff(ys, y, nx) < 1e-6 && max_rel_diff(dxs, dx, nx) < 1e-6);
+    CHECK(max_rel_diff(run1, run, 2 * C) < 1e-6 && max_rel_diff(dgamma1, dgamma, C) < 1e-6);
+    printf("batch norm phases on the whole batch: %s\n",
+           !memcmp(ys, y, nx * sizeof *y) && !memcmp(dxs, dx, nx * sizeof *dx) &&
+                   !memcmp(run1, run, sizeof run) && !memcmp(dgamma1, dgamma, sizeof dgamma) &&
+                   !memcmp(dbeta1, dbeta, sizeof dbeta)
+               ? "bit for bit"
+               : "within 1e-6");
+
+    free(x), free(dy), free(gamma), free(beta), free(run0), free(y), free(dx), free(ys);
+    free(dxs);
+}
+
 /* ---- leaky ReLU ------------------------------------------------------------------ */
 
 typedef struct relu_ctx {
@@ -706,6 +817,7 @@ int main(void) {
     test_groupnorm(&rng);
     test_groupnorm_leaky_fused(&rng);
     test_batchnorm(&rng);
+    test_batchnorm_split(&rng);
     test_leaky_relu(&rng);
     test_concat(&rng);
     test_thread_independence(&rng);

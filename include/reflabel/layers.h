@@ -124,6 +124,37 @@ void rl_batchnorm_backward_eval(float *dx, float *dgamma, float *dbeta, const fl
                                 const float *running_mean, const float *running_var, int n,
                                 int c, int hw, float eps);
 
+/* Training mode over a batch split between processes (synchronised batch
+ * norm): x, y, dx, dy hold this process's share (n images); the statistics
+ * are those of the whole batch. Each phase sums over the share into doubles
+ * that the caller sums in place over the processes (an allreduce) before the
+ * next phase reads them:
+ *   forward:  rl_batchnorm_sums(sums)              reduce sums (C + 1)
+ *             rl_batchnorm_sq_devs(sq_devs, sums)  reduce sq_devs (C)
+ *             rl_batchnorm_apply_train(.., sums, sq_devs, ..)
+ *   backward: rl_batchnorm_backward_sums(bsums, dgamma, dbeta, ..)
+ *                                                  reduce bsums (2C)
+ *             rl_batchnorm_backward_apply(dx, bsums, sums[C], ..)
+ * sums[C] is the count N HW, so reduced it is the whole batch's. The
+ * backward adds this process's share to dgamma and dbeta (the caller sums
+ * parameter gradients over the processes as for any other parameter) and
+ * the whole batch's gradient to dx. With no other process (no reduction) the
+ * results are rl_batchnorm_forward_train's and rl_batchnorm_backward's (the
+ * same arithmetic). */
+void rl_batchnorm_sums(double *sums, const float *x, int n, int c, int hw);
+void rl_batchnorm_sq_devs(double *sq_devs, const double *sums, const float *x, int n, int c,
+                          int hw);
+void rl_batchnorm_apply_train(float *y, float *mean, float *rstd, float *running_mean,
+                              float *running_var, const float *x, const float *gamma,
+                              const float *beta, const double *sums, const double *sq_devs,
+                              int n, int c, int hw, float momentum, float eps);
+void rl_batchnorm_backward_sums(double *sums, float *dgamma, float *dbeta, const float *dy,
+                                const float *x, const float *mean, const float *rstd, int n,
+                                int c, int hw);
+void rl_batchnorm_backward_apply(float *dx, const double *sums, double count, const float *dy,
+                                 const float *x, const float *mean, const float *rstd,
+                                 const float *gamma, int n, int c, int hw);
+
 /* ---- ReLU / LeakyReLU --------------------------------------------------- *
  * y = x > 0 ? x : slope * x (slope 0: ReLU). y may alias x (in place).
  * The backward reads y, not x (sign(y) == sign(x) for slope >= 0), so the

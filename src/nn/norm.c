@@ -313,3 +313,149 @@ void rl_batchnorm_backward_eval(float *dx, float *dgamma, float *dbeta, const fl
         }
     }
 }
+
+/* ---- batch norm over a batch split between processes --------------------- */
+
+/* The training-mode functions above, cut where a channel's statistics need
+ * the values of every process: each phase sums over this process's share of
+ * the batch, the caller adds those sums over the processes (an allreduce),
+ * and the next phase reads the totals. The forward keeps channel_mean_var's
+ * two passes with a reduction after each, so that the squared deviations are
+ * taken about the global mean: one reduction of the sums of x and x^2 would
+ * cancel when a channel's mean is large against its spread, and no shift
+ * near the mean is known to every process before the first reduction. Each
+ * phase does the whole-batch function's arithmetic on its share: with one
+ * process the results are the same, with several only the order in which
+ * the sums are added differs. */
+
+/* sums (C + 1): sums[ch] = sum of channel ch over N and HW; sums[C] = N HW,
+ * so that the reduced count is the global batch's. */
+void rl_batchnorm_sums(double *sums, const float *x, int n, int c, int hw) {
+    const int parallel = (size_t)n * (size_t)c * (size_t)hw >= RL_PARALLEL_MIN_ELEMENTS;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int ch = 0; ch < c; ch++) {
+        double sum = 0.0;
+        for (int s = 0; s < n; s++) {
+            const float *xr = x + ((size_t)s * (size_t)c + (size_t)ch) * (size_t)hw;
+#pragma omp simd reduction(+ : sum)
+            for (int i = 0; i < hw; i++) sum += xr[i];
+        }
+        sums[ch] = sum;
+    }
+    sums[c] = (double)n * (double)hw;
+}
+
+/* sq_devs (C): sum of (x - mean)^2 over N and HW, about the mean of the
+ * reduced sums (C + 1) of rl_batchnorm_sums. */
+void rl_batchnorm_sq_devs(double *sq_devs, const double *sums, const float *x, int n, int c,
+                          int hw) {
+    const int parallel = (size_t)n * (size_t)c * (size_t)hw >= RL_PARALLEL_MIN_ELEMENTS;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int ch = 0; ch < c; ch++) {
+        const double m = sums[ch] / sums[c];
+        double sq = 0.0;
+        for (int s = 0; s < n; s++) {
+            const float *xr = x + ((size_t)s * (size_t)c + (size_t)ch) * (size_t)hw;
+#pragma omp simd reduction(+ : sq)
+            for (int i = 0; i < hw; i++) {
+                const double dev = xr[i] - m;
+                sq += dev * dev;
+            }
+        }
+        sq_devs[ch] = sq;
+    }
+}
+
+/* rl_batchnorm_forward_train's outputs from the reduced sums and squared
+ * deviations: the global count sums[C] gives the biased variance and, for
+ * running_var, the unbiased one. Every process computes the same mean, rstd
+ * and running statistics from the same totals. */
+void rl_batchnorm_apply_train(float *y, float *mean, float *rstd, float *running_mean,
+                              float *running_var, const float *x, const float *gamma,
+                              const float *beta, const double *sums, const double *sq_devs,
+                              int n, int c, int hw, float momentum, float eps) {
+    const int parallel = (size_t)n * (size_t)c * (size_t)hw >= RL_PARALLEL_MIN_ELEMENTS;
+    const double count = sums[c];
+    const double unbias = count > 1.0 ? count / (count - 1.0) : 1.0;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int ch = 0; ch < c; ch++) {
+        const double m = sums[ch] / count, v = sq_devs[ch] / count;
+        const float mf = (float)m, rf = (float)(1.0 / sqrt(v + (double)eps));
+        mean[ch] = mf;
+        rstd[ch] = rf;
+        running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * m);
+        running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * v * unbias);
+        const float scale = rf * gamma[ch];
+        channel_affine(y, x, n, c, hw, ch, scale, beta[ch] - mf * scale);
+    }
+}
+
+/* The backward over a global batch B, the union of the processes' shares
+ * B_p, with M values per channel (the forward's reduced count). The loss is
+ * L = sum_p L_p, each L_p reading only its process's y, so dy on B_p is
+ * dL_p/dy. Per channel y = gamma xhat + beta, xhat = (x - m) r, where m and
+ * r = 1 / sqrt(v + eps) are the global statistics: functions of x on every
+ * process. With S1 = sum_B dy and S2 = sum_B dy (x - m):
+ *
+ *   dL/dbeta  = S1           = sum_p sum_{B_p} dy
+ *   dL/dgamma = sum_B dy xhat = sum_p r sum_{B_p} dy (x - m)
+ *
+ * are sums of one term per process. Each process adds its own term to its
+ * gradients, like any parameter's, and the caller's sum of the parameter
+ * gradients over the processes completes them; adding the reduced S1, S2
+ * instead would count every term once per process.
+ *
+ * x on one process moves m and v, and through them y on every process:
+ * dm/dx_j = 1/M, dv/dx_j = 2 (x_j - m) / M (the deviations sum to 0), so
+ * dr/dx_j = -r^3 (x_j - m) / M and
+ *
+ *   dL/dx_j = sum_k dy_k dy_k/dx_j
+ *           = gamma r dy_j - gamma r S1 / M - gamma r^3 (x_j - m) S2 / M
+ *           = a1 dy_j + a2 (x_j - m) + a3,
+ *   a1 = gamma r, a2 = -gamma r^3 S2 / M, a3 = -gamma r S1 / M,
+ *
+ * rl_batchnorm_backward's formula, which needs the GLOBAL S1 and S2: the
+ * same two sums as the gradients of gamma and beta, reduced. */
+
+/* sums (2C): sums[ch] = sum of dy, sums[C + ch] = sum of dy (x - mean) over
+ * this process's N and HW; adds this process's term to dgamma and dbeta
+ * (either may be NULL). mean and rstd are the forward's global statistics. */
+void rl_batchnorm_backward_sums(double *sums, float *dgamma, float *dbeta, const float *dy,
+                                const float *x, const float *mean, const float *rstd, int n,
+                                int c, int hw) {
+    const int parallel = (size_t)n * (size_t)c * (size_t)hw >= RL_PARALLEL_MIN_ELEMENTS;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int ch = 0; ch < c; ch++) {
+        double sum_dy, sum_dy_xc;
+        channel_grad_sums(dy, x, n, c, hw, ch, mean[ch], &sum_dy, &sum_dy_xc);
+        sums[ch] = sum_dy;
+        sums[c + ch] = sum_dy_xc;
+        if (dgamma) dgamma[ch] += (float)(sum_dy_xc * rstd[ch]);
+        if (dbeta) dbeta[ch] += (float)sum_dy;
+    }
+}
+
+/* Accumulates dx from the reduced sums (2C) of rl_batchnorm_backward_sums
+ * and count, the forward's reduced count (its sums[C]). */
+void rl_batchnorm_backward_apply(float *dx, const double *sums, double count, const float *dy,
+                                 const float *x, const float *mean, const float *rstd,
+                                 const float *gamma, int n, int c, int hw) {
+    const int parallel = (size_t)n * (size_t)c * (size_t)hw >= RL_PARALLEL_MIN_ELEMENTS;
+    const double inv_count = 1.0 / count;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int ch = 0; ch < c; ch++) {
+        const double r = rstd[ch], sum_dy = sums[ch], sum_dy_xc = sums[c + ch];
+        /* as in rl_batchnorm_backward */
+        const double gr = gamma[ch] * r;
+        const float mf = mean[ch];
+        const float a1 = (float)gr;
+        const float a2 = (float)(-gr * r * r * sum_dy_xc * inv_count);
+        const float a3 = (float)(-gr * sum_dy * inv_count);
+        for (int s = 0; s < n; s++) {
+            const size_t off = ((size_t)s * (size_t)c + (size_t)ch) * (size_t)hw;
+#pragma omp simd
+            for (int i = 0; i < hw; i++)
+                dx[off + i] += a1 * dy[off + i] + a2 * (x[off + i] - mf) + a3;
+        }
+    }
+}
