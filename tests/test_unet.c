@@ -3,6 +3,7 @@
  * overfit (the loss on one batch falls) with AdamW. The exact match with
  * PyTorch is tests/oracle/test_torch_unet.py. */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -294,6 +295,249 @@ static void test_feature_scale(void) {
     rl_unet_free(net);
 }
 
+/* ---- synchronised batch norm ----------------------------------------------- */
+
+/* Two processes of a data-parallel job, simulated by two threads with a
+ * network each. In the reducer each peer publishes its buffer, waits for the
+ * other, sums both in a fixed order (so that both get the same sums, bit for
+ * bit, as every rank does from MPI's allreduce) and waits again before
+ * writing its own buffer, which the other has read by then. */
+typedef struct peer_group {
+    pthread_barrier_t barrier;
+    double *slot[2];
+    size_t n[2];
+} peer_group;
+
+typedef struct peer {
+    peer_group *group;
+    int rank, calls, rc;
+    int mismatch; /* the peers reduced different lengths: their passes differ */
+    rl_unet *net;
+    const float *x, *dlogits;
+} peer;
+
+static int peer_reduce(double *buf, size_t n, void *ctx, rl_error *err) {
+    peer *p = ctx;
+    peer_group *g = p->group;
+    (void)err;
+    p->calls++;
+    g->slot[p->rank] = buf;
+    g->n[p->rank] = n;
+    pthread_barrier_wait(&g->barrier);
+    double *sum = malloc(n * sizeof *sum);
+    if (g->n[0] != g->n[1]) p->mismatch = 1;
+    for (size_t i = 0; i < n && !p->mismatch; i++) sum[i] = g->slot[0][i] + g->slot[1][i];
+    pthread_barrier_wait(&g->barrier);
+    if (!p->mismatch) memcpy(buf, sum, n * sizeof *sum);
+    free(sum);
+    return RL_OK;
+}
+
+static void *peer_step(void *arg) {
+    peer *p = arg;
+    rl_error err = {0, ""};
+    rl_set_threads(1); /* OpenMP's thread count is per thread */
+    p->rc = rl_unet_forward(p->net, p->x, 1, &err);
+    if (!p->rc) p->rc = rl_unet_backward(p->net, p->dlogits, &err);
+    if (p->rc) fprintf(stderr, "peer %d: %s\n", p->rank, err.msg);
+    return NULL;
+}
+
+/* Worst over the tensors of one kind of max |a - b| / max |b|, each tensor
+ * on its own scale; a and b are that kind's flat arrays. */
+static double worst_tensor_diff(const rl_unet *net, rl_unet_tensor_kind kind, const float *a,
+                                const float *b) {
+    int count = 0;
+    const rl_unet_tensor *table = rl_unet_tensors(net, &count);
+    double worst = 0.0;
+    for (int t = 0; t < count; t++) {
+        if (table[t].kind != kind) continue;
+        double diff = 0.0, scale = 0.0;
+        for (size_t i = table[t].offset; i < table[t].offset + table[t].numel; i++) {
+            diff = fmax(diff, fabs((double)a[i] - b[i]));
+            scale = fmax(scale, fabs((double)b[i]));
+        }
+        worst = fmax(worst, diff / (scale > 0 ? scale : 1.0));
+    }
+    return worst;
+}
+
+/* The running statistics (RL_UNET_BUFFER) as one flat array. */
+static const float *unet_buffers(rl_unet *net) {
+    const rl_unet_tensor *t = rl_unet_find_tensor(net, "enc.0.norm1.running_mean");
+    return (const float *)rl_unet_tensor_data(net, t) - t->offset;
+}
+
+/* A batch of 4 split between two "processes" of 2 images each, with batch
+ * norm reduced between them, against one network on the whole batch: the
+ * logits, the running statistics and the parameter gradients (the two
+ * shares summed, as the trainer sums them over the ranks) agree. Measured
+ * (small_config, 8x8, one thread): logits and running statistics equal bit
+ * for bit, gradients within 1.4e-7 of each tensor's largest; the float
+ * rounding of the same sums taken in another order. */
+static void test_batch_reducer_two_processes(void) {
+    enum { N = 4, H = 8, W = 8, HALF = N / 2 };
+    rl_unet_config c = small_config(RL_NORM_BATCH);
+    const int K = c.num_classes, HW = H * W, CIN = c.in_channels;
+    rl_unet *whole = NULL, *plain = NULL, *share[2] = {NULL, NULL};
+    CHECK_OK(rl_unet_create(&whole, &c, 21, NULL));
+    CHECK_OK(rl_unet_create(&plain, &c, 21, NULL));
+    for (int r = 0; r < 2; r++) CHECK_OK(rl_unet_create(&share[r], &c, 21, NULL));
+    if (!whole || !plain || !share[0] || !share[1]) return;
+    rl_rng rng;
+    rl_rng_seed(&rng, 33, 0);
+    float x[N * 2 * HW], dlogits[N * 3 * HW];
+    int32_t labels[N * HW];
+    rl_fill_uniform(x, sizeof x / sizeof *x, &rng, -1, 2);
+    for (int i = 0; i < N * HW; i++) labels[i] = (int32_t)rl_rng_below(&rng, 3);
+
+    /* One process, the whole batch; the loss is a mean over it, and its
+     * dlogits, cut in two, are each share's. */
+    CHECK_OK(rl_unet_plan(whole, N, H, W, 1, NULL));
+    CHECK_OK(rl_unet_forward(whole, x, 1, NULL));
+    memset(dlogits, 0, sizeof dlogits);
+    rl_softmax_ce_loss(dlogits, rl_unet_logits(whole).data, labels, NULL, N, K, HW, -1, 1.0f);
+    rl_unet_zero_grad(whole);
+    CHECK_OK(rl_unet_backward(whole, dlogits, NULL));
+
+    /* A reducer set and then removed changes nothing, bit for bit. */
+    peer_group group;
+    peer peers[2];
+    rl_unet_set_batch_reducer(plain, peer_reduce, &peers[0]);
+    rl_unet_set_batch_reducer(plain, NULL, NULL);
+    CHECK_OK(rl_unet_plan(plain, N, H, W, 1, NULL));
+    CHECK_OK(rl_unet_forward(plain, x, 1, NULL));
+    rl_unet_zero_grad(plain);
+    CHECK_OK(rl_unet_backward(plain, dlogits, NULL));
+    size_t np = rl_unet_param_count(whole);
+    CHECK(!memcmp(rl_unet_logits(plain).data, rl_unet_logits(whole).data, sizeof dlogits));
+    CHECK(!memcmp(rl_unet_grads(plain), rl_unet_grads(whole), np * sizeof(float)));
+
+    /* Two processes, two images each. */
+    pthread_barrier_init(&group.barrier, NULL, 2);
+    pthread_t threads[2];
+    for (int r = 0; r < 2; r++) {
+        peers[r] = (peer){.group = &group, .rank = r, .net = share[r],
+                          .x = x + (size_t)r * HALF * CIN * HW,
+                          .dlogits = dlogits + (size_t)r * HALF * K * HW};
+        CHECK_OK(rl_unet_plan(share[r], HALF, H, W, 1, NULL));
+        rl_unet_set_batch_reducer(share[r], peer_reduce, &peers[r]);
+        rl_unet_zero_grad(share[r]);
+    }
+    for (int r = 0; r < 2; r++) pthread_create(&threads[r], NULL, peer_step, &peers[r]);
+    for (int r = 0; r < 2; r++) pthread_join(threads[r], NULL);
+    pthread_barrier_destroy(&group.barrier);
+    CHECK(peers[0].rc == RL_OK && peers[1].rc == RL_OK);
+    CHECK(!peers[0].mismatch && !peers[1].mismatch);
+    /* 10 batch-norm units (3 encoder levels, 2 decoder levels, 2 units
+     * each): 2 reductions forward and 1 backward per unit. */
+    CHECK_MSG(peers[0].calls == 30 && peers[1].calls == 30, "%d and %d reductions",
+              peers[0].calls, peers[1].calls);
+
+    double logits_err = 0.0;
+    for (int r = 0; r < 2; r++) {
+        const float *got = rl_unet_logits(share[r]).data;
+        const float *want = rl_unet_logits(whole).data + (size_t)r * HALF * K * HW;
+        double diff = 0.0, scale = 0.0;
+        for (int i = 0; i < HALF * K * HW; i++) {
+            diff = fmax(diff, fabs((double)got[i] - want[i]));
+            scale = fmax(scale, fabs((double)want[i]));
+        }
+        logits_err = fmax(logits_err, diff / scale);
+    }
+    const float *buffers[2] = {unet_buffers(share[0]), unet_buffers(share[1])};
+    size_t nb = 0;
+    int count = 0;
+    const rl_unet_tensor *table = rl_unet_tensors(whole, &count);
+    for (int t = 0; t < count; t++) {
+        if (table[t].kind == RL_UNET_BUFFER) nb += table[t].numel;
+        if (table[t].kind != RL_UNET_COUNTER) continue;
+        for (int r = 0; r < 2; r++)
+            CHECK(*(int64_t *)rl_unet_tensor_data(share[r], &table[t]) ==
+                  *(int64_t *)rl_unet_tensor_data(whole, &table[t]));
+    }
+    /* The running statistics are the same on both processes, bit for bit. */
+    CHECK(!memcmp(buffers[0], buffers[1], nb * sizeof(float)));
+    double running_err =
+        worst_tensor_diff(whole, RL_UNET_BUFFER, buffers[0], unet_buffers(whole));
+    float *grad_sum = malloc(np * sizeof *grad_sum);
+    for (size_t i = 0; i < np; i++)
+        grad_sum[i] = rl_unet_grads(share[0])[i] + rl_unet_grads(share[1])[i];
+    double grad_err = worst_tensor_diff(whole, RL_UNET_PARAM, grad_sum, rl_unet_grads(whole));
+    CHECK_MSG(logits_err < 1e-5, "logits differ by %.3g", logits_err);
+    CHECK_MSG(running_err < 1e-5, "running statistics differ by %.3g", running_err);
+    CHECK_MSG(grad_err < 1e-5, "summed gradients differ by %.3g", grad_err);
+    printf("batch norm over 2 processes against one: logits %.3g, running statistics %.3g, "
+           "gradients %.3g (max relative difference)\n",
+           logits_err, running_err, grad_err);
+    free(grad_sum);
+    rl_unet_free(whole);
+    rl_unet_free(plain);
+    for (int r = 0; r < 2; r++) rl_unet_free(share[r]);
+}
+
+/* Fails at call fail_at (1-based); scale multiplies the sums otherwise. */
+typedef struct fake_reducer {
+    int calls, fail_at;
+    double scale;
+} fake_reducer;
+
+static int fake_reduce(double *buf, size_t n, void *ctx, rl_error *err) {
+    fake_reducer *f = ctx;
+    if (++f->calls == f->fail_at) return rl_error_set(err, RL_EIO, "peer lost");
+    for (size_t i = 0; i < n; i++) buf[i] *= f->scale;
+    return RL_OK;
+}
+
+/* A failing reduction is the forward's or backward's error, and the check
+ * for one value per channel counts the global batch. */
+static void test_batch_reducer_errors(void) {
+    enum { N = 2, H = 8, W = 8 };
+    rl_unet_config c = small_config(RL_NORM_BATCH);
+    rl_unet *net = NULL;
+    rl_error err = {0, ""};
+    CHECK_OK(rl_unet_create(&net, &c, 3, NULL));
+    if (!net) return;
+    float x[N * 2 * H * W] = {0}, dlogits[N * 3 * H * W] = {0};
+    CHECK_OK(rl_unet_plan(net, N, H, W, 1, NULL));
+    fake_reducer f = {0, 0, 1.0};
+    rl_unet_set_batch_reducer(net, fake_reduce, &f);
+    for (int fail_at = 1; fail_at <= 7; fail_at += 6) { /* a unit's first and second reduction */
+        f = (fake_reducer){0, fail_at, 1.0};
+        CHECK(rl_unet_forward(net, x, 1, &err) == RL_EIO && f.calls == fail_at);
+        CHECK_MSG(strstr(err.msg, "U-Net forward") && strstr(err.msg, "peer lost"), "%s",
+                  err.msg);
+    }
+    f = (fake_reducer){0, 1, 1.0};
+    CHECK(rl_unet_forward(net, x, 1, NULL) == RL_EIO); /* the code, without an rl_error too */
+    f = (fake_reducer){0, 21, 1.0};                    /* the backward's first: 10 units */
+    CHECK_OK(rl_unet_forward(net, x, 1, &err));
+    CHECK(rl_unet_backward(net, dlogits, &err) == RL_EIO && f.calls == 21);
+    CHECK_MSG(strstr(err.msg, "U-Net backward") && strstr(err.msg, "peer lost"), "%s", err.msg);
+    f = (fake_reducer){0, 1, 1.0}; /* eval mode reduces nothing */
+    CHECK_OK(rl_unet_forward(net, x, 0, &err));
+    CHECK_OK(rl_unet_backward(net, dlogits, &err));
+    CHECK(f.calls == 0);
+    rl_unet_free(net);
+
+    /* One image of 4x4 at depth 2: one value per channel at the bottleneck.
+     * Alone it cannot train; with an identical peer (the reducer doubles
+     * every sum) the global batch has two; with no peer (sums unchanged)
+     * the units find the global batch as small as the local one. */
+    CHECK_OK(rl_unet_create(&net, &c, 3, NULL));
+    if (!net) return;
+    float one[2 * 4 * 4] = {0};
+    CHECK_OK(rl_unet_plan(net, 1, 4, 4, 1, NULL));
+    CHECK(rl_unet_forward(net, one, 1, &err) == RL_EINVAL);
+    rl_unet_set_batch_reducer(net, fake_reduce, &f);
+    f = (fake_reducer){0, 0, 2.0};
+    CHECK_OK(rl_unet_forward(net, one, 1, &err));
+    f = (fake_reducer){0, 0, 1.0};
+    CHECK(rl_unet_forward(net, one, 1, &err) == RL_EINVAL);
+    CHECK_MSG(strstr(err.msg, "global batch") != NULL, "%s", err.msg);
+    rl_unet_free(net);
+}
+
 int main(void) {
     /* Tiny tensors: thread start-up would dominate, and on a shared machine
      * spinning workers make it slower still. The multi-threaded layers are
@@ -306,5 +550,7 @@ int main(void) {
     test_determinism_gradients_overfit(RL_NORM_NONE);
     test_determinism_gradients_overfit(RL_NORM_BATCH);
     test_feature_scale();
+    test_batch_reducer_two_processes();
+    test_batch_reducer_errors();
     return rl_test_report("test_unet");
 }

@@ -135,6 +135,27 @@ void rl_unet_set_feature_scale(rl_unet *net, const float *scale);
 /* Channels per image of that scale: the widths of every level summed. */
 int rl_unet_feature_scale_count(const rl_unet *net);
 
+/* Synchronised batch norm, for data-parallel training where every process
+ * runs the network on its own share of a global batch. The reducer sums n
+ * doubles in place over every process sharing the batch (an allreduce; all
+ * processes must get the same sums), returning 0 or an rl_code with err
+ * set. */
+typedef int (*rl_unet_reduce_fn)(double *buf, size_t n, void *ctx, rl_error *err);
+/* With fn set, batch norm in training mode normalises with the statistics
+ * of the global batch and updates the running statistics from them, so
+ * they stay equal on processes that start equal. Each batch-norm unit calls
+ * fn twice in a training forward (the per-channel sums, then the squared
+ * deviations about the global mean) and once in the backward (the sums its
+ * input gradient needs), unit after unit in the same order on every
+ * process: every process runs the same passes. The parameter gradients stay
+ * this process's share, to be summed over the processes like every other
+ * parameter's, and the dlogits of each process must be those of the global
+ * loss (a mean over the global batch, say). The backward pass reduces
+ * through the fn and ctx of its forward pass. Group norm and eval mode
+ * never call fn. NULL (the default): this process's batch alone, computed
+ * exactly as without the call. */
+void rl_unet_set_batch_reducer(rl_unet *net, rl_unet_reduce_fn fn, void *ctx);
+
 /* Views into the arena, valid until the next plan. */
 rl_tensor rl_unet_logits(const rl_unet *net);
 /* The output of the last decoder block, before the head: (N, w_0, H, W). */

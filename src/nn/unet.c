@@ -35,6 +35,8 @@ typedef struct conv_unit {
     float *out;                 /* (N, cout, h, w): after activation (== conv_out without norm) */
     float *d_out;               /* gradient of out */
     float *mean, *rstd;         /* saved statistics: (N, groups) or (cout) */
+    double bn_count;            /* batch norm: values per channel of the global batch, as
+                                   the last reduced forward summed them */
     rl_dnnl_conv *dnnl;         /* oneDNN's primitives for the conv; NULL: im2col */
 } conv_unit;
 
@@ -84,6 +86,12 @@ struct rl_unet {
     unsigned char *grads_begin; /* persistent activation gradients, zeroed per backward */
     size_t grads_bytes;
     int forward_training;   /* mode of the last forward; -1 before any */
+    /* rl_unet_set_batch_reducer's, NULL: none; the one the last forward used
+     * (NULL unless it trained batch norm), which its backward uses too; and
+     * the per-channel sums on their way through it, (2 C + 1) doubles. */
+    rl_unet_reduce_fn reduce, pass_reduce;
+    void *reduce_ctx, *pass_reduce_ctx;
+    double *bn_sums;
 };
 
 /* ---- configuration --------------------------------------------------------- */
@@ -490,6 +498,11 @@ static void layout(rl_unet *net, rl_arena *a) {
     net->bottleneck_scaled = rl_arena_floats(
         a, (size_t)n * net->width[depth] * net->lv[depth].h * net->lv[depth].w);
     net->conv_scratch = rl_arena_floats(a, scratch);
+    /* The widest unit's sums and squared deviations (forward) or its two
+     * gradient sums (backward); the widths grow with depth. */
+    net->bn_sums = NULL;
+    if (net->cfg.norm == RL_NORM_BATCH)
+        net->bn_sums = rl_arena_alloc(a, (2 * (size_t)net->width[depth] + 1) * sizeof(double));
 
     /* Wiring of the forward pass. */
     for (int l = 0; l <= depth; l++) {
@@ -610,6 +623,35 @@ static int convt_forward(rl_unet *net, rl_dnnl_conv *dnnl, float *y, const float
     return RL_OK;
 }
 
+/* Batch norm in training mode over the global batch (rl_unet_set_batch_reducer):
+ * the whole-batch function's two passes, each followed by a reduction
+ * (norm.c). conv_out (N, cout, h, w) -> out, before the activation. */
+static int batchnorm_forward_reduced(rl_unet *net, conv_unit *u, rl_error *err) {
+    const rl_unet_config *c = &net->cfg;
+    const float *p = net->params;
+    const int hw = u->h * u->w, cout = u->cout;
+    double *sums = net->bn_sums, *sq_devs = net->bn_sums + cout + 1; /* (cout + 1), (cout) */
+    rl_batchnorm_sums(sums, u->conv_out, net->n, cout, hw);
+    int rc = net->pass_reduce(sums, (size_t)cout + 1, net->pass_reduce_ctx, err);
+    if (rc) return rc;
+    /* rl_unet_forward's check, on the global count: it is the same on every
+     * process, so all of them stop here together, where a check of this
+     * process's share alone could stop it while the others wait for it in
+     * the reduction. */
+    if (sums[cout] < 2)
+        return rl_error_set(err, RL_EINVAL,
+                            "batch norm in training mode needs more than one value per channel "
+                            "over the global batch, at %dx%d",
+                            u->h, u->w);
+    rl_batchnorm_sq_devs(sq_devs, sums, u->conv_out, net->n, cout, hw);
+    if ((rc = net->pass_reduce(sq_devs, (size_t)cout, net->pass_reduce_ctx, err))) return rc;
+    rl_batchnorm_apply_train(u->out, u->mean, u->rstd, net->buffers + u->run_mean,
+                             net->buffers + u->run_var, u->conv_out, p + u->gamma, p + u->beta,
+                             sums, sq_devs, net->n, cout, hw, c->bn_momentum, c->norm_eps);
+    u->bn_count = sums[cout];
+    return RL_OK;
+}
+
 /* in (N, cin, h, w) -> out (N, cout, h, w). */
 static int unit_forward(rl_unet *net, conv_unit *u, int training, rl_error *err) {
     const rl_unet_config *c = &net->cfg;
@@ -625,6 +667,9 @@ static int unit_forward(rl_unet *net, conv_unit *u, int training, rl_error *err)
                                    p + u->beta, net->n, u->cout, (int)hw, u->groups, c->norm_eps,
                                    c->leaky_slope);
         return RL_OK;
+    } else if (c->norm == RL_NORM_BATCH && training && net->pass_reduce) {
+        if ((rc = batchnorm_forward_reduced(net, u, err))) return rc;
+        net->counters[u->counter]++;
     } else if (c->norm == RL_NORM_BATCH && training) {
         rl_batchnorm_forward_train(u->out, u->mean, u->rstd, net->buffers + u->run_mean,
                                    net->buffers + u->run_var, u->conv_out, p + u->gamma,
@@ -641,6 +686,11 @@ static int unit_forward(rl_unet *net, conv_unit *u, int training, rl_error *err)
 }
 
 void rl_unet_set_feature_scale(rl_unet *net, const float *scale) { net->feature_scale = scale; }
+
+void rl_unet_set_batch_reducer(rl_unet *net, rl_unet_reduce_fn fn, void *ctx) {
+    net->reduce = fn;
+    net->reduce_ctx = fn ? ctx : NULL;
+}
 
 int rl_unet_feature_scale_count(const rl_unet *net) {
     int count = 0;
@@ -684,9 +734,13 @@ int rl_unet_forward(rl_unet *net, const float *x, int training, rl_error *err) {
     if (!net->arena.base) return rl_error_set(err, RL_EINVAL, "U-Net forward before rl_unet_plan");
     const int depth = net->cfg.depth, n = net->n;
     const float *p = net->params;
+    const int batch_train = training && net->cfg.norm == RL_NORM_BATCH;
+    net->pass_reduce = batch_train ? net->reduce : NULL;
+    net->pass_reduce_ctx = batch_train ? net->reduce_ctx : NULL;
     /* Batch statistics of a single value per channel are undefined (PyTorch
-     * refuses them too); this happens at the bottleneck of a tiny input. */
-    if (training && net->cfg.norm == RL_NORM_BATCH && n * net->lv[depth].h * net->lv[depth].w < 2)
+     * refuses them too); this happens at the bottleneck of a tiny input.
+     * With a reducer the global batch counts, checked by each unit. */
+    if (batch_train && !net->pass_reduce && n * net->lv[depth].h * net->lv[depth].w < 2)
         return rl_error_set(err, RL_EINVAL,
                             "U-Net forward: batch norm in training mode needs more than one "
                             "value per channel at the bottleneck (batch %d of %dx%d, depth %d)",
@@ -728,7 +782,10 @@ int rl_unet_forward(rl_unet *net, const float *x, int training, rl_error *err) {
     if (!rc)
         rc = conv_forward(net, net->head_dnnl, net->logits, net->lv[0].dec[1].out,
                           p + net->head_weight, p + net->head_bias, &hd, err);
-    if (rc) return rl_error_prefix(err, "U-Net forward");
+    if (rc) {
+        rl_error_prefix(err, "U-Net forward");
+        return rc; /* not rl_error_prefix's code: err may be NULL */
+    }
     net->forward_training = training != 0;
     return RL_OK;
 }
@@ -755,6 +812,24 @@ static int convt_backward(rl_unet *net, rl_dnnl_conv *dnnl, float *dx, float *dw
     return RL_OK;
 }
 
+/* batchnorm_forward_reduced's backward: dy (N, cout, h, w) -> accumulates dx
+ * with the global sums, and this process's share into dgamma and dbeta
+ * (norm.c derives both). */
+static int batchnorm_backward_reduced(rl_unet *net, conv_unit *u, float *dx, const float *dy,
+                                      rl_error *err) {
+    const float *p = net->params;
+    float *g = net->grads;
+    const int hw = u->h * u->w, cout = u->cout;
+    double *sums = net->bn_sums; /* (2 cout) */
+    rl_batchnorm_backward_sums(sums, g + u->gamma, g + u->beta, dy, u->conv_out, u->mean,
+                               u->rstd, net->n, cout, hw);
+    int rc = net->pass_reduce(sums, 2 * (size_t)cout, net->pass_reduce_ctx, err);
+    if (rc) return rc;
+    rl_batchnorm_backward_apply(dx, sums, u->bn_count, dy, u->conv_out, u->mean, u->rstd,
+                                p + u->gamma, net->n, cout, hw);
+    return RL_OK;
+}
+
 /* d_out (N, cout, h, w) -> accumulates d_in and the unit's parameter grads. */
 static int unit_backward(rl_unet *net, conv_unit *u, rl_error *err) {
     const rl_unet_config *c = &net->cfg;
@@ -767,12 +842,15 @@ static int unit_backward(rl_unet *net, conv_unit *u, rl_error *err) {
     rl_leaky_relu_backward(d_pre_act, u->d_out, u->out, count, c->leaky_slope);
     float *d_conv = d_pre_act;
     if (c->norm != RL_NORM_NONE) {
+        int rc = RL_OK;
         d_conv = net->grad_b;
         memset(d_conv, 0, count * sizeof(float));
         if (c->norm == RL_NORM_GROUP)
             rl_groupnorm_backward(d_conv, g + u->gamma, g + u->beta, d_pre_act, u->conv_out,
                                   u->mean, u->rstd, p + u->gamma, net->n, u->cout, (int)hw,
                                   u->groups);
+        else if (net->forward_training && net->pass_reduce)
+            rc = batchnorm_backward_reduced(net, u, d_conv, d_pre_act, err);
         else if (net->forward_training)
             rl_batchnorm_backward(d_conv, g + u->gamma, g + u->beta, d_pre_act, u->conv_out,
                                   u->mean, u->rstd, p + u->gamma, net->n, u->cout, (int)hw);
@@ -781,6 +859,7 @@ static int unit_backward(rl_unet *net, conv_unit *u, rl_error *err) {
                                        u->conv_out, p + u->gamma, net->buffers + u->run_mean,
                                        net->buffers + u->run_var, net->n, u->cout, (int)hw,
                                        c->norm_eps);
+        if (rc) return rc;
     }
     rl_conv2d_dims d = unit_dims(net, u);
     return conv_backward(net, u->dnnl, u->d_in, g + u->weight,
@@ -839,7 +918,10 @@ int rl_unet_backward(rl_unet *net, const float *dlogits, rl_error *err) {
                                    net->width[l - 1], above->h, above->w);
         }
     }
-    if (rc) return rl_error_prefix(err, "U-Net backward");
+    if (rc) {
+        rl_error_prefix(err, "U-Net backward");
+        return rc;
+    }
     return RL_OK;
 }
 
