@@ -47,10 +47,16 @@ int rl_dist_local_size(void);
  * filled); every rank gets the lowest failing rank's code and message
  * ("rank R: ..." when R is not this rank), or 0 when all succeeded. */
 int rl_dist_agree(int rc, rl_error *err);
-/* Collective, in place: the element-wise sum over the ranks. */
+/* Collective, in place: the element-wise sum over the ranks. The float sum
+ * is bit for bit the same on every rank (each element is added up once and
+ * copied); the others are exact. */
 int rl_dist_sum_f32(float *buf, size_t n, rl_error *err);
 int rl_dist_sum_f64(double *buf, size_t n, rl_error *err);
 int rl_dist_sum_i64(int64_t *buf, size_t n, rl_error *err);
+/* Collective, in place: buf holds bytes[0] bytes of rank 0, then bytes[1]
+ * of rank 1, ...; each rank fills in its own part, and all get every part
+ * (each part below 2 GiB). */
+int rl_dist_gather(void *buf, const size_t *bytes, rl_error *err);
 /* Collective: root's bytes into every rank's buf. */
 int rl_dist_broadcast(void *buf, size_t bytes, int root, rl_error *err);
 

@@ -22,6 +22,7 @@ int cli_fail(const rl_error *err) {
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    if (rl_dist_rank() != 0) return 2; /* the same words, the same error: rank 0 says it */
     va_list ap;
     fprintf(stderr, "reflabel %s: ", cmd);
     va_start(ap, fmt);

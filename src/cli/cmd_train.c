@@ -1,4 +1,13 @@
-/* reflabel train: train a U-Net on an nnU-Net raw dataset. */
+/* reflabel train: train a U-Net on an nnU-Net raw dataset.
+ *
+ * Under MPI (reflabel/dist.h; docs/DISTRIBUTED.md) every rank reads the
+ * data and runs the same loop, each rank's network pass on its share of
+ * every step's images (src/train/shard.c), so every rank holds the same
+ * weights after each step. Rank 0 alone makes the run folder and writes
+ * the log, the checkpoints and the model; the other ranks print nothing.
+ * A step's failures are the same on every rank (same data, same weights)
+ * or agreed inside the step; everything else that one rank can fail alone
+ * (reading the data, writing a file) ends in rl_dist_agree. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <signal.h>
@@ -11,6 +20,7 @@
 #include "progress.h"
 #include "run_files.h"
 #include "reflabel/checkpoint.h"
+#include "reflabel/dist.h"
 #include "reflabel/health.h"
 #include "reflabel/metrics.h"
 #include "reflabel/pseudolabel.h"
@@ -153,8 +163,8 @@ static int save_model(const train_run *r, const rl_unet *net, const char *path, 
  * each written atomically. The log goes first so that it always holds at
  * least the rows of the state on disk (a resume drops rows beyond it); the
  * state is one file, so it can never be half old, half new. */
-static int save_checkpoint(const train_run *r, const rl_trainer *tr, const rl_unet *net,
-                           int round, const csv_log *log, const char *log_path, rl_error *err) {
+static int write_checkpoint(const train_run *r, const rl_trainer *tr, const rl_unet *net,
+                            int round, const csv_log *log, const char *log_path, rl_error *err) {
     const train_options *o = &r->o;
     char path[4096];
     int rc = rl_write_file_atomic(log_path, log->text, log->len, err);
@@ -168,6 +178,52 @@ static int save_checkpoint(const train_run *r, const rl_trainer *tr, const rl_un
     free(args);
     snprintf(path, sizeof path, "%s/model.safetensors", o->out);
     if (!rc) rc = save_model(r, net, path, rl_trainer_steps_done(tr), err);
+    return rc;
+}
+
+/* Collective: rank 0 writes, every rank learns whether it could. */
+static int save_checkpoint(const train_run *r, const rl_trainer *tr, const rl_unet *net,
+                           int round, const csv_log *log, const char *log_path, rl_error *err) {
+    int rc = rl_dist_rank() == 0 ? write_checkpoint(r, tr, net, round, log, log_path, err) : RL_OK;
+    return rl_dist_agree(rc, err);
+}
+
+/* 64-bit FNV-1a over bytes, from h (FNV_START to begin): the ranks compare
+ * their data and weights by it. */
+#define FNV_START UINT64_C(14695981039346656037)
+static uint64_t fnv1a(uint64_t h, const void *data, size_t bytes) {
+    const unsigned char *b = data;
+    for (size_t i = 0; i < bytes; i++) h = (h ^ b[i]) * UINT64_C(1099511628211);
+    return h;
+}
+
+/* Collective: whether any rank was interrupted (mpirun passes a signal on
+ * to every rank, but not at the same step), so that all stop after the
+ * same step. */
+static int any_interrupted(rl_error *err, int *rc) {
+    int64_t any = interrupted ? 1 : 0;
+    if (rl_dist_size() > 1 && !*rc) *rc = rl_dist_sum_i64(&any, 1, err);
+    return any > 0;
+}
+
+/* Collective, after a round: every rank's weights are the same bits
+ * (shard.c sums the gradients so that they must be); a difference would
+ * mean ranks that trained different models, so it fails the run. */
+static int check_same_weights(rl_unet *net, int quiet, rl_error *err) {
+    if (rl_dist_size() == 1) return RL_OK;
+    const float *p = rl_unet_params(net);
+    size_t n = rl_unet_param_count(net);
+    uint64_t hash = fnv1a(FNV_START, p, n * sizeof *p), root = hash;
+    int rc = rl_dist_broadcast(&root, sizeof root, 0, err);
+    if (!rc && root != hash)
+        rc = rl_error_set(err, RL_EINVAL,
+                          "the weights of rank %d differ from rank 0's after training (hash "
+                          "%016llx, rank 0 %016llx)",
+                          rl_dist_rank(), (unsigned long long)hash, (unsigned long long)root);
+    rc = rl_dist_agree(rc, err);
+    if (!rc && !quiet && rl_dist_rank() == 0)
+        fprintf(stderr, "reflabel train: the weights are the same on all %d ranks (hash %016llx)\n",
+                rl_dist_size(), (unsigned long long)hash);
     return rc;
 }
 
@@ -194,7 +250,8 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
     int rc = rl_trainer_create(&tr, net, &r->cfg, &r->set, err);
     /* The run folder is made once the trainer has accepted the options, so
      * that a refused run leaves nothing behind. */
-    if (!rc && round == 1) rc = make_run_dir(r, err);
+    rc = rl_dist_agree(rc, err);
+    if (!rc && round == 1) rc = rl_dist_agree(rl_dist_rank() == 0 ? make_run_dir(r, err) : RL_OK, err);
     if (!rc && csv_header(&log, &r->ds)) rc = rl_error_set(err, RL_ENOMEM, "out of memory");
     double seconds_before = 0;
     if (!rc && r->resume_state && round == 1) {
@@ -202,12 +259,15 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
         snprintf(path, sizeof path, "%s/%s", o->out, CHECKPOINT_NAME);
         rc = rl_trainer_restore(tr, r->resume_state, path, err);
         if (!rc) rc = resume_log(&log, log_path, rl_trainer_steps_done(tr), &seconds_before, err);
+        rc = rl_dist_agree(rc, err);
     }
     int64_t start = tr ? rl_trainer_steps_done(tr) : 0;
+    /* rank 0 speaks for the launch */
+    const int quiet = o->quiet || rl_dist_rank() != 0;
     /* From here on, Ctrl-C saves before stopping (the line below tells a
      * watching test that it does). */
     catch_interrupts(1);
-    if (!rc && !o->quiet)
+    if (!rc && !quiet)
         fprintf(stderr,
                 "reflabel train: %s%s, %d slices (%d labeled) of %d cases, patch %dx%d, "
                 "batch %d, %lld steps, %zu parameters%s\n",
@@ -215,16 +275,22 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
                 r->set.count, r->set.labeled_count, r->ds.num_train, r->cfg.patch_h,
                 r->cfg.patch_w, r->cfg.batch, (long long)steps, rl_unet_param_count(net),
                 start > 0 ? ", resumed" : "");
-    if (!rc && start > 0 && !o->quiet)
+    if (!rc && !quiet && rl_dist_size() > 1)
+        fprintf(stderr,
+                "reflabel train: %d ranks, each running the network on its share of every "
+                "step's images, %d threads each\n",
+                rl_dist_size(), rl_get_threads());
+    if (!rc && start > 0 && !quiet)
         fprintf(stderr, "reflabel train: resuming %s at step %lld of %lld\n", o->out,
                 (long long)start, (long long)steps);
     rl_health *health = NULL;
     if (!rc) rc = rl_health_create(&health, &r->cfg, r->ds.num_classes, r->ds.class_names,
                                    log_path, err);
     rl_progress bar;
-    rl_progress_start(&bar, "train", (long)steps, o->quiet);
+    rl_progress_start(&bar, "train", (long)steps, quiet);
     double t0 = rl_now_seconds() - seconds_before, ema = NAN;
-    while (!rc && rl_trainer_steps_done(tr) < steps && !interrupted) {
+    int stop = 0;
+    while (!rc && rl_trainer_steps_done(tr) < steps && !(stop = any_interrupted(err, &rc))) {
         rl_train_step_info info;
         rc = rl_trainer_step(tr, &info, err);
         if (rc) break;
@@ -232,6 +298,7 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
         if (csv_row(&log, &info, r->ds.num_classes, rl_now_seconds() - t0))
             rc = rl_error_set(err, RL_ENOMEM, "out of memory");
         int warnings = rl_health_step(health, &info);
+        if (rl_dist_rank() != 0) warnings = 0; /* rank 0 speaks for the launch */
         if (warnings > 0) rl_progress_finish(&bar);
         for (int i = 0; i < warnings; i++)
             fprintf(stderr, "reflabel train: warning: %s\n", rl_health_warning(health, i));
@@ -251,7 +318,7 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
          * on disk stays at the last checkpoint, from which --resume (with
          * --skip-nonfinite, or other options in a new run) can go on. */
         rl_error ignored;
-        rl_write_file_atomic(log_path, log.text, log.len, &ignored);
+        if (rl_dist_rank() == 0) rl_write_file_atomic(log_path, log.text, log.len, &ignored);
         int64_t done = rl_trainer_steps_done(tr);
         int64_t saved = o->checkpoint_every ? done / o->checkpoint_every * o->checkpoint_every : 0;
         if (saved < start) saved = start;
@@ -264,7 +331,7 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
             snprintf(err->msg + len, sizeof err->msg - len,
                      "; no checkpoint was saved yet; --skip-nonfinite skips such batches");
     }
-    if (!rc && interrupted) {
+    if (!rc && stop) {
         /* Ctrl-C: save a state to resume from, then stop. */
         rc = save_checkpoint(r, tr, net, round, &log, log_path, err);
         if (!rc)
@@ -274,11 +341,12 @@ static int train_round(train_run *r, rl_unet *net, int round, rl_error *err) {
     }
     catch_interrupts(0);
     int64_t skipped = health ? rl_health_skipped(health) : 0;
-    if (!rc && skipped > 0)
+    if (!rc && skipped > 0 && rl_dist_rank() == 0)
         fprintf(stderr, "reflabel train: warning: %lld of %lld batches skipped as not finite (see "
                         "the skipped column of %s)\n",
                 (long long)skipped, (long long)steps, log_path);
-    if (!rc && !o->quiet)
+    if (!rc) rc = check_same_weights(net, quiet, err);
+    if (!rc && !quiet)
         fprintf(stderr,
                 "reflabel train: %lld steps in %.1f s, final loss %.4f, model "
                 "%s/model.safetensors\n",
@@ -354,15 +422,16 @@ static int score_test_cases(const train_run *r, rl_unet *net, rl_error *err) {
     snprintf(ts_labels, sizeof ts_labels, "%s/labelsTs", o->data);
     snprintf(pred_dir, sizeof pred_dir, "%s/test_predictions", o->out);
     snprintf(json, sizeof json, "%s/test_metrics.json", o->out);
+    /* the cases shared among the ranks; the scores are rank 0's */
     int rc = cli_predict_folder_ex(net, r->ds.multilabel, ts_images, pred_dir, o->axis, 0,
                                    o->quiet, err);
-    if (!rc && have_labels)
+    if (!rc && have_labels && rl_dist_rank() == 0)
         rc = cli_evaluate_and_report_ex(pred_dir, ts_labels, r->ds.num_classes,
                                         r->ds.ignore_label >= 0 ? r->ds.ignore_label
                                                                 : RL_METRICS_NO_IGNORE,
                                         r->ds.multilabel, r->ds.class_names, json, !o->quiet,
                                         err);
-    return rc;
+    return rl_dist_agree(rc, err);
 }
 
 /* ---- --resume ------------------------------------------------------------------ */
@@ -373,7 +442,7 @@ static int score_test_cases(const train_run *r, rl_unet *net, rl_error *err) {
  * exit status for a usage error, or -1 after --help. */
 static int resume_options(int argc, char **argv, const char *dir, train_run *r, resume_input *in,
                           rl_error *err) {
-    int rc = read_resume_state(dir, in, err);
+    int rc = rl_dist_agree(read_resume_state(dir, in, err), err);
     if (rc) return cli_fail(err);
     in->args = calloc((size_t)(in->saved_count + argc) + 1, sizeof *in->args);
     if (!in->args) return cli_fail(&(rl_error){RL_ENOMEM, "out of memory"});
@@ -447,6 +516,34 @@ static void default_margin_off_where_impossible(train_run *r) {
             why, sc->refs.min_margin);
 }
 
+/* Collective, after the data are read (rc: how that went here): every
+ * rank must train on the same slices, or the ranks' shares of a batch
+ * would be different images than one process draws, so each compares a
+ * fingerprint of its slices (sizes, labeled choice, pixels and labels)
+ * with rank 0's; a node with another copy of the data stops every rank. */
+static int same_data_on_all_ranks(const train_run *r, int rc, rl_error *err) {
+    rc = rl_dist_agree(rc, err);
+    if (rc || rl_dist_size() == 1) return rc;
+    const rl_sample_set *set = &r->set;
+    uint64_t h = fnv1a(FNV_START, &set->count, sizeof set->count);
+    for (int i = 0; i < set->count; i++) {
+        const rl_sample *sm = &set->samples[i];
+        size_t hw = (size_t)sm->h * sm->w;
+        int head[4] = {sm->h, sm->w, sm->case_index, sm->labels != NULL};
+        h = fnv1a(h, head, sizeof head);
+        h = fnv1a(h, sm->image, hw * (size_t)set->channels * sizeof *sm->image);
+        if (sm->labels) h = fnv1a(h, sm->labels, hw * sizeof *sm->labels);
+    }
+    uint64_t root = h;
+    rc = rl_dist_broadcast(&root, sizeof root, 0, err);
+    if (!rc && root != h)
+        rc = rl_error_set(err, RL_EINVAL,
+                          "%s: the training slices read here differ from rank 0's (another "
+                          "copy of the data, or another --labeled choice)",
+                          r->o.data);
+    return rl_dist_agree(rc, err);
+}
+
 int cmd_train(int argc, char **argv) {
     train_run r;
     memset(&r, 0, sizeof r);
@@ -466,7 +563,8 @@ int cmd_train(int argc, char **argv) {
     }
     const train_options *o = &r.o;
     rl_set_threads(o->threads);
-    if (rl_dataset_open(o->data, &r.ds, &err)) {
+    if (rl_dist_agree(rl_dataset_open(o->data, &r.ds, &err), &err)) {
+        rl_dataset_free(&r.ds);
         resume_input_free(&resume);
         return cli_fail(&err);
     }
@@ -474,6 +572,7 @@ int cmd_train(int argc, char **argv) {
     csv_log rounds_log = {0};
     int rc = cli_choose_labeled(&r.ds, &o->labeled, o->train.seed, &r.keep, &err);
     if (!rc) rc = rl_sample_set_load(&r.set, &r.ds, r.ds.train, r.ds.num_train, r.keep, o->axis, &err);
+    rc = same_data_on_all_ranks(&r, rc, &err);
     if (!rc) default_margin_off_where_impossible(&r);
     if (!rc) build_configs(&r);
     if (!rc && o->rounds > 1 && r.set.labeled_count == r.set.count)
@@ -502,13 +601,15 @@ int cmd_train(int argc, char **argv) {
         rc = rl_unet_create(&net, &r.net_config, o->train.seed + (uint64_t)round - 1, &err);
         if (!rc) rc = train_round(&r, net, round, &err);
         if (!rc && round < o->rounds) {
-            rc = pseudo_label_round(&r, net, round, &rounds_log, &err);
+            /* every rank labels every case (the next round's data) */
+            rc = rl_dist_agree(pseudo_label_round(&r, net, round, &rounds_log, &err), &err);
             r.cfg.semi.method = RL_METHOD_SUPERVISED;
-            if (!rc) {
+            if (!rc && rl_dist_rank() == 0) {
                 char path[4096];
                 snprintf(path, sizeof path, "%s/rounds.csv", o->out);
                 rc = rl_write_file_atomic(path, rounds_log.text, rounds_log.len, &err);
             }
+            rc = rl_dist_agree(rc, &err);
         }
     }
     if (!rc && r.ds.num_test > 0) rc = score_test_cases(&r, net, &err);

@@ -76,9 +76,67 @@ static int sum_in_place(void *buf, size_t n, MPI_Datatype type, size_t elem, rl_
     return RL_OK;
 }
 
+/* Each slice is reduced in parts, part r on rank r alone (MPI_Reduce_scatter),
+ * then every part is copied to every rank (MPI_Allgatherv): an element's sum
+ * is computed once, in one order, so the ranks hold the same bits. (An
+ * MPI_Allreduce may add on every rank in its own order; the standard only
+ * advises that the results agree.) The traffic is that of a ring allreduce. */
 int rl_dist_sum_f32(float *buf, size_t n, rl_error *err) {
-    return sum_in_place(buf, n, MPI_FLOAT, sizeof *buf, err);
+    if (size == 1) return RL_OK;
+    int *counts = malloc(2 * (size_t)size * sizeof *counts);
+    int rc = rl_dist_agree(counts ? RL_OK : rl_error_set(err, RL_ENOMEM, "out of memory"), err);
+    if (rc) {
+        free(counts);
+        return rc;
+    }
+    int *offsets = counts + size;
+    for (size_t at = 0; at < n && !rc; at += SLICE) {
+        int count = (int)(n - at < SLICE ? n - at : SLICE), offset = 0;
+        for (int r = 0; r < size; r++) {
+            counts[r] = count / size + (r < count % size);
+            offsets[r] = offset;
+            offset += counts[r];
+        }
+        float *slice = buf + at;
+        int mrc = MPI_Reduce_scatter(MPI_IN_PLACE, slice, counts, MPI_FLOAT, MPI_SUM,
+                                     MPI_COMM_WORLD);
+        /* MPI_IN_PLACE leaves this rank's part at the front of the slice */
+        if (mrc == MPI_SUCCESS && rank > 0)
+            memmove(slice + offsets[rank], slice, (size_t)counts[rank] * sizeof *slice);
+        if (mrc == MPI_SUCCESS)
+            mrc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, slice, counts, offsets,
+                                 MPI_FLOAT, MPI_COMM_WORLD);
+        if (mrc != MPI_SUCCESS) rc = mpi_error(mrc, "sum", err);
+    }
+    free(counts);
+    return rc;
 }
+
+int rl_dist_gather(void *buf, const size_t *bytes, rl_error *err) {
+    if (size == 1) return RL_OK;
+    int *c = malloc(2 * (size_t)size * sizeof *c);
+    int rc = c ? RL_OK : rl_error_set(err, RL_ENOMEM, "out of memory");
+    size_t offset = 0;
+    for (int r = 0; !rc && r < size; r++) {
+        if (bytes[r] > (size_t)INT32_MAX || offset > (size_t)INT32_MAX)
+            rc = rl_error_set(err, RL_EINVAL, "MPI gather of %zu bytes from one rank: too many",
+                              bytes[r]);
+        else {
+            c[r] = (int)bytes[r];
+            c[size + r] = (int)offset;
+            offset += bytes[r];
+        }
+    }
+    rc = rl_dist_agree(rc, err);
+    if (!rc) {
+        int mrc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, c, c + size, MPI_BYTE,
+                                 MPI_COMM_WORLD);
+        if (mrc != MPI_SUCCESS) rc = mpi_error(mrc, "gather", err);
+    }
+    free(c);
+    return rc;
+}
+
 int rl_dist_sum_f64(double *buf, size_t n, rl_error *err) {
     return sum_in_place(buf, n, MPI_DOUBLE, sizeof *buf, err);
 }
@@ -137,6 +195,10 @@ int rl_dist_agree(int rc, rl_error *err) {
 }
 int rl_dist_sum_f32(float *buf, size_t n, rl_error *err) {
     (void)buf, (void)n, (void)err;
+    return RL_OK;
+}
+int rl_dist_gather(void *buf, const size_t *bytes, rl_error *err) {
+    (void)buf, (void)bytes, (void)err;
     return RL_OK;
 }
 int rl_dist_sum_f64(double *buf, size_t n, rl_error *err) {

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reflabel/dist.h"
 #include "reflabel/pseudolabel.h"
 
 /* XORed into the seed of the calibration's streams, one per step. */
@@ -26,8 +27,8 @@ struct rl_margin_calibration {
     int dim;
     float *features;         /* (nl - 1, D, h, w) those images' features */
     int32_t *labels;         /* (nl - 1, h, w) and labels */
-    int32_t *matched;        /* (h, w) the labels one image's pixels matched */
-    float *margin;           /* (h, w) and their margins */
+    int32_t *matched;        /* (nl, h, w) the labels each image's pixels matched */
+    float *margin;           /* (nl, h, w) and their margins */
     float *right, *wrong;    /* (nl, h, w) margins, by outcome */
     int nl;                  /* the reference images, from image `first` of the batch */
     int first;
@@ -74,8 +75,8 @@ void rl_margin_calibration_layout(rl_margin_calibration *c, rl_arena *a) {
     size_t others = (size_t)c->nl - 1, hw = c->hw;
     c->features = rl_arena_floats(a, others * (size_t)c->dim * hw);
     c->labels = rl_arena_alloc(a, others * hw * sizeof *c->labels);
-    c->matched = rl_arena_alloc(a, hw * sizeof *c->matched);
-    c->margin = rl_arena_floats(a, hw);
+    c->matched = rl_arena_alloc(a, (size_t)c->nl * hw * sizeof *c->matched);
+    c->margin = rl_arena_floats(a, (size_t)c->nl * hw);
     c->right = rl_arena_floats(a, (size_t)c->nl * hw);
     c->wrong = rl_arena_floats(a, (size_t)c->nl * hw);
 }
@@ -87,40 +88,68 @@ void rl_margin_calibration_free(rl_margin_calibration *c) {
     free(c);
 }
 
+/* The other labeled images of the step: image b's references (their
+ * features and labels copied into the calibration's buffers); 0 when none
+ * is another sample. */
+static int gather_others(rl_margin_calibration *c, const rl_trainer *tr, const float *features,
+                         int b) {
+    size_t hw = c->hw, stride = (size_t)c->dim * hw;
+    int others = 0;
+    for (int j = c->first; j < c->first + c->nl; j++) {
+        if (tr->batch_samples[j] == tr->batch_samples[b]) continue;
+        memcpy(c->features + others * stride, features + j * stride, stride * sizeof *features);
+        memcpy(c->labels + others * hw, tr->y + j * hw, hw * sizeof *tr->y);
+        others++;
+    }
+    return others;
+}
+
 /* No image with another sample to match against (an epoch boundary can
  * repeat one): +INFINITY, no pseudo-label this step. The bank's draws use a
  * stream of their own, seeded from the step, so that the main bank's stream
- * and the trainer state are those of a run without calibration. */
-int rl_margin_calibration_run(rl_margin_calibration *c, const rl_trainer *tr,
-                              const float *features, float *threshold, rl_error *err) {
-    int h = tr->h, w = tr->w;
+ * and the trainer state are those of a run without calibration.
+ *
+ * Under several ranks (shard.c) every rank fills every image's bank, in
+ * order, so that the stream's draws are those of one process, but matches
+ * only its share of the images; the labels and margins are gathered, and
+ * every rank splits them in the order of one process. */
+int rl_margin_calibration_run(rl_margin_calibration *c, rl_trainer *tr, const float *features,
+                              float *threshold, rl_error *err) {
+    int h = tr->h, w = tr->w, lo, hi;
     size_t hw = c->hw, stride = (size_t)c->dim * hw;
-    int64_t n_right = 0, n_wrong = 0;
+    rl_shard_range(tr, c->nl, &lo, &hi);
     rl_rng rng;
     rl_rng_seed(&rng, tr->cfg.seed ^ CALIBRATION_SEED, (uint64_t)tr->steps_done);
-    for (int b = c->first; b < c->first + c->nl; b++) {
-        int others = 0;
-        for (int j = c->first; j < c->first + c->nl; j++) {
-            if (tr->batch_samples[j] == tr->batch_samples[b]) continue;
-            memcpy(c->features + others * stride, features + j * stride,
-                   stride * sizeof *features);
-            memcpy(c->labels + others * hw, tr->y + j * hw, hw * sizeof *tr->y);
-            others++;
-        }
+    int rc = RL_OK;
+    for (int i = 0; i < c->nl && !rc; i++) {
+        int b = c->first + i, others = gather_others(c, tr, features, b);
         if (others == 0) continue;
-        int rc = rl_bank_add(c->bank, c->features, c->labels, NULL, others, h, w, &rng, err);
-        if (rc) return rc;
+        rc = rl_bank_add(c->bank, c->features, c->labels, NULL, others, h, w, &rng, err);
+        if (rc || i < lo || i >= hi) continue;
         rl_match_out out;
         memset(&out, 0, sizeof out);
-        out.label = c->matched;
-        out.margin = c->margin;
+        out.label = c->matched + (size_t)i * hw;
+        out.margin = c->margin + (size_t)i * hw;
         rc = rl_match(&c->matcher, c->bank, features + b * stride, 1, h, w, &out, err);
-        if (rc) return rc;
-        const int32_t *truth = tr->y + b * hw;
-        for (size_t i = 0; i < hw; i++) {
-            if (truth[i] < 0) continue; /* padding */
-            if (c->matched[i] == truth[i]) c->right[n_right++] = c->margin[i];
-            else c->wrong[n_wrong++] = c->margin[i];
+    }
+    if (tr->ranks > 1) {
+        rc = rl_dist_agree(rc, err);
+        if (!rc) rc = rl_shard_gather(tr, c->matched, NULL, hw * sizeof *c->matched, c->nl, err);
+        if (!rc) rc = rl_shard_gather(tr, c->margin, NULL, hw * sizeof *c->margin, c->nl, err);
+    }
+    if (rc) return rc;
+    int64_t n_right = 0, n_wrong = 0;
+    for (int i = 0; i < c->nl; i++) {
+        int b = c->first + i, others = 0;
+        for (int j = c->first; j < c->first + c->nl; j++)
+            others += tr->batch_samples[j] != tr->batch_samples[b];
+        if (others == 0) continue;
+        const int32_t *truth = tr->y + b * hw, *matched = c->matched + (size_t)i * hw;
+        const float *margin = c->margin + (size_t)i * hw;
+        for (size_t p = 0; p < hw; p++) {
+            if (truth[p] < 0) continue; /* padding */
+            if (matched[p] == truth[p]) c->right[n_right++] = margin[p];
+            else c->wrong[n_wrong++] = margin[p];
         }
     }
     float t = rl_pseudolabel_margin_for_accuracy(c->right, n_right, c->wrong, n_wrong,

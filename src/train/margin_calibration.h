@@ -14,9 +14,10 @@ int rl_margin_calibration_create(rl_margin_calibration **out, const rl_trainer *
                                  rl_error *err);
 void rl_margin_calibration_layout(rl_margin_calibration *c, rl_arena *a);
 /* The smallest margin at which the labeled half's matches among themselves
- * reach cfg.semi.margin_accuracy; features (n, D, h, w) of this step. */
-int rl_margin_calibration_run(rl_margin_calibration *c, const rl_trainer *tr,
-                              const float *features, float *threshold, rl_error *err);
+ * reach cfg.semi.margin_accuracy; features (n, D, h, w) of this step.
+ * Collective under several ranks (shard.c). */
+int rl_margin_calibration_run(rl_margin_calibration *c, rl_trainer *tr, const float *features,
+                              float *threshold, rl_error *err);
 void rl_margin_calibration_free(rl_margin_calibration *c);
 
 #endif

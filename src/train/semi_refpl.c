@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "margin_calibration.h"
+#include "reflabel/dist.h"
 #include "reflabel/pseudolabel.h"
 #include "semi.h"
 
@@ -30,8 +31,10 @@ typedef struct refpl {
     float min_margin;             /* the threshold of the current step */
     /* with hypercolumn features: (n, D, h, w), written after each forward
      * pass; NULL for the last decoder map, which the bank and the matcher
-     * read in place from the network's activations. */
-    float *hypercolumn;
+     * read in place from the network's activations in one process, and
+     * from `gathered` (n, D, h, w) under several ranks (shard.c). */
+    float *hypercolumn, *gathered;
+    const float *features; /* the step's (n, D, h, w) */
     float *rank_scratch;    /* (nu, h, w) margins being ranked, keep_fraction < 1 */
     uint64_t *ref_masks;    /* (nl, h, w) bit sets: the labeled half for the bank */
     uint64_t *match_masks;  /* (nu, h, w) bit sets: the matched references' masks */
@@ -90,6 +93,9 @@ static void refpl_layout(rl_trainer *tr, void *state, rl_arena *a) {
     r->hypercolumn = sc->refs.features == RL_FEATURES_HYPERCOLUMN
                          ? rl_arena_floats(a, (size_t)tr->n * (size_t)r->dim * hw)
                          : NULL;
+    r->gathered = !r->hypercolumn && tr->ranks > 1
+                      ? rl_arena_floats(a, (size_t)tr->n * (size_t)r->dim * hw)
+                      : NULL;
     r->rank_scratch = sc->keep_fraction < 1 ? rl_arena_floats(a, (size_t)tr->nu * hw) : NULL;
     r->ref_masks = r->match_masks = NULL;
     if (tr->enc.multilabel) {
@@ -99,18 +105,55 @@ static void refpl_layout(rl_trainer *tr, void *state, rl_arena *a) {
     if (r->calib) rl_margin_calibration_layout(r->calib, a);
 }
 
-/* A non-finite value in a deeper decoder level need not reach the output
- * (a ReLU computed with fmaxf turns NaN into 0), so the hypercolumn is
- * checked itself, before the bank refuses it. */
+/* The features of the whole batch (each rank computed its own images',
+ * shard.c). A non-finite value in a deeper decoder level need not reach the
+ * output (a ReLU computed with fmaxf turns NaN into 0), so the hypercolumn
+ * is checked itself, before the bank refuses it. */
 static int refpl_after_forward(rl_trainer *tr, void *state, const char **nonfinite,
                                rl_error *err) {
     refpl *r = state;
-    if (!r->hypercolumn) return RL_OK;
-    size_t numel = (size_t)tr->n * r->dim * tr->h * tr->w;
-    int rc = rl_unet_extract_features(tr->net, RL_FEATURES_HYPERCOLUMN, r->hypercolumn, err);
-    if (rc) return rc;
-    if (!rl_trainer_all_finite(r->hypercolumn, numel)) *nonfinite = "the hypercolumn features are";
-    return RL_OK;
+    size_t stride = (size_t)r->dim * tr->h * tr->w;
+    const float *mine = rl_unet_features(tr->net).data;
+    if (r->hypercolumn) {
+        int rc = rl_unet_extract_features(tr->net, RL_FEATURES_HYPERCOLUMN,
+                                          r->hypercolumn + (size_t)tr->lo * stride, err);
+        if (tr->ranks > 1) rc = rl_dist_agree(rc, err);
+        if (!rc) rc = rl_shard_gather(tr, r->hypercolumn, NULL, stride * sizeof(float), tr->n, err);
+        if (rc) return rc;
+        r->features = r->hypercolumn;
+        if (!rl_trainer_all_finite(r->hypercolumn, (size_t)tr->n * stride))
+            *nonfinite = "the hypercolumn features are";
+        return RL_OK;
+    }
+    r->features = r->gathered ? r->gathered : mine;
+    return r->gathered
+               ? rl_shard_gather(tr, r->gathered, mine, stride * sizeof(float), tr->n, err)
+               : RL_OK;
+}
+
+/* The unlabeled images' matches against the bank: labels (bit sets) and
+ * margins. Under several ranks each matches its share of the images and
+ * gets the others' (shard.c); a pixel's match depends on it and the bank
+ * alone, so they are those of one process. */
+static int match_queries(rl_trainer *tr, refpl *r, const float *queries, rl_error *err) {
+    size_t hw = (size_t)tr->h * tr->w;
+    int lo, hi;
+    rl_shard_range(tr, tr->nu, &lo, &hi);
+    rl_match_out out;
+    memset(&out, 0, sizeof out);
+    if (r->match_masks) out.mask = r->match_masks + (size_t)lo * hw;
+    else out.label = tr->matched + (size_t)lo * hw;
+    out.margin = tr->confidence + (size_t)lo * hw;
+    int rc = hi > lo ? rl_match(&r->matcher, r->bank, queries + (size_t)lo * r->dim * hw, hi - lo,
+                                tr->h, tr->w, &out, err)
+                     : RL_OK;
+    if (tr->ranks == 1) return rc;
+    if ((rc = rl_dist_agree(rc, err))) return rc;
+    if (r->match_masks)
+        rc = rl_shard_gather(tr, r->match_masks, NULL, hw * sizeof *r->match_masks, tr->nu, err);
+    else rc = rl_shard_gather(tr, tr->matched, NULL, hw * sizeof *tr->matched, tr->nu, err);
+    if (!rc) rc = rl_shard_gather(tr, tr->confidence, NULL, hw * sizeof *tr->confidence, tr->nu, err);
+    return rc;
 }
 
 /* The margin must reach min_margin, and be among the keep_fraction highest
@@ -122,7 +165,7 @@ static int refpl_targets(rl_trainer *tr, void *state, rl_train_step_info *info, 
     const rl_semi_config *sc = &tr->cfg.semi;
     int h = tr->h, w = tr->w;
     size_t hw = (size_t)h * w, count = (size_t)tr->nu * hw;
-    const float *features = r->hypercolumn ? r->hypercolumn : rl_unet_features(tr->net).data;
+    const float *features = r->features;
     r->min_margin = sc->refs.min_margin;
     if (r->calib) { /* classes only (rl_margin_calibration_obstacle) */
         float calibrated;
@@ -140,13 +183,7 @@ static int refpl_targets(rl_trainer *tr, void *state, rl_train_step_info *info, 
     int rc = rl_bank_add(r->bank, references, labels, r->ref_masks, tr->ref_count, h, w,
                          &tr->bank_rng, err);
     if (rc) return rc;
-    rl_match_out out;
-    memset(&out, 0, sizeof out);
-    if (r->match_masks) out.mask = r->match_masks;
-    else out.label = tr->matched;
-    out.margin = tr->confidence;
-    const float *queries = features + (size_t)tr->nl * r->dim * hw;
-    rc = rl_match(&r->matcher, r->bank, queries, tr->nu, h, w, &out, err);
+    rc = match_queries(tr, r, features + (size_t)tr->nl * r->dim * hw, err);
     if (rc) return rc;
     for (size_t i = 0; r->match_masks && i < count; i++)
         tr->matched[i] = (int32_t)r->match_masks[i];

@@ -122,6 +122,7 @@ static void layout(rl_trainer *tr, rl_arena *a) {
     const rl_sample_set *set = tr->set;
     size_t n = (size_t)tr->n, hw = (size_t)tr->h * tr->w, k = (size_t)set->num_classes;
     rl_sampler_layout(tr, a);
+    rl_shard_layout(tr, a);
     tr->x = rl_arena_floats(a, n * (size_t)set->channels * hw);
     tr->y = rl_arena_alloc(a, n * hw * sizeof *tr->y);
     tr->dlogits = rl_arena_floats(a, n * k * hw);
@@ -151,6 +152,7 @@ static void layout(rl_trainer *tr, rl_arena *a) {
 
 void rl_trainer_free(rl_trainer *tr) {
     if (!tr) return;
+    if (tr->ranks > 1) rl_unet_set_batch_reducer(tr->net, NULL, NULL); /* shard.c's */
     rl_optim_free(tr->opt);
     if (tr->method && tr->method->free) tr->method->free(tr->semi);
     rl_arena_free(&tr->arena);
@@ -275,7 +277,8 @@ int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg
         rc = rl_optim_create(&tr->opt, &cfg->optim, rl_unet_param_count(net), spans, span_count,
                              err);
     free(spans);
-    if (!rc) rc = rl_unet_plan(net, tr->n, cfg->patch_h, cfg->patch_w, 1, err);
+    if (!rc) rc = rl_shard_plan(tr, err);
+    if (!rc) rc = rl_unet_plan(net, tr->hi - tr->lo, cfg->patch_h, cfg->patch_w, 1, err);
     /* Mean teacher's consistency loss compares softmax distributions, which
      * multi-label outputs are not. */
     if (!rc && set->multilabel && method->classes_only)
@@ -357,7 +360,7 @@ static double unlabeled_weight(const rl_trainer *tr) {
 static int unlabeled_loss(rl_trainer *tr, double lambda, rl_train_step_info *info,
                           rl_error *err) {
     size_t hw = (size_t)tr->h * tr->w, offset = (size_t)tr->nl * tr->enc.outputs * hw;
-    const float *logits = rl_unet_logits(tr->net).data + offset;
+    const float *logits = tr->logits + offset;
     float *dlogits = lambda > 0 ? tr->dlogits + offset : NULL;
     rl_sampler_decode_unlabeled(tr);
     rl_views_predict(tr);
@@ -367,8 +370,7 @@ static int unlabeled_loss(rl_trainer *tr, double lambda, rl_train_step_info *inf
     if (tr->method->loss)
         info->unsup_loss = tr->method->loss(tr, tr->semi, dlogits, logits, lambda);
     else
-        info->unsup_loss = rl_views_loss(tr, lambda > 0 ? tr->dlogits : NULL,
-                                         rl_unet_logits(tr->net).data, lambda);
+        info->unsup_loss = rl_views_loss(tr, lambda > 0 ? tr->dlogits : NULL, tr->logits, lambda);
     rl_pseudo_label_stats(&tr->enc, (size_t)tr->nu * hw, tr->valid, tr->matched, tr->pseudo,
                           tr->hidden, &tr->stats, info);
     return RL_OK;
@@ -407,10 +409,13 @@ static int nonfinite_batch(rl_trainer *tr, const char *what, rl_train_step_info 
 static int step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err);
 
 /* The feature scale of unimatch's perturbed copies points into the
- * trainer's arena and fits its batch: it is on the network for this step's
- * forward and backward passes only. */
+ * trainer's arena and fits its batch (this rank's images of it): it is on
+ * the network for this step's forward and backward passes only. */
 int rl_trainer_step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err) {
-    if (tr->feature_scale) rl_unet_set_feature_scale(tr->net, tr->feature_scale);
+    if (tr->feature_scale)
+        rl_unet_set_feature_scale(tr->net, tr->feature_scale +
+                                               (size_t)tr->lo *
+                                                   (size_t)rl_unet_feature_scale_count(tr->net));
     int rc = step(tr, info_out, err);
     rl_unet_set_feature_scale(tr->net, NULL);
     return rc;
@@ -432,9 +437,9 @@ static int step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err) {
     if (!rc) rc = rl_views_fill(tr, err);
     if (rc) return rc;
     copy_norm_state(tr, 1);
-    rc = rl_unet_forward(tr->net, tr->x, 1, err);
+    rc = rl_shard_forward(tr, err);
     if (rc) return rc;
-    const float *logits = rl_unet_logits(tr->net).data;
+    const float *logits = tr->logits;
     /* Checked first, for the clearest message, and because a finite output
      * implies finite decoder features (a NaN or infinity there reaches every
      * logit through the 1x1 head), which the refpl bank would refuse. */
@@ -461,8 +466,7 @@ static int step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err) {
     }
     if (!isfinite(info.loss)) return nonfinite_batch(tr, "the loss is", &info, info_out, err);
 
-    rl_unet_zero_grad(tr->net);
-    rc = rl_unet_backward(tr->net, tr->dlogits, err);
+    rc = rl_shard_backward(tr, err);
     if (rc) return rc;
     float *params = rl_unet_params(tr->net);
     float *grads = rl_unet_grads(tr->net);

@@ -51,6 +51,15 @@ struct rl_trainer {
     int s0, fp0;
     int ref_first, ref_count; /* the images whose features are references */
     int h, w;           /* the patch */
+    /* shard.c: the images [lo, hi) of the n that this rank's network pass
+     * computes, of `ranks` ranks (lo 0, hi n in one process); the logits of
+     * the whole batch, (n, K, h, w): the network's own in one process, else
+     * gathered into gathered_logits; shard_counts (ranks), the gather's
+     * counts. */
+    int ranks, lo, hi;
+    const float *logits;
+    float *gathered_logits;
+    size_t *shard_counts;
     rl_sample_pool labeled, unlabeled, references;
     int *batch_samples; /* (n) the sample of each image, for error messages */
     float *x;           /* (n, C, h, w) */
@@ -118,6 +127,26 @@ void rl_views_accuracy(const rl_trainer *tr, rl_train_step_info *info);
  * lambda into dlogits (full batch; NULL: none). Returns the unlabeled loss
  * before lambda. */
 double rl_views_loss(rl_trainer *tr, float *dlogits, const float *logits, double lambda);
+
+/* ---- shard.c ---- */
+/* This rank's images of the batch; with batch norm, the network's
+ * statistics reduced over the ranks. Before the network is planned. */
+int rl_shard_plan(rl_trainer *tr, rl_error *err);
+void rl_shard_layout(rl_trainer *tr, rl_arena *a);
+/* This rank's share [lo, hi) of `items` things (images of the batch, query
+ * images, ...), contiguous, the sizes within one of each other. */
+void rl_shard_range(const rl_trainer *tr, int items, int *lo, int *hi);
+/* Collective. full holds item_bytes for each of `items` things shared as
+ * rl_shard_range shares them; this rank's are copied in from mine (NULL:
+ * already there), then every rank gets every rank's. */
+int rl_shard_gather(rl_trainer *tr, void *full, const void *mine, size_t item_bytes, int items,
+                    rl_error *err);
+/* Collective. The network's pass on this rank's images, then tr->logits of
+ * the whole batch. */
+int rl_shard_forward(rl_trainer *tr, rl_error *err);
+/* Collective. The parameter gradients of the whole batch's dlogits: this
+ * rank's images' rows backpropagated, then summed over the ranks. */
+int rl_shard_backward(rl_trainer *tr, rl_error *err);
 
 /* ---- trainer.c ---- */
 int rl_trainer_all_finite(const float *x, size_t n);

@@ -146,7 +146,7 @@ static double accuracy(const rl_trainer *tr, const int32_t *labels) {
 
 void rl_views_predict(rl_trainer *tr) {
     size_t hw = (size_t)tr->h * tr->w;
-    const float *logits = rl_unet_logits(tr->net).data + (size_t)tr->nl * tr->enc.outputs * hw;
+    const float *logits = tr->logits + (size_t)tr->nl * tr->enc.outputs * hw;
     rl_encoding_decode_images(&tr->enc, logits, tr->nu, hw, tr->pred, tr->pred_confidence);
 }
 
