@@ -172,17 +172,19 @@ void rl_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
 
 /* ---- batch norm ---------------------------------------------------------- */
 
-/* Mean and biased variance of channel ch of x (N, C, HW) over N and HW. */
-static void channel_mean_var(const float *x, int n, int c, int hw, int ch, double *mean,
-                             double *var) {
-    const double count = (double)n * (double)hw;
+/* Sum of channel ch of x (N, C, HW) over N and HW. */
+static double channel_sum(const float *x, int n, int c, int hw, int ch) {
     double sum = 0.0;
     for (int s = 0; s < n; s++) {
         const float *xr = x + ((size_t)s * (size_t)c + (size_t)ch) * (size_t)hw;
 #pragma omp simd reduction(+ : sum)
         for (int i = 0; i < hw; i++) sum += xr[i];
     }
-    const double m = sum / count;
+    return sum;
+}
+
+/* Sum of (x - m)^2 over channel ch of x (N, C, HW). */
+static double channel_sq_dev(const float *x, int n, int c, int hw, int ch, double m) {
     double sq = 0.0;
     for (int s = 0; s < n; s++) {
         const float *xr = x + ((size_t)s * (size_t)c + (size_t)ch) * (size_t)hw;
@@ -192,8 +194,16 @@ static void channel_mean_var(const float *x, int n, int c, int hw, int ch, doubl
             sq += dev * dev;
         }
     }
+    return sq;
+}
+
+/* Mean and biased variance of channel ch of x (N, C, HW) over N and HW. */
+static void channel_mean_var(const float *x, int n, int c, int hw, int ch, double *mean,
+                             double *var) {
+    const double count = (double)n * (double)hw;
+    const double m = channel_sum(x, n, c, hw, ch) / count;
     *mean = m;
-    *var = sq / count;
+    *var = channel_sq_dev(x, n, c, hw, ch, m) / count;
 }
 
 /* y[s, ch] = x[s, ch] * scale + shift for every sample. */
@@ -204,6 +214,22 @@ static void channel_affine(float *y, const float *x, int n, int c, int hw, int c
 #pragma omp simd
         for (int i = 0; i < hw; i++) y[off + i] = x[off + i] * scale + shift;
     }
+}
+
+/* Channel ch of batch norm in training mode, from its mean m and biased
+ * variance v over the batch: the saved statistics, the running ones (with
+ * the unbiased variance, v * unbias) and y. */
+static void channel_train(float *y, float *mean, float *rstd, float *running_mean,
+                          float *running_var, const float *x, const float *gamma,
+                          const float *beta, int n, int c, int hw, int ch, double m, double v,
+                          double unbias, float momentum, float eps) {
+    const float mf = (float)m, rf = (float)(1.0 / sqrt(v + (double)eps));
+    mean[ch] = mf;
+    rstd[ch] = rf;
+    running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * m);
+    running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * v * unbias);
+    const float scale = rf * gamma[ch];
+    channel_affine(y, x, n, c, hw, ch, scale, beta[ch] - mf * scale);
 }
 
 /* x, y (N, C, HW); gamma, beta, mean, rstd, running_mean, running_var (C).
@@ -220,13 +246,8 @@ void rl_batchnorm_forward_train(float *y, float *mean, float *rstd, float *runni
     for (int ch = 0; ch < c; ch++) {
         double m, v;
         channel_mean_var(x, n, c, hw, ch, &m, &v);
-        const float mf = (float)m, rf = (float)(1.0 / sqrt(v + (double)eps));
-        mean[ch] = mf;
-        rstd[ch] = rf;
-        running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * m);
-        running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * v * unbias);
-        const float scale = rf * gamma[ch];
-        channel_affine(y, x, n, c, hw, ch, scale, beta[ch] - mf * scale);
+        channel_train(y, mean, rstd, running_mean, running_var, x, gamma, beta, n, c, hw, ch, m, v,
+                      unbias, momentum, eps);
     }
 }
 
@@ -259,6 +280,22 @@ static void channel_grad_sums(const float *dy, const float *x, int n, int c, int
     *sum_dy_xc = b;
 }
 
+/* Accumulates channel ch of dx from the channel's sums over the (global)
+ * batch: dx = a1 dy + a2 (x - m) + a3, as in the group norm. */
+static void channel_dx(float *dx, const float *dy, const float *x, int n, int c, int hw, int ch,
+                       float gamma, float mean, double r, double sum_dy, double sum_dy_xc,
+                       double inv_count) {
+    const double gr = gamma * r;
+    const float a1 = (float)gr;
+    const float a2 = (float)(-gr * r * r * sum_dy_xc * inv_count);
+    const float a3 = (float)(-gr * sum_dy * inv_count);
+    for (int s = 0; s < n; s++) {
+        const size_t off = ((size_t)s * (size_t)c + (size_t)ch) * (size_t)hw;
+#pragma omp simd
+        for (int i = 0; i < hw; i++) dx[off + i] += a1 * dy[off + i] + a2 * (x[off + i] - mean) + a3;
+    }
+}
+
 /* Training-mode backward, the group norm formula with one group per channel
  * spanning the whole batch: dx = gamma rstd (dy - mean(dy) - xhat mean(dy xhat)). */
 void rl_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
@@ -273,19 +310,8 @@ void rl_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
         channel_grad_sums(dy, x, n, c, hw, ch, m, &sum_dy, &sum_dy_xc);
         if (dgamma) dgamma[ch] += (float)(sum_dy_xc * r);
         if (dbeta) dbeta[ch] += (float)sum_dy;
-        if (!dx) continue;
-        /* dx = a1 dy + a2 (x - m) + a3, as in the group norm */
-        const double gr = gamma[ch] * r;
-        const float mf = mean[ch];
-        const float a1 = (float)gr;
-        const float a2 = (float)(-gr * r * r * sum_dy_xc * inv_count);
-        const float a3 = (float)(-gr * sum_dy * inv_count);
-        for (int s = 0; s < n; s++) {
-            const size_t off = ((size_t)s * (size_t)c + (size_t)ch) * (size_t)hw;
-#pragma omp simd
-            for (int i = 0; i < hw; i++)
-                dx[off + i] += a1 * dy[off + i] + a2 * (x[off + i] - mf) + a3;
-        }
+        if (dx) channel_dx(dx, dy, x, n, c, hw, ch, gamma[ch], mean[ch], r, sum_dy, sum_dy_xc,
+                           inv_count);
     }
 }
 
@@ -333,15 +359,7 @@ void rl_batchnorm_backward_eval(float *dx, float *dgamma, float *dbeta, const fl
 void rl_batchnorm_sums(double *sums, const float *x, int n, int c, int hw) {
     const int parallel = (size_t)n * (size_t)c * (size_t)hw >= RL_PARALLEL_MIN_ELEMENTS;
 #pragma omp parallel for schedule(static) if (parallel)
-    for (int ch = 0; ch < c; ch++) {
-        double sum = 0.0;
-        for (int s = 0; s < n; s++) {
-            const float *xr = x + ((size_t)s * (size_t)c + (size_t)ch) * (size_t)hw;
-#pragma omp simd reduction(+ : sum)
-            for (int i = 0; i < hw; i++) sum += xr[i];
-        }
-        sums[ch] = sum;
-    }
+    for (int ch = 0; ch < c; ch++) sums[ch] = channel_sum(x, n, c, hw, ch);
     sums[c] = (double)n * (double)hw;
 }
 
@@ -351,19 +369,7 @@ void rl_batchnorm_sq_devs(double *sq_devs, const double *sums, const float *x, i
                           int hw) {
     const int parallel = (size_t)n * (size_t)c * (size_t)hw >= RL_PARALLEL_MIN_ELEMENTS;
 #pragma omp parallel for schedule(static) if (parallel)
-    for (int ch = 0; ch < c; ch++) {
-        const double m = sums[ch] / sums[c];
-        double sq = 0.0;
-        for (int s = 0; s < n; s++) {
-            const float *xr = x + ((size_t)s * (size_t)c + (size_t)ch) * (size_t)hw;
-#pragma omp simd reduction(+ : sq)
-            for (int i = 0; i < hw; i++) {
-                const double dev = xr[i] - m;
-                sq += dev * dev;
-            }
-        }
-        sq_devs[ch] = sq;
-    }
+    for (int ch = 0; ch < c; ch++) sq_devs[ch] = channel_sq_dev(x, n, c, hw, ch, sums[ch] / sums[c]);
 }
 
 /* rl_batchnorm_forward_train's outputs from the reduced sums and squared
@@ -380,13 +386,8 @@ void rl_batchnorm_apply_train(float *y, float *mean, float *rstd, float *running
 #pragma omp parallel for schedule(static) if (parallel)
     for (int ch = 0; ch < c; ch++) {
         const double m = sums[ch] / count, v = sq_devs[ch] / count;
-        const float mf = (float)m, rf = (float)(1.0 / sqrt(v + (double)eps));
-        mean[ch] = mf;
-        rstd[ch] = rf;
-        running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * m);
-        running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * v * unbias);
-        const float scale = rf * gamma[ch];
-        channel_affine(y, x, n, c, hw, ch, scale, beta[ch] - mf * scale);
+        channel_train(y, mean, rstd, running_mean, running_var, x, gamma, beta, n, c, hw, ch, m, v,
+                      unbias, momentum, eps);
     }
 }
 
@@ -444,18 +445,7 @@ void rl_batchnorm_backward_apply(float *dx, const double *sums, double count, co
     const double inv_count = 1.0 / count;
 #pragma omp parallel for schedule(static) if (parallel)
     for (int ch = 0; ch < c; ch++) {
-        const double r = rstd[ch], sum_dy = sums[ch], sum_dy_xc = sums[c + ch];
-        /* as in rl_batchnorm_backward */
-        const double gr = gamma[ch] * r;
-        const float mf = mean[ch];
-        const float a1 = (float)gr;
-        const float a2 = (float)(-gr * r * r * sum_dy_xc * inv_count);
-        const float a3 = (float)(-gr * sum_dy * inv_count);
-        for (int s = 0; s < n; s++) {
-            const size_t off = ((size_t)s * (size_t)c + (size_t)ch) * (size_t)hw;
-#pragma omp simd
-            for (int i = 0; i < hw; i++)
-                dx[off + i] += a1 * dy[off + i] + a2 * (x[off + i] - mf) + a3;
-        }
+        channel_dx(dx, dy, x, n, c, hw, ch, gamma[ch], mean[ch], rstd[ch], sums[ch], sums[c + ch],
+                   inv_count);
     }
 }
