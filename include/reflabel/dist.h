@@ -60,6 +60,12 @@ int rl_dist_gather(void *buf, const size_t *bytes, rl_error *err);
 /* Collective: root's bytes into every rank's buf. */
 int rl_dist_broadcast(void *buf, size_t bytes, int root, rl_error *err);
 
+/* 64-bit FNV-1a of bytes, continuing from h (RL_DIST_HASH_START to begin):
+ * what the ranks compare, through rank 0's broadcast, to learn that they
+ * read the same data or hold the same weights without sending them. */
+#define RL_DIST_HASH_START UINT64_C(14695981039346656037)
+uint64_t rl_dist_hash(uint64_t h, const void *data, size_t bytes);
+
 #ifdef __cplusplus
 }
 #endif

@@ -356,10 +356,11 @@ static int open_inputs(pl_run *r, rl_error *err) {
  * another case's file. The ids and the choice are compared as one hash. */
 static int agree_on_cases(pl_run *r, rl_error *err) {
     if (rl_dist_size() == 1) return RL_OK;
-    uint64_t h = 1469598103934665603u; /* FNV-1a */
+    uint64_t h = RL_DIST_HASH_START;
     for (int i = 0; i < r->ds.num_train; i++) {
-        for (const char *p = r->ds.train[i].id; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211u;
-        h = (h ^ (uint8_t)(r->keep[i] ? 2 : 1)) * 1099511628211u;
+        const uint8_t kept = r->keep[i] ? 2 : 1;
+        h = rl_dist_hash(h, r->ds.train[i].id, strlen(r->ds.train[i].id));
+        h = rl_dist_hash(h, &kept, 1);
     }
     int64_t mine[3] = {r->ds.num_train, r->queries, (int64_t)h}, root[3];
     memcpy(root, mine, sizeof root);

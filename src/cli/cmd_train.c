@@ -188,15 +188,6 @@ static int save_checkpoint(const train_run *r, const rl_trainer *tr, const rl_un
     return rl_dist_agree(rc, err);
 }
 
-/* 64-bit FNV-1a over bytes, from h (FNV_START to begin): the ranks compare
- * their data and weights by it. */
-#define FNV_START UINT64_C(14695981039346656037)
-static uint64_t fnv1a(uint64_t h, const void *data, size_t bytes) {
-    const unsigned char *b = data;
-    for (size_t i = 0; i < bytes; i++) h = (h ^ b[i]) * UINT64_C(1099511628211);
-    return h;
-}
-
 /* Collective: whether any rank was interrupted (mpirun passes a signal on
  * to every rank, but not at the same step), so that all stop after the
  * same step. */
@@ -213,7 +204,7 @@ static int check_same_weights(rl_unet *net, int quiet, rl_error *err) {
     if (rl_dist_size() == 1) return RL_OK;
     const float *p = rl_unet_params(net);
     size_t n = rl_unet_param_count(net);
-    uint64_t hash = fnv1a(FNV_START, p, n * sizeof *p), root = hash;
+    uint64_t hash = rl_dist_hash(RL_DIST_HASH_START, p, n * sizeof *p), root = hash;
     int rc = rl_dist_broadcast(&root, sizeof root, 0, err);
     if (!rc && root != hash)
         rc = rl_error_set(err, RL_EINVAL,
@@ -525,14 +516,14 @@ static int same_data_on_all_ranks(const train_run *r, int rc, rl_error *err) {
     rc = rl_dist_agree(rc, err);
     if (rc || rl_dist_size() == 1) return rc;
     const rl_sample_set *set = &r->set;
-    uint64_t h = fnv1a(FNV_START, &set->count, sizeof set->count);
+    uint64_t h = rl_dist_hash(RL_DIST_HASH_START, &set->count, sizeof set->count);
     for (int i = 0; i < set->count; i++) {
         const rl_sample *sm = &set->samples[i];
         size_t hw = (size_t)sm->h * sm->w;
         int head[4] = {sm->h, sm->w, sm->case_index, sm->labels != NULL};
-        h = fnv1a(h, head, sizeof head);
-        h = fnv1a(h, sm->image, hw * (size_t)set->channels * sizeof *sm->image);
-        if (sm->labels) h = fnv1a(h, sm->labels, hw * sizeof *sm->labels);
+        h = rl_dist_hash(h, head, sizeof head);
+        h = rl_dist_hash(h, sm->image, hw * (size_t)set->channels * sizeof *sm->image);
+        if (sm->labels) h = rl_dist_hash(h, sm->labels, hw * sizeof *sm->labels);
     }
     uint64_t root = h;
     rc = rl_dist_broadcast(&root, sizeof root, 0, err);

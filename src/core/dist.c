@@ -11,6 +11,10 @@
 
 static int started;   /* rl_dist_init called MPI_Init_thread */
 static int rank, size = 1, local_size = 1;
+/* (2 size) counts and offsets of the v-collectives, allocated once by
+ * rl_dist_init, so that a collective on a step's hot path neither allocates
+ * nor first has to agree on whether its allocation succeeded. */
+static int *counts;
 
 /* The variables each launcher family sets in its ranks' environment: Open
  * MPI's mpirun, MPICH/Hydra and Slurm's PMI-2, PMIx (srun --mpi=pmix,
@@ -41,6 +45,12 @@ int rl_dist_init(int *argc, char ***argv, rl_error *err) {
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    counts = malloc(2 * (size_t)size * sizeof *counts);
+    if (!counts) {
+        rl_error_set(err, RL_ENOMEM, "out of memory for %d MPI ranks", size);
+        rl_dist_finalize();
+        return RL_ENOMEM;
+    }
     MPI_Comm node;
     if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) ==
         MPI_SUCCESS) {
@@ -52,6 +62,8 @@ int rl_dist_init(int *argc, char ***argv, rl_error *err) {
 
 void rl_dist_finalize(void) {
     if (!started) return;
+    free(counts);
+    counts = NULL;
     MPI_Finalize();
     started = 0;
     rank = 0;
@@ -83,14 +95,8 @@ static int sum_in_place(void *buf, size_t n, MPI_Datatype type, size_t elem, rl_
  * advises that the results agree.) The traffic is that of a ring allreduce. */
 int rl_dist_sum_f32(float *buf, size_t n, rl_error *err) {
     if (size == 1) return RL_OK;
-    int *counts = malloc(2 * (size_t)size * sizeof *counts);
-    int rc = rl_dist_agree(counts ? RL_OK : rl_error_set(err, RL_ENOMEM, "out of memory"), err);
-    if (rc) {
-        free(counts);
-        return rc;
-    }
     int *offsets = counts + size;
-    for (size_t at = 0; at < n && !rc; at += SLICE) {
+    for (size_t at = 0; at < n; at += SLICE) {
         int count = (int)(n - at < SLICE ? n - at : SLICE), offset = 0;
         for (int r = 0; r < size; r++) {
             counts[r] = count / size + (r < count % size);
@@ -106,35 +112,29 @@ int rl_dist_sum_f32(float *buf, size_t n, rl_error *err) {
         if (mrc == MPI_SUCCESS)
             mrc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, slice, counts, offsets,
                                  MPI_FLOAT, MPI_COMM_WORLD);
-        if (mrc != MPI_SUCCESS) rc = mpi_error(mrc, "sum", err);
+        if (mrc != MPI_SUCCESS) return mpi_error(mrc, "sum", err);
     }
-    free(counts);
-    return rc;
+    return RL_OK;
 }
 
+/* Every rank passes the same bytes[] (the callers derive it from the
+ * shapes of the step), so the range check fails on all ranks or none and
+ * needs no agreement. */
 int rl_dist_gather(void *buf, const size_t *bytes, rl_error *err) {
     if (size == 1) return RL_OK;
-    int *c = malloc(2 * (size_t)size * sizeof *c);
-    int rc = c ? RL_OK : rl_error_set(err, RL_ENOMEM, "out of memory");
+    int *offsets = counts + size;
     size_t offset = 0;
-    for (int r = 0; !rc && r < size; r++) {
+    for (int r = 0; r < size; r++) {
         if (bytes[r] > (size_t)INT32_MAX || offset > (size_t)INT32_MAX)
-            rc = rl_error_set(err, RL_EINVAL, "MPI gather of %zu bytes from one rank: too many",
-                              bytes[r]);
-        else {
-            c[r] = (int)bytes[r];
-            c[size + r] = (int)offset;
-            offset += bytes[r];
-        }
+            return rl_error_set(err, RL_EINVAL, "MPI gather of %zu bytes from one rank: too many",
+                                bytes[r]);
+        counts[r] = (int)bytes[r];
+        offsets[r] = (int)offset;
+        offset += bytes[r];
     }
-    rc = rl_dist_agree(rc, err);
-    if (!rc) {
-        int mrc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, c, c + size, MPI_BYTE,
-                                 MPI_COMM_WORLD);
-        if (mrc != MPI_SUCCESS) rc = mpi_error(mrc, "gather", err);
-    }
-    free(c);
-    return rc;
+    int mrc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, offsets, MPI_BYTE,
+                             MPI_COMM_WORLD);
+    return mrc == MPI_SUCCESS ? RL_OK : mpi_error(mrc, "gather", err);
 }
 
 int rl_dist_sum_f64(double *buf, size_t n, rl_error *err) {
@@ -215,3 +215,9 @@ int rl_dist_broadcast(void *buf, size_t bytes, int root, rl_error *err) {
 }
 
 #endif
+
+uint64_t rl_dist_hash(uint64_t h, const void *data, size_t bytes) {
+    const unsigned char *b = data;
+    for (size_t i = 0; i < bytes; i++) h = (h ^ b[i]) * UINT64_C(1099511628211);
+    return h;
+}
