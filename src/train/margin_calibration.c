@@ -88,17 +88,20 @@ void rl_margin_calibration_free(rl_margin_calibration *c) {
     free(c);
 }
 
-/* The other labeled images of the step: image b's references (their
- * features and labels copied into the calibration's buffers); 0 when none
- * is another sample. */
+/* The other labeled images of the step, image b's references: how many,
+ * 0 when none is another sample; with features, their features and labels
+ * copied into the calibration's buffers. */
 static int gather_others(rl_margin_calibration *c, const rl_trainer *tr, const float *features,
                          int b) {
     size_t hw = c->hw, stride = (size_t)c->dim * hw;
     int others = 0;
     for (int j = c->first; j < c->first + c->nl; j++) {
         if (tr->batch_samples[j] == tr->batch_samples[b]) continue;
-        memcpy(c->features + others * stride, features + j * stride, stride * sizeof *features);
-        memcpy(c->labels + others * hw, tr->y + j * hw, hw * sizeof *tr->y);
+        if (features) {
+            memcpy(c->features + others * stride, features + j * stride,
+                   stride * sizeof *features);
+            memcpy(c->labels + others * hw, tr->y + j * hw, hw * sizeof *tr->y);
+        }
         others++;
     }
     return others;
@@ -140,10 +143,8 @@ int rl_margin_calibration_run(rl_margin_calibration *c, rl_trainer *tr, const fl
     if (rc) return rc;
     int64_t n_right = 0, n_wrong = 0;
     for (int i = 0; i < c->nl; i++) {
-        int b = c->first + i, others = 0;
-        for (int j = c->first; j < c->first + c->nl; j++)
-            others += tr->batch_samples[j] != tr->batch_samples[b];
-        if (others == 0) continue;
+        int b = c->first + i;
+        if (gather_others(c, tr, NULL, b) == 0) continue; /* not matched */
         const int32_t *truth = tr->y + b * hw, *matched = c->matched + (size_t)i * hw;
         const float *margin = c->margin + (size_t)i * hw;
         for (size_t p = 0; p < hw; p++) {

@@ -82,6 +82,20 @@ def main_args():
     return sys.argv[1]
 
 
+def wait_for_checkpoint(proc, run_dir, timeout=120):
+    """Waits until the run started as proc has saved a checkpoint (written
+    under a temporary name and renamed, so one that exists is whole); False
+    if it ended or timeout seconds passed first."""
+    import time
+    path = os.path.join(run_dir, "checkpoint.safetensors")
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.002)
+    return False
+
+
 def checkpoint_step(run_dir):
     """The step of a complete RUN_DIR/checkpoint.safetensors, read with the
     format's own rule (u64 header length, JSON header, data) rather than our

@@ -33,7 +33,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import clitest  # noqa: E402
@@ -167,10 +166,7 @@ for attempt in range(3):
     proc = subprocess.Popen(clitest.mpi_command(MPIEXEC, EXE, (2, ["train", *RESUME, "--out", cut])),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=clitest.mpi_env(), stdin=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and proc.poll() is None and checkpoint_step(cut) is None:
-        time.sleep(0.005)
-    if proc.poll() is None:
+    if clitest.wait_for_checkpoint(proc, cut, timeout=60):
         proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     step = checkpoint_step(cut)

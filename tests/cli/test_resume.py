@@ -18,7 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from clitest import Checks, checkpoint_step, main_args, run, scratch  # noqa: E402
+from clitest import Checks, checkpoint_step, main_args, run, scratch, wait_for_checkpoint  # noqa: E402
 
 EXE = main_args()
 # Two threads: the determinism of the OpenMP reductions is part of what is
@@ -64,17 +64,6 @@ def same_file(a, b):
 def start(args, preexec=None):
     return subprocess.Popen([EXE, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, text=True, preexec_fn=preexec)
-
-
-def wait_for_checkpoint(proc, run_dir, timeout=120):
-    """Waits until the run has saved a checkpoint; False if it ended first."""
-    path = os.path.join(run_dir, "checkpoint.safetensors")
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(path):
-            return True
-        time.sleep(0.002)
-    return False
 
 
 def kill_at_random_step(args, run_dir, step_seconds):
