@@ -10,13 +10,17 @@ What must hold, and how tightly:
   doubled gradient sum or references taken from one rank's images each
   move step 1 by far more.
 - After 50 steps the two runs have summed their gradients in different
-  orders 50 times. Plain SGD stays within 1e-3 of one process (measured:
-  2.4e-8 to 2.7e-8 on the weights, seeds 7-9). Adaptive optimizers and
-  pseudo-labels amplify rounding: a near tie that goes the other way keeps
-  or drops a pixel, and the runs part like one process run with 1 and with
-  2 threads does (refpl, seed 7: weights 2.9e-3 apart for 2 ranks, 2.2e-3
-  for 2 threads). Those runs are held to 2e-2 on the weights and on the mean
-  loss.
+  orders 50 times. Plain SGD with group norm stays within 1e-3 of one
+  process (measured: 2.4e-8 to 2.7e-8 on the weights, seeds 7-9, and at most
+  1.3e-7 with OpenBLAS's Prescott, Haswell, SkylakeX and Sandybridge
+  kernels). Batch norm, adaptive optimizers and pseudo-labels amplify
+  rounding: a near tie that goes the other way keeps or drops a pixel, and
+  the runs part like one process run with 1 and with 2 threads does
+  (refpl, seed 7: weights 2.9e-3 apart for 2 ranks, 2.2e-3 for 2 threads).
+  Those runs are held to 2e-2 on the weights and on the mean loss (largest
+  measured over the four kernel sets: 3.7e-3 on the weights, refpl with
+  Sandybridge; batch norm with SGD 4.7e-8 with Prescott but 2.2e-3 with
+  SkylakeX).
 - Every rank holds the same weights bits after training (the command
   compares them and says so).
 - `--resume` under 2 ranks of a run interrupted under 2 ranks gives the
@@ -109,7 +113,7 @@ if not MPIEXEC:
 CASES = {
     "supervised-sgd": (["--optimizer", "sgd", "--lr", 0.01], True),
     "supervised": ([], False),
-    "batchnorm-sgd": (["--norm", "batch", "--optimizer", "sgd", "--lr", 0.01], True),
+    "batchnorm-sgd": (["--norm", "batch", "--optimizer", "sgd", "--lr", 0.01], False),
     "refpl": (["--method", "refpl", "--pl-warmup", 0, "--pl-ramp", 0], False),
     "refpl-recipe": (["--method", "refpl", "--pl-warmup", 0, "--pl-ramp", 0, "--ref-images", 2,
                       "--strong-views", 1, "--consistency", 1], False),
