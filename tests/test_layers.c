@@ -385,6 +385,14 @@ static void test_groupnorm_case(int n, int c, int hw, int groups, rl_rng *rng) {
     rl_groupnorm_backward(NULL, dgamma2, NULL, g.r, g.x, g.mean, g.rstd, g.gamma, n, c, hw,
                           groups);
     check_equal(name, dgamma2, dgamma, (size_t)c);
+    /* _set overwrites dx (NaN before) and still adds to dgamma, dbeta */
+    for (size_t i = 0; i < nx; i++) dx2[i] = NAN;
+    for (int i = 0; i < c; i++) dgamma2[i] = dbeta2[i] = 2.0f;
+    rl_groupnorm_backward_set(dx2, dgamma2, dbeta2, g.r, g.x, g.mean, g.rstd, g.gamma, n, c,
+                              hw, groups);
+    check_equal(name, dx2, dx, nx);
+    check_accumulated(name, dgamma2, dgamma, 2.0f, (size_t)c);
+    check_accumulated(name, dbeta2, dbeta, 2.0f, (size_t)c);
 
     free(dx), free(dgamma), free(dbeta), free(dx2), free(dgamma2), free(dbeta2);
     free(g.x), free(g.gamma), free(g.beta), free(g.y), free(g.mean), free(g.rstd), free(g.r);
@@ -669,6 +677,11 @@ static void test_leaky_relu_case(float slope, rl_rng *rng) {
     for (size_t i = 0; i < c.count; i++) dx2[i] = 3.0f;
     rl_leaky_relu_backward(dx2, c.r, c.y, c.count, slope);
     check_accumulated(name, dx2, dx, 3.0f, c.count);
+    for (size_t i = 0; i < c.count; i++) dx2[i] = NAN;
+    rl_leaky_relu_backward_set(dx2, c.r, c.y, c.count, slope);
+    int set_ok = 1; /* == and not memcmp: with slope 0, -0 where 0 + -0 gave +0 */
+    for (size_t i = 0; i < c.count; i++) set_ok &= dx2[i] == dx[i];
+    CHECK_MSG(set_ok, "%s: backward_set", name);
 
     /* in place: y aliases x */
     float *inplace = alloc_floats(c.count);

@@ -97,6 +97,11 @@ void rl_groupnorm_forward(float *y, float *mean, float *rstd, const float *x,
 void rl_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
                            const float *x, const float *mean, const float *rstd,
                            const float *gamma, int n, int c, int hw, int groups);
+/* The same, but dx = its gradient instead of dx += it (dgamma and dbeta still
+ * accumulate): no zeroed buffer. */
+void rl_groupnorm_backward_set(float *dx, float *dgamma, float *dbeta, const float *dy,
+                               const float *x, const float *mean, const float *rstd,
+                               const float *gamma, int n, int c, int hw, int groups);
 /* Group norm followed by LeakyReLU(slope), fused: y = leaky(groupnorm(x)),
  * bit for bit rl_groupnorm_forward then rl_leaky_relu_forward. */
 void rl_groupnorm_leaky_forward(float *y, float *mean, float *rstd, const float *x,
@@ -162,6 +167,9 @@ void rl_batchnorm_backward_apply(float *dx, const double *sums, double count, co
 void rl_leaky_relu_forward(float *y, const float *x, size_t count, float slope);
 void rl_leaky_relu_backward(float *dx, const float *dy, const float *y, size_t count,
                             float slope);
+/* The same, but dx = the gradient instead of dx += it: no zeroed buffer. */
+void rl_leaky_relu_backward_set(float *dx, const float *dy, const float *y, size_t count,
+                                float slope);
 
 /* ---- channel concatenation ---------------------------------------------- *
  * a (N, Ca, H, W), b (N, Cb, H, W) -> y (N, Ca + Cb, H, W). */

@@ -72,16 +72,41 @@ void rl_maxpool2x2_backward(float *dx, const float *dy, const uint8_t *argmax, i
 void rl_leaky_relu_forward(float *y, const float *x, size_t count, float slope) {
     const long long total = (long long)count;
 #pragma omp parallel for simd schedule(static) if (total >= RL_PARALLEL_MIN_ELEMENTS)
-    for (long long i = 0; i < total; i++) y[i] = x[i] > 0.0f ? x[i] : slope * x[i];
+    for (long long i = 0; i < total; i++) y[i] = x[i] * (x[i] > 0.0f ? 1.0f : slope);
 }
 
 /* dx (count) += dy where y > 0, slope * dy elsewhere (x == 0 takes the slope
- * branch, as PyTorch's leaky_relu and relu backward). */
+ * branch, as PyTorch's leaky_relu and relu backward); or dx = that, which
+ * spares the caller zeroing dx and this loop reading it.
+ *
+ * Both directions multiply by a selected factor (1 or slope) instead of
+ * selecting between x and slope * x: the same bits (x * 1 == x), but a
+ * select of two constants is one the vectoriser takes. The form
+ * `y > 0 ? dy : slope * dy` stayed a scalar loop with a branch on every
+ * element (gcc 12, see -fno-trapping-math in CMakeLists.txt), which made the
+ * backward pass 8.8% of a oneDNN training step (perf, bench train width 16,
+ * batch 8, 128x128, one thread). */
+static inline __attribute__((always_inline)) void
+leaky_relu_backward(float *dx, const float *dy, const float *y, size_t count, float slope,
+                    int accumulate) {
+    const long long total = (long long)count;
+    if (accumulate) {
+#pragma omp parallel for simd schedule(static) if (total >= RL_PARALLEL_MIN_ELEMENTS)
+        for (long long i = 0; i < total; i++) dx[i] += dy[i] * (y[i] > 0.0f ? 1.0f : slope);
+    } else {
+#pragma omp parallel for simd schedule(static) if (total >= RL_PARALLEL_MIN_ELEMENTS)
+        for (long long i = 0; i < total; i++) dx[i] = dy[i] * (y[i] > 0.0f ? 1.0f : slope);
+    }
+}
+
 void rl_leaky_relu_backward(float *dx, const float *dy, const float *y, size_t count,
                             float slope) {
-    const long long total = (long long)count;
-#pragma omp parallel for simd schedule(static) if (total >= RL_PARALLEL_MIN_ELEMENTS)
-    for (long long i = 0; i < total; i++) dx[i] += y[i] > 0.0f ? dy[i] : slope * dy[i];
+    leaky_relu_backward(dx, dy, y, count, slope, 1);
+}
+
+void rl_leaky_relu_backward_set(float *dx, const float *dy, const float *y, size_t count,
+                                float slope) {
+    leaky_relu_backward(dx, dy, y, count, slope, 0);
 }
 
 /* ---- channel concatenation ------------------------------------------------- */

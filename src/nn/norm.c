@@ -102,9 +102,10 @@ void rl_groupnorm_leaky_forward(float *y, float *mean, float *rstd, const float 
  * against 850-930 ms for the U-Net step's backward (bench train, width 16,
  * batch 8, 128x128, one thread, oneDNN; interleaved runs on a busy
  * machine). */
-void rl_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
-                           const float *x, const float *mean, const float *rstd,
-                           const float *gamma, int n, int c, int hw, int groups) {
+static inline __attribute__((always_inline)) void
+groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                   const float *mean, const float *rstd, const float *gamma, int n, int c,
+                   int hw, int groups, int accumulate) {
     const int parallel = (size_t)n * (size_t)c * (size_t)hw >= RL_PARALLEL_MIN_ELEMENTS;
     const int cpg = c / groups;
     const size_t block = (size_t)cpg * (size_t)hw;
@@ -163,11 +164,32 @@ void rl_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
             const size_t row = off + (size_t)ci * (size_t)hw;
             const float *xr = x + row;
             float *dxr = dx + row;
+            if (accumulate) {
 #pragma omp simd
-            for (int i = 0; i < hw; i++)
-                dxr[i] += a1 * dy[row + (size_t)i] + a2 * (xr[i] - mf) + a3;
+                for (int i = 0; i < hw; i++)
+                    dxr[i] += a1 * dy[row + (size_t)i] + a2 * (xr[i] - mf) + a3;
+            } else {
+#pragma omp simd
+                for (int i = 0; i < hw; i++)
+                    dxr[i] = a1 * dy[row + (size_t)i] + a2 * (xr[i] - mf) + a3;
+            }
         }
     }
+}
+
+void rl_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                           const float *x, const float *mean, const float *rstd,
+                           const float *gamma, int n, int c, int hw, int groups) {
+    groupnorm_backward(dx, dgamma, dbeta, dy, x, mean, rstd, gamma, n, c, hw, groups, 1);
+}
+
+/* The U-Net's units: dx is a scratch tensor that nothing else adds to, so
+ * it is written, not zeroed and then added to (a memset and a read of the
+ * tensor fewer). */
+void rl_groupnorm_backward_set(float *dx, float *dgamma, float *dbeta, const float *dy,
+                               const float *x, const float *mean, const float *rstd,
+                               const float *gamma, int n, int c, int hw, int groups) {
+    groupnorm_backward(dx, dgamma, dbeta, dy, x, mean, rstd, gamma, n, c, hw, groups, 0);
 }
 
 /* ---- batch norm ---------------------------------------------------------- */

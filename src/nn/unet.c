@@ -837,18 +837,20 @@ static int unit_backward(rl_unet *net, conv_unit *u, rl_error *err) {
     float *g = net->grads;
     size_t hw = (size_t)u->h * (size_t)u->w;
     size_t count = (size_t)net->n * (size_t)u->cout * hw;
+    /* grad_a and grad_b are scratch that only this unit writes: the
+     * activation's and the group norm's backward set them, batch norm's
+     * (several passes) adds to a zeroed one. */
     float *d_pre_act = net->grad_a;
-    memset(d_pre_act, 0, count * sizeof(float));
-    rl_leaky_relu_backward(d_pre_act, u->d_out, u->out, count, c->leaky_slope);
+    rl_leaky_relu_backward_set(d_pre_act, u->d_out, u->out, count, c->leaky_slope);
     float *d_conv = d_pre_act;
     if (c->norm != RL_NORM_NONE) {
         int rc = RL_OK;
         d_conv = net->grad_b;
-        memset(d_conv, 0, count * sizeof(float));
+        if (c->norm != RL_NORM_GROUP) memset(d_conv, 0, count * sizeof(float));
         if (c->norm == RL_NORM_GROUP)
-            rl_groupnorm_backward(d_conv, g + u->gamma, g + u->beta, d_pre_act, u->conv_out,
-                                  u->mean, u->rstd, p + u->gamma, net->n, u->cout, (int)hw,
-                                  u->groups);
+            rl_groupnorm_backward_set(d_conv, g + u->gamma, g + u->beta, d_pre_act,
+                                      u->conv_out, u->mean, u->rstd, p + u->gamma, net->n,
+                                      u->cout, (int)hw, u->groups);
         else if (net->forward_training && net->pass_reduce)
             rc = batchnorm_backward_reduced(net, u, d_conv, d_pre_act, err);
         else if (net->forward_training)
