@@ -22,10 +22,11 @@ extern "C" {
 
 /* ---- convolution backend ------------------------------------------------ *
  * Which code computes the convolutions (2D and transposed), process-wide:
- *  RL_CONV_IM2COL  im2col + OpenBLAS SGEMM (src/nn/conv.c), the default and
- *                  the reference;
+ *  RL_CONV_IM2COL  im2col + OpenBLAS SGEMM (src/nn/conv.c): the reference,
+ *                  and the default of builds without oneDNN;
  *  RL_CONV_DNNL    oneDNN (src/nn/conv_dnnl.c), in builds with it
- *                  (RL_DNNL, docs/PERFORMANCE.md); shapes oneDNN cannot do
+ *                  (RL_DNNL), and their default: a training step 3-4x
+ *                  faster (docs/PERFORMANCE.md); shapes oneDNN cannot do
  *                  fall back to im2col.
  * The U-Net reads the backend when it is planned (rl_unet_plan) and makes
  * its oneDNN primitives then, once per layer; the layer functions below,

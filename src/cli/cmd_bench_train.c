@@ -27,7 +27,7 @@ static const char *help =
     "  --steps N      timed steps after the warm-up (default 10)\n"
     "  --warmup N     untimed steps first (default 2)\n"
     "  --conv B       convolution backend: im2col | dnnl (default: RL_CONV, else\n"
-    "                 im2col; dnnl needs a build with oneDNN)\n"
+    "                 dnnl in builds with oneDNN, im2col without)\n"
     "  --torch        also time PyTorch on the same settings\n"
     "Prints one JSON line: the median ms per step and its phases, images/s,\n"
     "peak RSS, and with --torch PyTorch's numbers and the C / torch ratio.\n";

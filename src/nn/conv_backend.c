@@ -7,8 +7,10 @@
 #include "conv_impl.h"
 
 /* Process-wide, like the thread count: set once by the program before it
- * plans a network (layers.h). */
-static rl_conv_backend conv_backend = RL_CONV_IM2COL;
+ * plans a network (layers.h). Until it is set, oneDNN where this build has
+ * it. */
+static int conv_backend_set;
+static rl_conv_backend conv_backend;
 
 int rl_conv_backend_available(rl_conv_backend backend) {
     return backend == RL_CONV_IM2COL || (backend == RL_CONV_DNNL && rl_dnnl_available());
@@ -23,10 +25,14 @@ int rl_set_conv_backend(rl_conv_backend backend, rl_error *err) {
                             "oneDNN, -DRL_DNNL=ON)",
                             rl_conv_backend_name(backend));
     conv_backend = backend;
+    conv_backend_set = 1;
     return RL_OK;
 }
 
-rl_conv_backend rl_get_conv_backend(void) { return conv_backend; }
+rl_conv_backend rl_get_conv_backend(void) {
+    if (conv_backend_set) return conv_backend;
+    return rl_dnnl_available() ? RL_CONV_DNNL : RL_CONV_IM2COL;
+}
 
 const char *rl_conv_backend_name(rl_conv_backend backend) {
     return backend == RL_CONV_DNNL ? "dnnl" : "im2col";
@@ -70,14 +76,14 @@ static void one_shot_done(one_shot *o) {
 static rl_dnnl_conv *conv2d_one_shot(const rl_conv2d_dims *d, int with_bias, int training) {
     rl_dnnl_conv *c = NULL;
     rl_error err = {0, ""};
-    if (conv_backend == RL_CONV_DNNL) rl_dnnl_conv2d_create(&c, d, with_bias, training, &err);
+    if (rl_get_conv_backend() == RL_CONV_DNNL) rl_dnnl_conv2d_create(&c, d, with_bias, training, &err);
     return c;
 }
 
 static rl_dnnl_conv *convt_one_shot(const rl_convt2x2_dims *d, int with_bias, int training) {
     rl_dnnl_conv *c = NULL;
     rl_error err = {0, ""};
-    if (conv_backend == RL_CONV_DNNL) rl_dnnl_convt2x2_create(&c, d, with_bias, training, &err);
+    if (rl_get_conv_backend() == RL_CONV_DNNL) rl_dnnl_convt2x2_create(&c, d, with_bias, training, &err);
     return c;
 }
 
