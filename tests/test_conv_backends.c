@@ -93,8 +93,22 @@ static void run_cached(rl_dnnl_conv *conv, const layer_case *c, layer_out *o) {
     float *scratch = aligned_alloc(64, (rl_dnnl_conv_scratch_floats(conv) * 4 + 64) / 64 * 64);
     CHECK_OK(rl_dnnl_conv_forward(conv, o->y, c->x, c->w, c->b, scratch, &check_ok_err_));
     for (int i = 0; i < 2; i++)
-        CHECK_OK(rl_dnnl_conv_backward(conv, o->dx, o->dw, o->db, c->dy, c->x, c->w, scratch,
+        CHECK_OK(rl_dnnl_conv_backward(conv, o->dx, o->dw, o->db, c->dy, c->x, c->w, scratch, 0,
                                        &check_ok_err_));
+    free(scratch);
+}
+
+/* set_dx: dx (NaN before) is overwritten, dweight and dbias still added to;
+ * want: im2col's one backward call onto a zero dx and the usual start. */
+static void check_set_dx(rl_dnnl_conv *conv, const layer_case *c, const layer_out *want) {
+    float *scratch = aligned_alloc(64, (rl_dnnl_conv_scratch_floats(conv) * 4 + 64) / 64 * 64);
+    layer_out got = out_init(c);
+    for (size_t i = 0; i < c->nx; i++) got.dx[i] = NAN;
+    CHECK_OK(rl_dnnl_conv_forward(conv, got.y, c->x, c->w, c->b, scratch, &check_ok_err_));
+    CHECK_OK(rl_dnnl_conv_backward(conv, got.dx, got.dw, got.db, c->dy, c->x, c->w, scratch, 1,
+                                   &check_ok_err_));
+    compare(c, "cached, dx set", want, &got);
+    out_free(&got);
     free(scratch);
 }
 
@@ -107,11 +121,16 @@ static void test_conv2d_case(rl_conv2d_dims d, rl_rng *rng) {
               (size_t)d.n * d.cout * rl_conv2d_out_h(&d) * rl_conv2d_out_w(&d), (size_t)d.cout,
               rng);
     float *scratch = floats(rl_conv2d_scratch_floats(&d));
-    layer_out want = out_init(&c), once = out_init(&c), cached = out_init(&c);
-    /* im2col, backward twice */
+    layer_out want = out_init(&c), once = out_init(&c), cached = out_init(&c),
+              want_set = out_init(&c);
+    /* im2col, backward twice; and once onto a zero dx */
     rl_conv2d_forward_im2col(want.y, c.x, c.w, c.b, &d, scratch);
     for (int i = 0; i < 2; i++)
         rl_conv2d_backward_im2col(want.dx, want.dw, want.db, c.dy, c.x, c.w, &d, scratch);
+    memcpy(want_set.y, want.y, c.ny * sizeof(float));
+    memset(want_set.dx, 0, c.nx * sizeof(float));
+    rl_conv2d_backward_im2col(want_set.dx, want_set.dw, want_set.db, c.dy, c.x, c.w, &d,
+                              scratch);
     /* the layer functions on the oneDNN backend */
     CHECK_OK(rl_set_conv_backend(RL_CONV_DNNL, NULL));
     rl_conv2d_forward(once.y, c.x, c.w, c.b, &d, scratch);
@@ -125,9 +144,10 @@ static void test_conv2d_case(rl_conv2d_dims d, rl_rng *rng) {
     if (conv) {
         run_cached(conv, &c, &cached);
         compare(&c, "cached", &want, &cached);
+        check_set_dx(conv, &c, &want_set);
     }
     rl_dnnl_conv_free(conv);
-    out_free(&want), out_free(&once), out_free(&cached);
+    out_free(&want), out_free(&once), out_free(&cached), out_free(&want_set);
     free(scratch);
     case_free(&c);
 }
@@ -139,10 +159,15 @@ static void test_convt_case(rl_convt2x2_dims d, rl_rng *rng) {
     case_init(&c, name, (size_t)d.n * d.cin * d.h * d.w, (size_t)d.cin * d.cout * 4,
               (size_t)d.n * d.cout * 4 * d.h * d.w, (size_t)d.cout, rng);
     float *scratch = floats(rl_convt2x2_scratch_floats(&d));
-    layer_out want = out_init(&c), once = out_init(&c), cached = out_init(&c);
+    layer_out want = out_init(&c), once = out_init(&c), cached = out_init(&c),
+              want_set = out_init(&c);
     rl_convt2x2_forward_im2col(want.y, c.x, c.w, c.b, &d, scratch);
     for (int i = 0; i < 2; i++)
         rl_convt2x2_backward_im2col(want.dx, want.dw, want.db, c.dy, c.x, c.w, &d, scratch);
+    memcpy(want_set.y, want.y, c.ny * sizeof(float));
+    memset(want_set.dx, 0, c.nx * sizeof(float));
+    rl_convt2x2_backward_im2col(want_set.dx, want_set.dw, want_set.db, c.dy, c.x, c.w, &d,
+                                scratch);
     CHECK_OK(rl_set_conv_backend(RL_CONV_DNNL, NULL));
     rl_convt2x2_forward(once.y, c.x, c.w, c.b, &d, scratch);
     for (int i = 0; i < 2; i++)
@@ -154,9 +179,10 @@ static void test_convt_case(rl_convt2x2_dims d, rl_rng *rng) {
     if (conv) {
         run_cached(conv, &c, &cached);
         compare(&c, "cached", &want, &cached);
+        check_set_dx(conv, &c, &want_set);
     }
     rl_dnnl_conv_free(conv);
-    out_free(&want), out_free(&once), out_free(&cached);
+    out_free(&want), out_free(&once), out_free(&cached), out_free(&want_set);
     free(scratch);
     case_free(&c);
 }

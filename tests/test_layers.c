@@ -747,6 +747,11 @@ static void test_concat(rl_rng *rng) {
     memset(db2, 0, nb * sizeof *db2);
     rl_concat_backward(NULL, db2, c.r, c.ca, c.cb, c.n, c.hw);
     check_equal("concat b", db2, db, nb);
+    for (size_t i = 0; i < na; i++) da2[i] = NAN;
+    for (size_t i = 0; i < nb; i++) db2[i] = NAN;
+    rl_concat_backward_set(da2, db2, c.r, c.ca, c.cb, c.n, c.hw);
+    check_equal("concat set a", da2, da, na);
+    check_equal("concat set b", db2, db, nb);
     free(da), free(db), free(da2), free(db2), free(c.a), free(c.b), free(c.y), free(c.r);
 }
 

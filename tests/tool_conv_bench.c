@@ -77,7 +77,7 @@ int main(int argc, char **argv) {
                     else
                         rl_conv2d_backward_im2col(dx, dw, NULL, dy, x, wt, &d, scr);
                     double t3 = rl_now_seconds();
-                    rl_dnnl_conv_backward(c, dx, dw, convt ? db : NULL, dy, x, wt, scr, &err);
+                    rl_dnnl_conv_backward(c, dx, dw, convt ? db : NULL, dy, x, wt, scr, 0, &err);
                     double t4 = rl_now_seconds();
                     if (r) {
                         t[0][r - 1] = (t1 - t0) * 1e3;

@@ -178,6 +178,9 @@ void rl_concat_forward(float *y, const float *a, int ca, const float *b, int cb,
                        int hw);
 void rl_concat_backward(float *da, float *db, const float *dy, int ca, int cb, int n,
                         int hw);
+/* The same, but da = and db = their channels of dy, not += them. */
+void rl_concat_backward_set(float *da, float *db, const float *dy, int ca, int cb, int n,
+                            int hw);
 
 #ifdef __cplusplus
 }

@@ -65,6 +65,20 @@ else:
 JOBS = int(os.environ.get("RL_SPREAD_JOBS", "2"))
 
 
+def path_env(core):
+    """The environment of a path: an OpenBLAS kernel set name (convolutions
+    by im2col + that SGEMM), or "dnnl" / "dnnl-ISA" (oneDNN's convolutions,
+    its JIT limited to ISA by ONEDNN_MAX_CPU_ISA, e.g. dnnl-avx2 for a CPU
+    without AVX-512; OpenBLAS picks its own kernels)."""
+    if core.startswith("dnnl"):
+        env = {"RL_CONV": "dnnl"}
+        isa = core.partition("-")[2]
+        if isa:
+            env["ONEDNN_MAX_CPU_ISA"] = isa.upper()
+        return env
+    return {"RL_CONV": "im2col", "OPENBLAS_CORETYPE": core}
+
+
 def run(args, core, cwd=None):
     """Runs reflabel with the kernels of core; returns (stdout, stderr). A
     command with --out whose folder is complete (it holds stderr.txt, written
@@ -81,7 +95,7 @@ def run(args, core, cwd=None):
         return "", None  # finished before stderr was saved: its warnings are unknown
     if saved:
         subprocess.run(["rm", "-rf", out], check=True)
-    env = dict(os.environ, OPENBLAS_CORETYPE=core, OMP_WAIT_POLICY="PASSIVE")
+    env = dict(os.environ, **path_env(core), OMP_WAIT_POLICY="PASSIVE")
     p = subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, env=env,
                        stdin=subprocess.DEVNULL, cwd=cwd)
     if p.returncode != 0:
@@ -148,7 +162,8 @@ def stripes(core, threads, seed):
     out["supervised_minus_predpl"] = dice["supervised"] - dice["predpl"]
     # the --min-margin 0.1 run on three paths only: it keeps about 1% of the
     # pixels on every one, far from the test's 5%
-    if seed == 0 and threads == 1 and core in ("Prescott", "Haswell", "SkylakeX"):
+    if seed == 0 and threads == 1 and core in ("Prescott", "Haswell", "SkylakeX", "dnnl",
+                                               "dnnl-avx2"):
         rd = f"{base}-margin"
         _, err = run(["train", "--out", rd, "--method", "refpl", *common, "--min-margin", 0.1,
                       "--margin-accuracy", 0], core)

@@ -112,7 +112,7 @@ void rl_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dy
     one_shot o;
     rl_error err = {0, ""};
     if (one_shot_ready(&o, conv2d_one_shot(d, dbias != NULL, 1))) {
-        rl_dnnl_conv_backward(o.conv, dx, dweight, dbias, dy, x, weight, o.scratch, &err);
+        rl_dnnl_conv_backward(o.conv, dx, dweight, dbias, dy, x, weight, o.scratch, 0, &err);
         one_shot_done(&o);
         return;
     }
@@ -139,7 +139,7 @@ void rl_convt2x2_backward(float *dx, float *dweight, float *dbias, const float *
     one_shot o;
     rl_error err = {0, ""};
     if (one_shot_ready(&o, convt_one_shot(d, dbias != NULL, 1))) {
-        rl_dnnl_conv_backward(o.conv, dx, dweight, dbias, dy, x, weight, o.scratch, &err);
+        rl_dnnl_conv_backward(o.conv, dx, dweight, dbias, dy, x, weight, o.scratch, 0, &err);
         one_shot_done(&o);
         return;
     }

@@ -14,7 +14,9 @@
  * So the gradients (PORT_ADD) are always computed into a buffer of the
  * scratch and then reordered into our buffer with a "sum" post-op
  * (dst = src + dst), which costs nothing extra when a reorder out of the
- * blocked layout is needed anyway.
+ * blocked layout is needed anyway. dx may instead be set (the U-Net's
+ * activation gradients, which one layer each writes): a second reorder
+ * without the sum, which does not read dx, and spares the caller zeroing it.
  *
  * Threads: with the OpenMP runtime (Debian's libdnnl is built against
  * libgomp, as we are) oneDNN runs on omp_get_max_threads() threads, which
@@ -58,9 +60,9 @@ int rl_dnnl_conv_forward(rl_dnnl_conv *c, float *y, const float *x, const float 
 
 int rl_dnnl_conv_backward(rl_dnnl_conv *c, float *dx, float *dweight, float *dbias,
                           const float *dy, const float *x, const float *weight, float *scratch,
-                          rl_error *err) {
+                          int set_dx, rl_error *err) {
     (void)c, (void)dx, (void)dweight, (void)dbias, (void)dy, (void)x, (void)weight;
-    (void)scratch;
+    (void)scratch, (void)set_dx;
     return rl_error_set(err, RL_EUNSUPPORTED, "this build of reflabel has no oneDNN");
 }
 
@@ -79,6 +81,8 @@ typedef struct port {
     dnnl_memory_t inner;   /* the primitive's layout; == user when no reorder */
     dnnl_primitive_t reorder;
     dnnl_memory_t reorder_pad;
+    dnnl_primitive_t reorder_set; /* PORT_ADD: the same reorder without the sum */
+    dnnl_memory_t reorder_set_pad;
     size_t offset;         /* of inner's buffer in the scratch, bytes */
 } port;
 
@@ -108,6 +112,8 @@ static void step_free(step *s) {
         if (p->user) dnnl_memory_destroy(p->user);
         if (p->reorder) dnnl_primitive_destroy(p->reorder);
         if (p->reorder_pad) dnnl_memory_destroy(p->reorder_pad);
+        if (p->reorder_set) dnnl_primitive_destroy(p->reorder_set);
+        if (p->reorder_set_pad) dnnl_memory_destroy(p->reorder_set_pad);
     }
     if (s->pad) dnnl_memory_destroy(s->pad);
     if (s->prim) dnnl_primitive_destroy(s->prim);
@@ -149,6 +155,30 @@ static size_t scratchpad_bytes(const_dnnl_primitive_desc_t pd) {
     return md ? dnnl_memory_desc_get_size(md) : 0;
 }
 
+/* A reorder from -> to (with sum: to += from) and the memory of its
+ * scratchpad (NULL when it needs none), which shares s's scratchpad region. */
+static dnnl_status_t make_reorder(rl_dnnl_conv *c, step *s, const dnnl_memory_desc_t *from,
+                                  const dnnl_memory_desc_t *to, int sum,
+                                  dnnl_primitive_t *prim, dnnl_memory_t *pad_mem) {
+    dnnl_primitive_attr_t attr;
+    dnnl_status_t st = make_attr(&attr, sum);
+    if (st != dnnl_success) return st;
+    dnnl_primitive_desc_t pd;
+    st = dnnl_reorder_primitive_desc_create(&pd, from, c->engine, to, c->engine, attr);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success) return st;
+    st = dnnl_primitive_create(prim, pd);
+    size_t pad = scratchpad_bytes(pd);
+    if (st == dnnl_success && pad) {
+        st = dnnl_memory_create(pad_mem,
+                                dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0),
+                                c->engine, DNNL_MEMORY_NONE);
+        if (pad > s->pad_bytes) s->pad_bytes = pad;
+    }
+    dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
 /* Binds argument arg of s to our layout `user`, the primitive's being
  * `inner_md`; adds the reorder and the scratch buffer where needed. */
 static dnnl_status_t add_port(rl_dnnl_conv *c, step *s, int arg, int dir,
@@ -170,21 +200,9 @@ static dnnl_status_t add_port(rl_dnnl_conv *c, step *s, int arg, int dir,
     s->bytes += round64(dnnl_memory_desc_get_size(inner_md));
     const dnnl_memory_desc_t *from = dir == PORT_IN ? user_md : inner_md;
     const dnnl_memory_desc_t *to = dir == PORT_IN ? inner_md : user_md;
-    dnnl_primitive_attr_t attr;
-    if ((st = make_attr(&attr, dir == PORT_ADD)) != dnnl_success) return st;
-    dnnl_primitive_desc_t pd;
-    st = dnnl_reorder_primitive_desc_create(&pd, from, c->engine, to, c->engine, attr);
-    dnnl_primitive_attr_destroy(attr);
-    if (st != dnnl_success) return st;
-    st = dnnl_primitive_create(&p->reorder, pd);
-    size_t pad = scratchpad_bytes(pd);
-    if (st == dnnl_success && pad) {
-        st = dnnl_memory_create(&p->reorder_pad,
-                                dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0),
-                                c->engine, DNNL_MEMORY_NONE);
-        if (pad > s->pad_bytes) s->pad_bytes = pad;
-    }
-    dnnl_primitive_desc_destroy(pd);
+    st = make_reorder(c, s, from, to, dir == PORT_ADD, &p->reorder, &p->reorder_pad);
+    if (st == dnnl_success && dir == PORT_ADD)
+        st = make_reorder(c, s, from, to, 0, &p->reorder_set, &p->reorder_set_pad);
     return st;
 }
 
@@ -392,16 +410,17 @@ size_t rl_dnnl_conv_scratch_floats(const rl_dnnl_conv *c) {
     return (bytes + sizeof(float) - 1) / sizeof(float);
 }
 
-static dnnl_status_t reorder(rl_dnnl_conv *c, const port *p, dnnl_memory_t from,
-                             dnnl_memory_t to) {
+static dnnl_status_t reorder(rl_dnnl_conv *c, dnnl_primitive_t prim, dnnl_memory_t pad,
+                             dnnl_memory_t from, dnnl_memory_t to) {
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to},
-                               {DNNL_ARG_SCRATCHPAD, p->reorder_pad}};
-    return dnnl_primitive_execute(p->reorder, c->stream, p->reorder_pad ? 3 : 2, args);
+                               {DNNL_ARG_SCRATCHPAD, pad}};
+    return dnnl_primitive_execute(prim, c->stream, pad ? 3 : 2, args);
 }
 
 /* Runs s with data[i] the buffer of port i (NULL: an output nobody wants,
- * computed into the scratch and dropped). */
-static int run_step(rl_dnnl_conv *c, step *s, void *const data[], char *scratch,
+ * computed into the scratch and dropped); set: the PORT_ADD outputs are
+ * overwritten instead. */
+static int run_step(rl_dnnl_conv *c, step *s, void *const data[], char *scratch, int set,
                     rl_error *err) {
     dnnl_exec_arg_t args[MAX_PORTS + 1];
     dnnl_status_t st = dnnl_success;
@@ -413,7 +432,10 @@ static int run_step(rl_dnnl_conv *c, step *s, void *const data[], char *scratch,
             st = dnnl_memory_set_data_handle(p->inner, scratch + p->offset);
         if (!st && p->reorder_pad)
             st = dnnl_memory_set_data_handle(p->reorder_pad, scratch + s->pad_offset);
-        if (!st && p->dir == PORT_IN && p->reorder) st = reorder(c, p, p->user, p->inner);
+        if (!st && p->reorder_set_pad)
+            st = dnnl_memory_set_data_handle(p->reorder_set_pad, scratch + s->pad_offset);
+        if (!st && p->dir == PORT_IN && p->reorder)
+            st = reorder(c, p->reorder, p->reorder_pad, p->user, p->inner);
         args[nargs].arg = p->arg;
         args[nargs++].memory = p->inner;
     }
@@ -425,7 +447,11 @@ static int run_step(rl_dnnl_conv *c, step *s, void *const data[], char *scratch,
     if (!st) st = dnnl_primitive_execute(s->prim, c->stream, nargs, args);
     for (int i = 0; i < s->nports && !st; i++) {
         port *p = &s->ports[i];
-        if (p->dir != PORT_IN && p->reorder && data[i]) st = reorder(c, p, p->inner, p->user);
+        if (p->dir == PORT_IN || !p->reorder || !data[i]) continue;
+        if (set && p->reorder_set)
+            st = reorder(c, p->reorder_set, p->reorder_set_pad, p->inner, p->user);
+        else
+            st = reorder(c, p->reorder, p->reorder_pad, p->inner, p->user);
     }
     if (!st) st = dnnl_stream_wait(c->stream);
     if (st) return rl_error_set(err, RL_EUNSUPPORTED, "oneDNN convolution failed (status %d)",
@@ -440,22 +466,22 @@ int rl_dnnl_conv_forward(rl_dnnl_conv *c, float *y, const float *x, const float 
     int i = 2;
     if (c->with_bias) data[i++] = (void *)bias;
     data[i] = y;
-    return run_step(c, &c->fwd, data, (char *)scratch, err);
+    return run_step(c, &c->fwd, data, (char *)scratch, 0, err);
 }
 
 int rl_dnnl_conv_backward(rl_dnnl_conv *c, float *dx, float *dweight, float *dbias,
                           const float *dy, const float *x, const float *weight, float *scratch,
-                          rl_error *err) {
+                          int set_dx, rl_error *err) {
     if (!c->for_training)
         return rl_error_set(err, RL_EINVAL, "oneDNN convolution made for inference only");
     int rc = RL_OK;
     if (dx) {
         void *data[MAX_PORTS] = {(void *)dy, (void *)weight, dx};
-        rc = run_step(c, &c->bwd_data, data, (char *)scratch, err);
+        rc = run_step(c, &c->bwd_data, data, (char *)scratch, set_dx, err);
     }
     if (!rc && (dweight || (dbias && c->with_bias))) {
         void *data[MAX_PORTS] = {(void *)x, (void *)dy, dweight, c->with_bias ? dbias : NULL};
-        rc = run_step(c, &c->bwd_weights, data, (char *)scratch, err);
+        rc = run_step(c, &c->bwd_weights, data, (char *)scratch, 0, err);
     }
     return rc;
 }

@@ -31,7 +31,8 @@ void rl_convt2x2_backward_im2col(float *dx, float *dweight, float *dbias, const 
  *
  * Semantics are those of layers.h: NCHW float32 buffers, weights in our
  * layouts, forward overwrites y, backward ACCUMULATES into dx, dweight,
- * dbias (any may be NULL). Every temporary (oneDNN's blocked copies of the
+ * dbias (any may be NULL), or with set_dx overwrites dx (and still adds to
+ * dweight, dbias). Every temporary (oneDNN's blocked copies of the
  * tensors, its scratchpad) lives in the caller's scratch of
  * rl_dnnl_conv_scratch_floats() floats, 64-byte aligned; nothing is
  * allocated per call.
@@ -62,6 +63,6 @@ int rl_dnnl_conv_forward(rl_dnnl_conv *c, float *y, const float *x, const float 
                          const float *bias, float *scratch, rl_error *err);
 int rl_dnnl_conv_backward(rl_dnnl_conv *c, float *dx, float *dweight, float *dbias,
                           const float *dy, const float *x, const float *weight, float *scratch,
-                          rl_error *err);
+                          int set_dx, rl_error *err);
 
 #endif

@@ -123,23 +123,39 @@ void rl_concat_forward(float *y, const float *a, int ca, const float *b, int cb,
 }
 
 /* dy (N, Ca + Cb, HW) -> da (N, Ca, HW) += its channels, db (N, Cb, HW) += the
- * rest; either may be NULL. */
-void rl_concat_backward(float *da, float *db, const float *dy, int ca, int cb, int n,
-                        int hw) {
+ * rest; either may be NULL. With accumulate 0, da and db are set instead. */
+static inline __attribute__((always_inline)) void
+concat_backward(float *da, float *db, const float *dy, int ca, int cb, int n, int hw,
+                int accumulate) {
     const size_t a_len = (size_t)ca * (size_t)hw, b_len = (size_t)cb * (size_t)hw;
     const long long total = (long long)n * (long long)(a_len + b_len);
 #pragma omp parallel for schedule(static) if (total >= RL_PARALLEL_MIN_ELEMENTS)
     for (int s = 0; s < n; s++) {
         const float *dys = dy + (size_t)s * (a_len + b_len);
-        if (da) {
-            float *das = da + (size_t)s * a_len;
+        float *das = da ? da + (size_t)s * a_len : NULL;
+        float *dbs = db ? db + (size_t)s * b_len : NULL;
+        if (!accumulate) {
+            if (das) memcpy(das, dys, a_len * sizeof *das);
+            if (dbs) memcpy(dbs, dys + a_len, b_len * sizeof *dbs);
+            continue;
+        }
+        if (das) {
 #pragma omp simd
             for (size_t i = 0; i < a_len; i++) das[i] += dys[i];
         }
-        if (db) {
-            float *dbs = db + (size_t)s * b_len;
+        if (dbs) {
 #pragma omp simd
             for (size_t i = 0; i < b_len; i++) dbs[i] += dys[a_len + i];
         }
     }
+}
+
+void rl_concat_backward(float *da, float *db, const float *dy, int ca, int cb, int n,
+                        int hw) {
+    concat_backward(da, db, dy, ca, cb, n, hw, 1);
+}
+
+void rl_concat_backward_set(float *da, float *db, const float *dy, int ca, int cb, int n,
+                            int hw) {
+    concat_backward(da, db, dy, ca, cb, n, hw, 0);
 }

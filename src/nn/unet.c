@@ -83,8 +83,6 @@ struct rl_unet {
      * scaled bottleneck the first up-convolution then reads. */
     const float *feature_scale;
     float *bottleneck_scaled;
-    unsigned char *grads_begin; /* persistent activation gradients, zeroed per backward */
-    size_t grads_bytes;
     int forward_training;   /* mode of the last forward; -1 before any */
     /* rl_unet_set_batch_reducer's, NULL: none; the one the last forward used
      * (NULL unless it trained batch norm), which its backward uses too; and
@@ -515,10 +513,8 @@ static void layout(rl_unet *net, rl_arena *a) {
         }
     }
 
-    /* Gradients: the persistent ones in one block that backward zeroes at
-     * once, then scratch reused by every unit. */
-    net->grads_begin = NULL;
-    net->grads_bytes = 0;
+    /* Gradients: one per activation (each written once per backward pass,
+     * nothing zeroes them), then scratch reused by every unit. */
     net->grad_a = net->grad_b = net->grad_cat = NULL;
     for (int l = 0; l <= depth; l++) {
         unet_level *L = &net->lv[l];
@@ -527,7 +523,6 @@ static void layout(rl_unet *net, rl_arena *a) {
         L->d_pool_out = L->d_up_out = NULL;
     }
     if (!net->for_training) return;
-    size_t begin = a->used;
     for (int l = 0; l <= depth; l++) {
         unet_level *L = &net->lv[l];
         size_t count = (size_t)n * net->width[l] * L->h * L->w;
@@ -540,11 +535,6 @@ static void layout(rl_unet *net, rl_arena *a) {
             L->d_up_out = rl_arena_floats(a, count);
         }
     }
-    /* Round up so that the block ends on the next allocation's alignment. */
-    size_t end = (a->used + RL_ARENA_ALIGN - 1) / RL_ARENA_ALIGN * RL_ARENA_ALIGN;
-    begin = (begin + RL_ARENA_ALIGN - 1) / RL_ARENA_ALIGN * RL_ARENA_ALIGN;
-    net->grads_begin = a->base ? a->base + begin : NULL;
-    net->grads_bytes = end - begin;
     net->grad_a = rl_arena_floats(a, act_max);
     net->grad_b = rl_arena_floats(a, act_max);
     net->grad_cat = rl_arena_floats(a, cat_max);
@@ -792,12 +782,19 @@ int rl_unet_forward(rl_unet *net, const float *x, int training, rl_error *err) {
 
 /* ---- backward --------------------------------------------------------------- */
 
+/* The convolutions' backward passes SET dx: every activation gradient of
+ * the U-Net has one writer (the one tensor with two, the skip connection's,
+ * takes the concatenation's share first and the pooling's added to it), so
+ * nothing is zeroed up front and oneDNN's reorder out of its blocked layout
+ * does not read dx. im2col accumulates, so its dx is zeroed here. The
+ * parameter gradients still accumulate (rl_unet_zero_grad). */
 static int conv_backward(rl_unet *net, rl_dnnl_conv *dnnl, float *dx, float *dweight,
                          float *dbias, const float *dy, const float *x, const float *weight,
                          const rl_conv2d_dims *d, rl_error *err) {
     if (dnnl)
         return rl_dnnl_conv_backward(dnnl, dx, dweight, dbias, dy, x, weight, net->conv_scratch,
-                                     err);
+                                     1, err);
+    if (dx) memset(dx, 0, (size_t)d->n * d->cin * d->h * d->w * sizeof *dx);
     rl_conv2d_backward_im2col(dx, dweight, dbias, dy, x, weight, d, net->conv_scratch);
     return RL_OK;
 }
@@ -807,7 +804,8 @@ static int convt_backward(rl_unet *net, rl_dnnl_conv *dnnl, float *dx, float *dw
                           const rl_convt2x2_dims *d, rl_error *err) {
     if (dnnl)
         return rl_dnnl_conv_backward(dnnl, dx, dweight, dbias, dy, x, weight, net->conv_scratch,
-                                     err);
+                                     1, err);
+    if (dx) memset(dx, 0, (size_t)d->n * d->cin * d->h * d->w * sizeof *dx);
     rl_convt2x2_backward_im2col(dx, dweight, dbias, dy, x, weight, d, net->conv_scratch);
     return RL_OK;
 }
@@ -830,7 +828,7 @@ static int batchnorm_backward_reduced(rl_unet *net, conv_unit *u, float *dx, con
     return RL_OK;
 }
 
-/* d_out (N, cout, h, w) -> accumulates d_in and the unit's parameter grads. */
+/* d_out (N, cout, h, w) -> sets d_in, accumulates the unit's parameter grads. */
 static int unit_backward(rl_unet *net, conv_unit *u, rl_error *err) {
     const rl_unet_config *c = &net->cfg;
     const float *p = net->params;
@@ -877,7 +875,6 @@ int rl_unet_backward(rl_unet *net, const float *dlogits, rl_error *err) {
     const int depth = net->cfg.depth, n = net->n;
     const float *p = net->params;
     float *g = net->grads;
-    memset(net->grads_begin, 0, net->grads_bytes);
     rl_conv2d_dims hd = head_dims(net);
     int rc = conv_backward(net, net->head_dnnl, net->lv[0].dec[1].d_out, g + net->head_weight,
                            g + net->head_bias, dlogits, net->lv[0].dec[1].out,
@@ -886,10 +883,9 @@ int rl_unet_backward(rl_unet *net, const float *dlogits, rl_error *err) {
         unet_level *L = &net->lv[l];
         size_t hw = (size_t)L->h * (size_t)L->w;
         if ((rc = unit_backward(net, &L->dec[1], err))) break;
-        memset(net->grad_cat, 0, (size_t)n * 2 * net->width[l] * hw * sizeof(float));
         if ((rc = unit_backward(net, &L->dec[0], err))) break;
-        rl_concat_backward(L->enc[1].d_out, L->d_up_out, net->grad_cat, net->width[l],
-                           net->width[l], n, (int)hw);
+        rl_concat_backward_set(L->enc[1].d_out, L->d_up_out, net->grad_cat, net->width[l],
+                               net->width[l], n, (int)hw);
         /* Before the pooling's gradient joins it (encoder pass below): the
          * scale is on the skip path alone. */
         if (net->feature_scale)

@@ -96,6 +96,22 @@ def wait_for_checkpoint(proc, run_dir, timeout=120):
     return False
 
 
+def model_weights(run_dir):
+    """Every float tensor of RUN_DIR/model.safetensors, in name order, as one
+    float64 numpy vector."""
+    import numpy as np
+    with open(os.path.join(run_dir, "model.safetensors"), "rb") as f:
+        blob = f.read()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    parts = []
+    for name in sorted(k for k in header if k != "__metadata__"):
+        if header[name]["dtype"] == "F32":
+            begin, end = header[name]["data_offsets"]
+            parts.append(np.frombuffer(blob[8 + n + begin:8 + n + end], dtype=np.float32))
+    return np.concatenate(parts).astype(np.float64)
+
+
 def checkpoint_step(run_dir):
     """The step of a complete RUN_DIR/checkpoint.safetensors, read with the
     format's own rule (u64 header length, JSON header, data) rather than our

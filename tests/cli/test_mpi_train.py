@@ -60,22 +60,6 @@ def log(run_dir):
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def weights(run_dir):
-    """Every float tensor of the model, in name order, as one vector."""
-    import json
-    import struct
-    with open(os.path.join(run_dir, "model.safetensors"), "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n])
-    parts = []
-    for name in sorted(k for k in header if k != "__metadata__"):
-        if header[name]["dtype"] == "F32":
-            begin, end = header[name]["data_offsets"]
-            parts.append(np.frombuffer(blob[8 + n + begin:8 + n + end], dtype=np.float32))
-    return np.concatenate(parts).astype(np.float64)
-
-
 def rel(a, b):
     if np.isnan(a) and np.isnan(b):
         return 0.0
@@ -105,7 +89,8 @@ if not MPIEXEC:
     out = os.path.join(ROOT, "fallback")
     p = subprocess.run([EXE, "train", *map(str, COMMON), "--out", out, "--quiet"],
                        capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
-    T.check(p.returncode == 0 and np.array_equal(weights(out), weights(one)),
+    T.check(p.returncode == 0 and np.array_equal(clitest.model_weights(out),
+                                                 clitest.model_weights(one)),
             f"without MPI, a launcher's environment changes nothing: {p.stderr}")
     sys.exit(T.report())
 
@@ -141,7 +126,7 @@ for name, (extra, tight) in CASES.items():
     first_pl = max(abs(a[0][k] - b[0][k]) for k in PSEUDO if not np.isnan(a[0][k]))
     T.check(first <= 1e-5, f"{name}: step 1's losses and gradient norm {first:.2e} apart")
     T.check(first_pl <= 1e-3, f"{name}: step 1's pseudo-label columns {first_pl:.2e} apart")
-    wa, wb = weights(one), weights(two)
+    wa, wb = clitest.model_weights(one), clitest.model_weights(two)
     w = float(np.linalg.norm(wa - wb) / np.linalg.norm(wa))
     worst = max(rel(x[k], y[k]) for x, y in zip(a, b) for k in ("loss", "ce", "dice"))
     mean_loss = float(np.mean([abs(x["loss"] - y["loss"]) for x, y in zip(a, b)]) /
