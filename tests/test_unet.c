@@ -184,6 +184,30 @@ static float train_step(rl_unet *net, rl_optimizer *opt, const float *x, const i
     return loss;
 }
 
+/* rl_unet_conv_flops against a count by hand: depth 1, widths 2 and 4, one
+ * input channel, 3 classes, one 4x4 image. 2 flops per multiply-add:
+ * enc 1->2 and 2->2 at 4x4 (576 + 1152), bottom 2->4 and 4->4 at 2x2
+ * (576 + 1152), up 4->2 (each of 4 input pixels to 2x2 outputs: 256),
+ * dec 4->2 and 2->2 at 4x4 (2304 + 1152), head 1x1 2->3 (192). */
+static void test_conv_flops(void) {
+    rl_unet_config c = rl_unet_default_config();
+    c.in_channels = 1;
+    c.num_classes = 3;
+    c.depth = 1;
+    c.base_width = 2;
+    c.groups = 1;
+    rl_unet *net = NULL;
+    CHECK_OK(rl_unet_create(&net, &c, 1, NULL));
+    if (!net) return;
+    CHECK(rl_unet_conv_flops(net) == 0.0); /* not planned */
+    CHECK_OK(rl_unet_plan(net, 1, 4, 4, 0, NULL));
+    CHECK_MSG(rl_unet_conv_flops(net) == 7360.0, "%.0f flops, want 7360",
+              rl_unet_conv_flops(net));
+    CHECK_OK(rl_unet_plan(net, 3, 4, 4, 0, NULL));
+    CHECK(rl_unet_conv_flops(net) == 3 * 7360.0);
+    rl_unet_free(net);
+}
+
 static void test_determinism_gradients_overfit(rl_norm_kind norm) {
     enum { N = 2, H = 8, W = 8 };
     rl_unet_config c = small_config(norm);
@@ -546,6 +570,7 @@ int main(void) {
     test_table();
     test_config_errors();
     test_plan_and_shapes();
+    test_conv_flops();
     test_determinism_gradients_overfit(RL_NORM_GROUP);
     test_determinism_gradients_overfit(RL_NORM_NONE);
     test_determinism_gradients_overfit(RL_NORM_BATCH);

@@ -111,6 +111,11 @@ void rl_unet_zero_grad(rl_unet *net);
 int rl_unet_plan(rl_unet *net, int batch, int h, int w, int for_training, rl_error *err);
 /* Bytes of the current arena (0 before the first plan). */
 size_t rl_unet_arena_bytes(const rl_unet *net);
+/* Floating-point operations (2 per multiply-add) of the convolutions of one
+ * forward pass at the planned shape (0 before the first plan). A training
+ * step's backward pass does about twice as many: the data gradient and the
+ * weight gradient of each. */
+double rl_unet_conv_flops(const rl_unet *net);
 
 /* x (N, in_channels, H, W) with the planned shape -> logits (N, K, H, W),
  * read with rl_unet_logits. training selects batch statistics (and updates

@@ -6,13 +6,13 @@
  * say which fraction of it the matcher reaches. */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <immintrin.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_peak.h"
 #include "cli.h"
 #include "reflabel/match.h"
 
@@ -176,67 +176,6 @@ static void remove_inputs(const char *dir) {
     rmdir(dir);
 }
 
-/* ---- FP32 peak probe ------------------------------------------------------------ *
- * Each thread runs PEAK_CHAINS independent FMA chains on the widest vectors
- * the CPU has. Ten chains cover an FMA latency of 4-5 cycles on two ports,
- * so the loop is throughput-bound: cores x FMA ports x lanes x 2 flops x the
- * clock the cores really run at under this load (AVX-512 licence included),
- * which a spec sheet does not give. acc = acc * m + c with m just under 1
- * stays finite and normal. */
-enum { PEAK_CHAINS = 10 };
-
-__attribute__((target("avx512f"))) static float peak_chains_avx512(long iters) {
-    __m512 a[PEAK_CHAINS];
-    const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-6f);
-    for (int i = 0; i < PEAK_CHAINS; i++) a[i] = _mm512_set1_ps((float)i);
-    for (long it = 0; it < iters; it++)
-#pragma GCC unroll 10
-        for (int i = 0; i < PEAK_CHAINS; i++) a[i] = _mm512_fmadd_ps(a[i], m, c);
-    __m512 s = a[0];
-    for (int i = 1; i < PEAK_CHAINS; i++) s = _mm512_add_ps(s, a[i]);
-    return _mm512_reduce_add_ps(s);
-}
-
-__attribute__((target("avx2,fma"))) static float peak_chains_avx2(long iters) {
-    __m256 a[PEAK_CHAINS];
-    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-6f);
-    for (int i = 0; i < PEAK_CHAINS; i++) a[i] = _mm256_set1_ps((float)i);
-    for (long it = 0; it < iters; it++)
-#pragma GCC unroll 10
-        for (int i = 0; i < PEAK_CHAINS; i++) a[i] = _mm256_fmadd_ps(a[i], m, c);
-    float out[8];
-    __m256 s = a[0];
-    for (int i = 1; i < PEAK_CHAINS; i++) s = _mm256_add_ps(s, a[i]);
-    _mm256_storeu_ps(out, s);
-    return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
-}
-
-/* GFLOP/s of `threads` threads running the probe for lanes = 16 (AVX-512)
- * or 8 (AVX2); the best of 3 runs of 2 x 10^8 FMAs per thread (about 0.04 s
- * at 2.7 GHz). 0 when unsupported. */
-static double peak_gflops(int threads, int lanes) {
-    if (lanes == 16 ? !rl_match_kernel_supported(RL_KERNEL_AVX512)
-                    : !rl_match_kernel_supported(RL_KERNEL_AVX2))
-        return 0.0;
-    const long iters = 20L * 1000 * 1000;
-    double best = 0.0;
-    volatile float sink = 0.0f;
-    for (int rep = 0; rep < 3; rep++) {
-        double t0 = rl_now_seconds();
-#pragma omp parallel num_threads(threads)
-        {
-            float r = lanes == 16 ? peak_chains_avx512(iters) : peak_chains_avx2(iters);
-#pragma omp atomic
-            sink += r;
-        }
-        double t = rl_now_seconds() - t0;
-        double gf = (double)threads * (double)iters * PEAK_CHAINS * lanes * 2.0 / t * 1e-9;
-        if (gf > best) best = gf;
-    }
-    (void)sink;
-    return best;
-}
-
 /* Runs the faiss/numpy script on dir; returns its JSON line parsed, or NULL. */
 static cJSON *run_faiss(const char *dir, int threads, rl_error *err) {
     char args[4200];
@@ -326,7 +265,8 @@ int cmd_bench_match(int argc, char **argv) {
     if (!o.no_peak) {
         /* After the match and faiss, so that neither runs on cores the probe
          * has just heated (or cooled) to another clock. */
-        const double p512 = peak_gflops(o.threads, 16), p256 = peak_gflops(o.threads, 8);
+        const double p512 = cli_peak_gflops(o.threads, 16);
+        const double p256 = cli_peak_gflops(o.threads, 8);
         const double peak = p512 > p256 ? p512 : p256;
         cJSON_AddNumberToObject(json, "peak_gflops_avx512", p512);
         cJSON_AddNumberToObject(json, "peak_gflops_avx2", p256);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_peak.h"
 #include "cli.h"
 #include "conv_option.h"
 #include "reflabel/loss.h"
@@ -29,11 +30,14 @@ static const char *help =
     "  --conv B       convolution backend: im2col | dnnl (default: RL_CONV, else\n"
     "                 dnnl in builds with oneDNN, im2col without)\n"
     "  --torch        also time PyTorch on the same settings\n"
+    "  --no-peak      skip the FP32 peak probe\n"
     "Prints one JSON line: the median ms per step and its phases, images/s,\n"
-    "peak RSS, and with --torch PyTorch's numbers and the C / torch ratio.\n";
+    "peak RSS, and with --torch PyTorch's numbers and the C / torch ratio; the\n"
+    "convolutions' GFLOP per step (3 x the forward pass's) and, against the\n"
+    "measured FP32 peak (bench match's probe), each side's fraction of it.\n";
 
 typedef struct bench_opts {
-    int batch, size, width, depth, classes, threads, steps, warmup, torch;
+    int batch, size, width, depth, classes, threads, steps, warmup, torch, no_peak;
     rl_norm_kind norm;
 } bench_opts;
 
@@ -45,6 +49,9 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(help, stdout);
             return -1;
+        } else if (!strcmp(a, "--no-peak")) {
+            o->no_peak = 1;
+            continue;
         } else if (!strcmp(a, "--torch")) {
             o->torch = 1;
             continue;
@@ -119,6 +126,19 @@ static int timed_step(train_state *s, double ms[PH_COUNT], rl_error *err) {
     ms[PH_OPTIM] = (t4 - t3) * 1e3;
     ms[PH_TOTAL] = (t4 - t0) * 1e3;
     return RL_OK;
+}
+
+/* The larger of the AVX-512 and AVX2 peaks of `threads` threads. */
+static double peak_of(int threads) {
+    const double p512 = cli_peak_gflops(threads, 16), p256 = cli_peak_gflops(threads, 8);
+    return p512 > p256 ? p512 : p256;
+}
+
+/* gflops and fraction_of_peak (when peak > 0) of a step of `ms`. */
+static void add_throughput(cJSON *side, double gflop, double ms, double peak) {
+    const double gflops = gflop / (ms * 1e-3);
+    cJSON_AddNumberToObject(side, "gflops", gflops);
+    if (peak > 0) cJSON_AddNumberToObject(side, "fraction_of_peak", gflops / peak);
 }
 
 /* Runs the PyTorch script with the same settings; returns its JSON line. */
@@ -210,14 +230,26 @@ int cmd_bench_train(int argc, char **argv) {
         if (p == PH_TOTAL) step_ms = m;
         cJSON_AddNumberToObject(c, phase_names[p], m);
     }
+    /* The convolutions' arithmetic of a step: forward, data gradient and
+     * weight gradient, each as many flops as the forward pass (the first
+     * layer's data gradient, counted here, is not computed: 0.1% of the
+     * step's flops at width 16 with one input channel). Both sides do the
+     * same work. */
+    const double gflop = 3.0 * rl_unet_conv_flops(s.net) * 1e-9;
+    const double peak = o.no_peak ? 0.0 : peak_of(o.threads);
+    cJSON_AddNumberToObject(json, "conv_gflop_per_step", gflop);
+    if (peak > 0) cJSON_AddNumberToObject(json, "peak_gflops", peak);
+    add_throughput(c, gflop, step_ms, peak);
     cJSON_AddNumberToObject(c, "images_per_s", o.batch * 1e3 / step_ms);
     cJSON_AddNumberToObject(c, "arena_mib", (double)rl_unet_arena_bytes(s.net) / (1 << 20));
     cJSON_AddNumberToObject(c, "peak_rss_mib", (double)rss / (1 << 20));
     if (torch) {
         const cJSON *tms = cJSON_GetObjectItemCaseSensitive(torch, "ms_per_step");
         cJSON_AddItemToObject(json, "torch", torch);
-        if (cJSON_IsNumber(tms) && tms->valuedouble > 0)
+        if (cJSON_IsNumber(tms) && tms->valuedouble > 0) {
+            add_throughput(torch, gflop, tms->valuedouble, peak);
             cJSON_AddNumberToObject(json, "ratio_c_over_torch", step_ms / tms->valuedouble);
+        }
         torch = NULL;
     }
     char *text = cJSON_PrintUnformatted(json);

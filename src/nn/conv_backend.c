@@ -76,14 +76,16 @@ static void one_shot_done(one_shot *o) {
 static rl_dnnl_conv *conv2d_one_shot(const rl_conv2d_dims *d, int with_bias, int training) {
     rl_dnnl_conv *c = NULL;
     rl_error err = {0, ""};
-    if (rl_get_conv_backend() == RL_CONV_DNNL) rl_dnnl_conv2d_create(&c, d, with_bias, training, &err);
+    if (rl_get_conv_backend() == RL_CONV_DNNL)
+        rl_dnnl_conv2d_create(&c, d, with_bias, training, &err);
     return c;
 }
 
 static rl_dnnl_conv *convt_one_shot(const rl_convt2x2_dims *d, int with_bias, int training) {
     rl_dnnl_conv *c = NULL;
     rl_error err = {0, ""};
-    if (rl_get_conv_backend() == RL_CONV_DNNL) rl_dnnl_convt2x2_create(&c, d, with_bias, training, &err);
+    if (rl_get_conv_backend() == RL_CONV_DNNL)
+        rl_dnnl_convt2x2_create(&c, d, with_bias, training, &err);
     return c;
 }
 

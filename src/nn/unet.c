@@ -593,6 +593,32 @@ int rl_unet_plan(rl_unet *net, int batch, int h, int w, int for_training, rl_err
 
 size_t rl_unet_arena_bytes(const rl_unet *net) { return net->arena.size; }
 
+static double conv2d_flops(const rl_conv2d_dims *d) {
+    return 2.0 * d->n * d->cout * rl_conv2d_out_h(d) * rl_conv2d_out_w(d) * d->cin * d->kh *
+           d->kw;
+}
+
+double rl_unet_conv_flops(const rl_unet *net) {
+    if (!net->arena.base) return 0.0;
+    rl_conv2d_dims hd = head_dims(net);
+    double flops = conv2d_flops(&hd);
+    for (int l = 0; l <= net->cfg.depth; l++) {
+        const unet_level *L = &net->lv[l];
+        for (int k = 0; k < 2; k++) {
+            rl_conv2d_dims d = unit_dims(net, &L->enc[k]);
+            flops += conv2d_flops(&d);
+            if (l == net->cfg.depth) continue;
+            d = unit_dims(net, &L->dec[k]);
+            flops += conv2d_flops(&d);
+        }
+        if (l < net->cfg.depth) { /* each input pixel to a 2x2 block of cout */
+            rl_convt2x2_dims u = up_dims(net, l);
+            flops += 2.0 * u.n * u.cin * u.h * u.w * u.cout * 4;
+        }
+    }
+    return flops;
+}
+
 /* ---- forward ---------------------------------------------------------------- */
 
 /* The convolutions of the plan: oneDNN's primitives where plan_dnnl made
