@@ -81,7 +81,7 @@ typedef struct port {
     dnnl_memory_t inner;   /* the primitive's layout; == user when no reorder */
     dnnl_primitive_t reorder;
     dnnl_memory_t reorder_pad;
-    dnnl_primitive_t reorder_set; /* PORT_ADD: the same reorder without the sum */
+    dnnl_primitive_t reorder_set; /* dx's port: the same reorder without the sum */
     dnnl_memory_t reorder_set_pad;
     size_t offset;         /* of inner's buffer in the scratch, bytes */
 } port;
@@ -201,7 +201,7 @@ static dnnl_status_t add_port(rl_dnnl_conv *c, step *s, int arg, int dir,
     const dnnl_memory_desc_t *from = dir == PORT_IN ? user_md : inner_md;
     const dnnl_memory_desc_t *to = dir == PORT_IN ? inner_md : user_md;
     st = make_reorder(c, s, from, to, dir == PORT_ADD, &p->reorder, &p->reorder_pad);
-    if (st == dnnl_success && dir == PORT_ADD)
+    if (st == dnnl_success && dir == PORT_ADD && arg == DNNL_ARG_DIFF_SRC)
         st = make_reorder(c, s, from, to, 0, &p->reorder_set, &p->reorder_set_pad);
     return st;
 }
@@ -418,8 +418,8 @@ static dnnl_status_t reorder(rl_dnnl_conv *c, dnnl_primitive_t prim, dnnl_memory
 }
 
 /* Runs s with data[i] the buffer of port i (NULL: an output nobody wants,
- * computed into the scratch and dropped); set: the PORT_ADD outputs are
- * overwritten instead. */
+ * computed into the scratch and dropped); set: dx (backward data's output)
+ * is overwritten instead of added to. */
 static int run_step(rl_dnnl_conv *c, step *s, void *const data[], char *scratch, int set,
                     rl_error *err) {
     dnnl_exec_arg_t args[MAX_PORTS + 1];
