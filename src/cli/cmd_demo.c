@@ -35,12 +35,12 @@ static const demo_preset demo_presets[] = {
      {"--method", "refpl", "--steps", "400", "--batch", "4", "--depth", "4", "--width", "16",
       "--lr", "2e-3", NULL},
      {NULL},
-     5},
+     2},
     {"quick",
      {"--method", "refpl", "--steps", "100", "--batch", "4", "--depth", "4", "--width", "16",
       "--lr", "2e-3", NULL},
      {NULL},
-     2},
+     1},
     /* not in --help: the end-to-end test, seconds; the pseudo-labels match
      * 64 pixels per class and reference slice instead of all of them */
     {"smoke",
