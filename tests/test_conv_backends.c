@@ -187,6 +187,93 @@ static void test_convt_case(rl_convt2x2_dims d, rl_rng *rng) {
     case_free(&c);
 }
 
+/* (N, ca + cb, hw) <-> its two channel ranges (N, ca, hw), (N, cb, hw). */
+static void split_channels(float *a, float *b, const float *x, int n, int ca, int cb,
+                           size_t hw) {
+    for (int s = 0; s < n; s++) {
+        memcpy(a + (size_t)s * ca * hw, x + (size_t)s * (ca + cb) * hw, ca * hw * sizeof *a);
+        memcpy(b + (size_t)s * cb * hw, x + ((size_t)s * (ca + cb) + ca) * hw,
+               cb * hw * sizeof *b);
+    }
+}
+
+static void join_channels(float *x, const float *a, const float *b, int n, int ca, int cb,
+                          size_t hw) {
+    for (int s = 0; s < n; s++) {
+        memcpy(x + (size_t)s * (ca + cb) * hw, a + (size_t)s * ca * hw, ca * hw * sizeof *x);
+        memcpy(x + ((size_t)s * (ca + cb) + ca) * hw, b + (size_t)s * cb * hw,
+               cb * hw * sizeof *x);
+    }
+}
+
+/* A convolution of a concatenation read as its two parts
+ * (rl_dnnl_conv2d_create_cat) against im2col on the concatenated tensor:
+ * y, both parts' data gradient (accumulated twice from a non-zero start,
+ * and set), dW and db. A split oneDNN refuses (through a channel block) must
+ * fail with RL_EUNSUPPORTED, which sends the U-Net to the copy. */
+static void test_conv2d_cat_case(rl_conv2d_dims d, int ca, rl_rng *rng) {
+    char name[128];
+    snprintf(name, sizeof name, "conv of a concatenation %d + %d channels, %dx%d", ca,
+             d.cin - ca, d.h, d.w);
+    rl_dnnl_conv *conv = NULL;
+    rl_error err = {0, ""};
+    int rc = rl_dnnl_conv2d_create_cat(&conv, &d, ca, 1, 1, &err);
+    if (rc) {
+        CHECK_MSG(rc == RL_EUNSUPPORTED && !conv, "%s: %s", name, err.msg);
+        printf("%s: oneDNN refuses the split here (%s), the U-Net copies\n", name, err.msg);
+        return;
+    }
+    const int cb = d.cin - ca;
+    const size_t hw = (size_t)d.h * d.w, na = (size_t)d.n * ca * hw, nb = (size_t)d.n * cb * hw;
+    layer_case c;
+    case_init(&c, name, (size_t)d.n * d.cin * hw, (size_t)d.cout * d.cin * d.kh * d.kw,
+              (size_t)d.n * d.cout * rl_conv2d_out_h(&d) * rl_conv2d_out_w(&d), (size_t)d.cout,
+              rng);
+    float *scratch = floats(rl_conv2d_scratch_floats(&d));
+    layer_out want = out_init(&c), want_set = out_init(&c), got = out_init(&c);
+    rl_conv2d_forward_im2col(want.y, c.x, c.w, c.b, &d, scratch);
+    for (int i = 0; i < 2; i++)
+        rl_conv2d_backward_im2col(want.dx, want.dw, want.db, c.dy, c.x, c.w, &d, scratch);
+    memcpy(want_set.y, want.y, c.ny * sizeof(float));
+    memset(want_set.dx, 0, c.nx * sizeof(float));
+    rl_conv2d_backward_im2col(want_set.dx, want_set.dw, want_set.db, c.dy, c.x, c.w, &d,
+                              scratch);
+
+    float *xa = floats(na), *xb = floats(nb), *dxa = floats(na), *dxb = floats(nb);
+    float *pad = aligned_alloc(64, (rl_dnnl_conv_scratch_floats(conv) * 4 + 64) / 64 * 64);
+    split_channels(xa, xb, c.x, d.n, ca, cb, hw);
+    split_channels(dxa, dxb, c.dx0, d.n, ca, cb, hw);
+    CHECK_OK(rl_dnnl_conv_forward_cat(conv, got.y, xa, xb, c.w, c.b, pad, &check_ok_err_));
+    for (int i = 0; i < 2; i++)
+        CHECK_OK(rl_dnnl_conv_backward_cat(conv, dxa, dxb, got.dw, got.db, c.dy, xa, xb, c.w,
+                                           pad, 0, &check_ok_err_));
+    join_channels(got.dx, dxa, dxb, d.n, ca, cb, hw);
+    compare(&c, "parts", &want, &got);
+
+    layer_out got_set = out_init(&c);
+    for (size_t i = 0; i < na; i++) dxa[i] = NAN;
+    for (size_t i = 0; i < nb; i++) dxb[i] = NAN;
+    CHECK_OK(rl_dnnl_conv_forward_cat(conv, got_set.y, xa, xb, c.w, c.b, pad, &check_ok_err_));
+    CHECK_OK(rl_dnnl_conv_backward_cat(conv, dxa, dxb, got_set.dw, got_set.db, c.dy, xa, xb,
+                                       c.w, pad, 1, &check_ok_err_));
+    join_channels(got_set.dx, dxa, dxb, d.n, ca, cb, hw);
+    compare(&c, "parts, dx set", &want_set, &got_set);
+
+    /* one part missing, or a second part for a convolution of one tensor */
+    CHECK(rl_dnnl_conv_forward_cat(conv, got.y, xa, NULL, c.w, c.b, pad, NULL) == RL_EINVAL);
+    rl_dnnl_conv *plain = NULL;
+    CHECK_OK(rl_dnnl_conv2d_create(&plain, &d, 1, 1, &check_ok_err_));
+    if (plain)
+        CHECK(rl_dnnl_conv_forward_cat(plain, got.y, c.x, xb, c.w, c.b, pad, NULL) ==
+              RL_EINVAL);
+    CHECK(rl_dnnl_conv2d_create_cat(&plain, &d, d.cin, 1, 1, NULL) == RL_EINVAL && !plain);
+    rl_dnnl_conv_free(plain);
+    rl_dnnl_conv_free(conv);
+    free(xa), free(xb), free(dxa), free(dxb), free(pad), free(scratch);
+    out_free(&want), out_free(&want_set), out_free(&got), out_free(&got_set);
+    case_free(&c);
+}
+
 /* One training step's logits and parameter gradients on backend b. */
 static void unet_step(rl_unet *net, rl_conv_backend b, const float *x, const int32_t *labels,
                       int n, int k, int hw, float *logits, float *grads) {
@@ -266,5 +353,9 @@ int main(void) {
     test_unet(RL_NORM_GROUP, &rng);
     test_unet(RL_NORM_BATCH, &rng);
     test_unet(RL_NORM_NONE, &rng);
+    /* last, so that the cases above keep their random inputs */
+    test_conv2d_cat_case((rl_conv2d_dims){2, 32, 8, 8, 16, 3, 3, 1, 1}, 16, &rng);
+    test_conv2d_cat_case((rl_conv2d_dims){2, 48, 6, 10, 8, 3, 3, 1, 1}, 32, &rng);
+    test_conv2d_cat_case((rl_conv2d_dims){2, 16, 8, 8, 8, 3, 3, 1, 1}, 8, &rng);
     return rl_test_report("test_conv_backends");
 }

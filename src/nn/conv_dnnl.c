@@ -66,6 +66,28 @@ int rl_dnnl_conv_backward(rl_dnnl_conv *c, float *dx, float *dweight, float *dbi
     return rl_error_set(err, RL_EUNSUPPORTED, "this build of reflabel has no oneDNN");
 }
 
+int rl_dnnl_conv2d_create_cat(rl_dnnl_conv **out, const rl_conv2d_dims *d, int cin_a,
+                              int with_bias, int for_training, rl_error *err) {
+    (void)d, (void)cin_a, (void)with_bias, (void)for_training;
+    *out = NULL;
+    return rl_error_set(err, RL_EUNSUPPORTED, "this build of reflabel has no oneDNN");
+}
+
+int rl_dnnl_conv_forward_cat(rl_dnnl_conv *c, float *y, const float *x_a, const float *x_b,
+                             const float *weight, const float *bias, float *scratch,
+                             rl_error *err) {
+    (void)c, (void)y, (void)x_a, (void)x_b, (void)weight, (void)bias, (void)scratch;
+    return rl_error_set(err, RL_EUNSUPPORTED, "this build of reflabel has no oneDNN");
+}
+
+int rl_dnnl_conv_backward_cat(rl_dnnl_conv *c, float *dx_a, float *dx_b, float *dweight,
+                              float *dbias, const float *dy, const float *x_a, const float *x_b,
+                              const float *weight, float *scratch, int set_dx, rl_error *err) {
+    (void)c, (void)dx_a, (void)dx_b, (void)dweight, (void)dbias, (void)dy, (void)x_a;
+    (void)x_b, (void)weight, (void)scratch, (void)set_dx;
+    return rl_error_set(err, RL_EUNSUPPORTED, "this build of reflabel has no oneDNN");
+}
+
 #else
 
 #include <dnnl.h>
@@ -74,15 +96,23 @@ int rl_dnnl_conv_backward(rl_dnnl_conv *c, float *dx, float *dweight, float *dbi
 enum { PORT_IN, PORT_SET, PORT_ADD }; /* read; overwritten; accumulated into */
 enum { MAX_PORTS = 4 };
 
-typedef struct port {
-    int arg;               /* DNNL_ARG_* of the primitive */
-    int dir;
+/* One of a port's buffers of ours: the whole tensor, or for the input of
+ * a concatenation one of its two channel ranges (rl_dnnl_conv.split). */
+typedef struct part {
     dnnl_memory_t user;    /* our buffer, plain layout */
-    dnnl_memory_t inner;   /* the primitive's layout; == user when no reorder */
+    dnnl_memory_t view;    /* its channels in inner (a sub-memory); == inner for one part */
     dnnl_primitive_t reorder;
     dnnl_memory_t reorder_pad;
     dnnl_primitive_t reorder_set; /* dx's port: the same reorder without the sum */
     dnnl_memory_t reorder_set_pad;
+} part;
+
+typedef struct port {
+    int arg;               /* DNNL_ARG_* of the primitive */
+    int dir;
+    int nparts;            /* 1, or 2 for a concatenation's input or its gradient */
+    part parts[2];
+    dnnl_memory_t inner;   /* the primitive's layout; == parts[0].user when no reorder */
     size_t offset;         /* of inner's buffer in the scratch, bytes */
 } port;
 
@@ -98,6 +128,7 @@ struct rl_dnnl_conv {
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     int with_bias, for_training;
+    int split; /* > 0: the input is two tensors, channels [0, split) and the rest */
     step fwd, bwd_data, bwd_weights;
 };
 
@@ -108,12 +139,16 @@ static size_t round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 static void step_free(step *s) {
     for (int i = 0; i < s->nports; i++) {
         port *p = &s->ports[i];
-        if (p->inner && p->inner != p->user) dnnl_memory_destroy(p->inner);
-        if (p->user) dnnl_memory_destroy(p->user);
-        if (p->reorder) dnnl_primitive_destroy(p->reorder);
-        if (p->reorder_pad) dnnl_memory_destroy(p->reorder_pad);
-        if (p->reorder_set) dnnl_primitive_destroy(p->reorder_set);
-        if (p->reorder_set_pad) dnnl_memory_destroy(p->reorder_set_pad);
+        for (int k = 0; k < p->nparts; k++) {
+            part *q = &p->parts[k];
+            if (q->view && q->view != p->inner) dnnl_memory_destroy(q->view);
+            if (q->user && q->user != p->inner) dnnl_memory_destroy(q->user);
+            if (q->reorder) dnnl_primitive_destroy(q->reorder);
+            if (q->reorder_pad) dnnl_memory_destroy(q->reorder_pad);
+            if (q->reorder_set) dnnl_primitive_destroy(q->reorder_set);
+            if (q->reorder_set_pad) dnnl_memory_destroy(q->reorder_set_pad);
+        }
+        if (p->inner) dnnl_memory_destroy(p->inner);
     }
     if (s->pad) dnnl_memory_destroy(s->pad);
     if (s->prim) dnnl_primitive_destroy(s->prim);
@@ -179,30 +214,50 @@ static dnnl_status_t make_reorder(rl_dnnl_conv *c, step *s, const dnnl_memory_de
     return st;
 }
 
-/* Binds argument arg of s to our layout `user`, the primitive's being
- * `inner_md`; adds the reorder and the scratch buffer where needed. */
+/* Binds argument arg of s to our layout: one buffer (user_md), or with
+ * split > 0 two, the channels [0, split) and the rest (user_md being the
+ * whole tensor's shape); the primitive's layout is inner_md. Adds the
+ * reorders and the scratch buffer where needed: a split port always has
+ * them, each part reordered to or from its channels of the primitive's copy
+ * (a sub-memory; oneDNN refuses one that cuts through a channel block, and
+ * the caller then makes an unsplit convolution). */
 static dnnl_status_t add_port(rl_dnnl_conv *c, step *s, int arg, int dir,
                               const dnnl_memory_desc_t *user_md,
-                              const dnnl_memory_desc_t *inner_md) {
+                              const dnnl_memory_desc_t *inner_md, int split) {
     port *p = &s->ports[s->nports++];
     p->arg = arg;
     p->dir = dir;
-    dnnl_status_t st = dnnl_memory_create(&p->user, user_md, c->engine, DNNL_MEMORY_NONE);
-    if (st != dnnl_success) return st;
-    p->inner = p->user;
-    if (dir != PORT_ADD && dnnl_memory_desc_equal(user_md, inner_md)) return dnnl_success;
-    st = dnnl_memory_create(&p->inner, inner_md, c->engine, DNNL_MEMORY_NONE);
-    if (st != dnnl_success) {
-        p->inner = NULL;
+    p->nparts = split > 0 ? 2 : 1;
+    dnnl_status_t st;
+    if (p->nparts == 1 && dir != PORT_ADD && dnnl_memory_desc_equal(user_md, inner_md)) {
+        st = dnnl_memory_create(&p->inner, user_md, c->engine, DNNL_MEMORY_NONE);
+        p->parts[0].user = p->parts[0].view = p->inner;
         return st;
     }
+    if ((st = dnnl_memory_create(&p->inner, inner_md, c->engine, DNNL_MEMORY_NONE))) return st;
     p->offset = s->bytes;
     s->bytes += round64(dnnl_memory_desc_get_size(inner_md));
-    const dnnl_memory_desc_t *from = dir == PORT_IN ? user_md : inner_md;
-    const dnnl_memory_desc_t *to = dir == PORT_IN ? inner_md : user_md;
-    st = make_reorder(c, s, from, to, dir == PORT_ADD, &p->reorder, &p->reorder_pad);
-    if (st == dnnl_success && dir == PORT_ADD && arg == DNNL_ARG_DIFF_SRC)
-        st = make_reorder(c, s, from, to, 0, &p->reorder_set, &p->reorder_set_pad);
+    for (int k = 0; k < p->nparts && !st; k++) {
+        part *q = &p->parts[k];
+        dnnl_memory_desc_t u_md = *user_md, v_md = *inner_md;
+        if (p->nparts == 2) {
+            dnnl_dims_t dims, offsets = {0, k ? split : 0, 0, 0};
+            for (int d = 0; d < 4; d++) dims[d] = user_md->dims[d];
+            dims[1] = k ? user_md->dims[1] - split : split;
+            if ((st = dnnl_memory_desc_init_by_tag(&u_md, 4, dims, dnnl_f32, dnnl_nchw)) ||
+                (st = dnnl_memory_desc_init_submemory(&v_md, inner_md, dims, offsets)) ||
+                (st = dnnl_memory_create(&q->view, &v_md, c->engine, DNNL_MEMORY_NONE)))
+                break;
+        } else {
+            q->view = p->inner;
+        }
+        if ((st = dnnl_memory_create(&q->user, &u_md, c->engine, DNNL_MEMORY_NONE))) break;
+        const dnnl_memory_desc_t *from = dir == PORT_IN ? &u_md : &v_md;
+        const dnnl_memory_desc_t *to = dir == PORT_IN ? &v_md : &u_md;
+        st = make_reorder(c, s, from, to, dir == PORT_ADD, &q->reorder, &q->reorder_pad);
+        if (st == dnnl_success && dir == PORT_ADD && arg == DNNL_ARG_DIFF_SRC)
+            st = make_reorder(c, s, from, to, 0, &q->reorder_set, &q->reorder_set_pad);
+    }
     return st;
 }
 
@@ -298,14 +353,14 @@ static dnnl_status_t create(rl_dnnl_conv *c, const conv_shape *sh) {
     if (st) return st;
     step *s = &c->fwd;
     if (!(st = add_port(c, s, DNNL_ARG_SRC, PORT_IN, &u_src,
-                        query(fwd_pd, dnnl_query_src_md, 0))) &&
+                        query(fwd_pd, dnnl_query_src_md, 0), c->split)) &&
         !(st = add_port(c, s, DNNL_ARG_WEIGHTS, PORT_IN, &u_w,
-                        query(fwd_pd, dnnl_query_weights_md, 0))) &&
+                        query(fwd_pd, dnnl_query_weights_md, 0), 0)) &&
         !(st = c->with_bias ? add_port(c, s, DNNL_ARG_BIAS, PORT_IN, &u_b,
-                                       query(fwd_pd, dnnl_query_weights_md, 1))
+                                       query(fwd_pd, dnnl_query_weights_md, 1), 0)
                             : dnnl_success) &&
         !(st = add_port(c, s, DNNL_ARG_DST, PORT_SET, &u_dst,
-                        query(fwd_pd, dnnl_query_dst_md, 0))))
+                        query(fwd_pd, dnnl_query_dst_md, 0), 0)))
         st = finish_step(c, s, fwd_pd);
     if (st || !c->for_training) goto done;
 
@@ -317,11 +372,11 @@ static dnnl_status_t create(rl_dnnl_conv *c, const conv_shape *sh) {
     if (st) goto done;
     s = &c->bwd_data;
     if (!(st = add_port(c, s, DNNL_ARG_DIFF_DST, PORT_IN, &u_dst,
-                        query(pd, dnnl_query_diff_dst_md, 0))) &&
+                        query(pd, dnnl_query_diff_dst_md, 0), 0)) &&
         !(st = add_port(c, s, DNNL_ARG_WEIGHTS, PORT_IN, &u_w,
-                        query(pd, dnnl_query_weights_md, 0))) &&
+                        query(pd, dnnl_query_weights_md, 0), 0)) &&
         !(st = add_port(c, s, DNNL_ARG_DIFF_SRC, PORT_ADD, &u_src,
-                        query(pd, dnnl_query_diff_src_md, 0))))
+                        query(pd, dnnl_query_diff_src_md, 0), c->split)))
         st = finish_step(c, s, pd);
     dnnl_primitive_desc_destroy(pd);
     pd = NULL;
@@ -334,13 +389,14 @@ static dnnl_status_t create(rl_dnnl_conv *c, const conv_shape *sh) {
     dnnl_primitive_attr_destroy(attr);
     if (st) goto done;
     s = &c->bwd_weights;
-    if (!(st = add_port(c, s, DNNL_ARG_SRC, PORT_IN, &u_src, query(pd, dnnl_query_src_md, 0))) &&
+    if (!(st = add_port(c, s, DNNL_ARG_SRC, PORT_IN, &u_src, query(pd, dnnl_query_src_md, 0),
+                        c->split)) &&
         !(st = add_port(c, s, DNNL_ARG_DIFF_DST, PORT_IN, &u_dst,
-                        query(pd, dnnl_query_diff_dst_md, 0))) &&
+                        query(pd, dnnl_query_diff_dst_md, 0), 0)) &&
         !(st = add_port(c, s, DNNL_ARG_DIFF_WEIGHTS, PORT_ADD, &u_w,
-                        query(pd, dnnl_query_diff_weights_md, 0))) &&
+                        query(pd, dnnl_query_diff_weights_md, 0), 0)) &&
         !(st = c->with_bias ? add_port(c, s, DNNL_ARG_DIFF_BIAS, PORT_ADD, &u_b,
-                                       query(pd, dnnl_query_diff_weights_md, 1))
+                                       query(pd, dnnl_query_diff_weights_md, 1), 0)
                             : dnnl_success))
         st = finish_step(c, s, pd);
     dnnl_primitive_desc_destroy(pd);
@@ -350,12 +406,13 @@ done:
 }
 
 static int create_common(rl_dnnl_conv **out, const conv_shape *sh, int with_bias,
-                         int for_training, const char *what, rl_error *err) {
+                         int for_training, int split, const char *what, rl_error *err) {
     *out = NULL;
     rl_dnnl_conv *c = calloc(1, sizeof *c);
     if (!c) return rl_error_set(err, RL_ENOMEM, "out of memory creating a oneDNN %s", what);
     c->with_bias = with_bias != 0;
     c->for_training = for_training != 0;
+    c->split = split;
     dnnl_status_t st = dnnl_engine_create(&c->engine, dnnl_cpu, 0);
     if (st == dnnl_success)
         st = dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags);
@@ -369,8 +426,8 @@ static int create_common(rl_dnnl_conv **out, const conv_shape *sh, int with_bias
     return RL_OK;
 }
 
-int rl_dnnl_conv2d_create(rl_dnnl_conv **out, const rl_conv2d_dims *d, int with_bias,
-                          int for_training, rl_error *err) {
+static int conv2d_create(rl_dnnl_conv **out, const rl_conv2d_dims *d, int with_bias,
+                         int for_training, int split, rl_error *err) {
     conv_shape sh = {0};
     sh.src[0] = sh.dst[0] = d->n;
     sh.src[1] = d->cin, sh.src[2] = d->h, sh.src[3] = d->w;
@@ -384,7 +441,22 @@ int rl_dnnl_conv2d_create(rl_dnnl_conv **out, const rl_conv2d_dims *d, int with_
     sh.pad_r[0] = (sh.dst[2] - 1) * d->stride + d->kh - d->h - d->pad;
     sh.pad_r[1] = (sh.dst[3] - 1) * d->stride + d->kw - d->w - d->pad;
     sh.weights_tag = dnnl_oihw;
-    return create_common(out, &sh, with_bias, for_training, "convolution", err);
+    return create_common(out, &sh, with_bias, for_training, split, "convolution", err);
+}
+
+int rl_dnnl_conv2d_create(rl_dnnl_conv **out, const rl_conv2d_dims *d, int with_bias,
+                          int for_training, rl_error *err) {
+    return conv2d_create(out, d, with_bias, for_training, 0, err);
+}
+
+int rl_dnnl_conv2d_create_cat(rl_dnnl_conv **out, const rl_conv2d_dims *d, int cin_a,
+                              int with_bias, int for_training, rl_error *err) {
+    if (cin_a < 1 || cin_a >= d->cin) {
+        *out = NULL;
+        return rl_error_set(err, RL_EINVAL, "a concatenation's first part of %d channels of %d",
+                            cin_a, d->cin);
+    }
+    return conv2d_create(out, d, with_bias, for_training, cin_a, err);
 }
 
 int rl_dnnl_convt2x2_create(rl_dnnl_conv **out, const rl_convt2x2_dims *d, int with_bias,
@@ -400,7 +472,7 @@ int rl_dnnl_convt2x2_create(rl_dnnl_conv **out, const rl_convt2x2_dims *d, int w
     sh.bias[0] = d->cout;
     sh.strides[0] = sh.strides[1] = 2;
     sh.weights_tag = dnnl_iohw;
-    return create_common(out, &sh, with_bias, for_training, "transposed convolution", err);
+    return create_common(out, &sh, with_bias, for_training, 0, "transposed convolution", err);
 }
 
 size_t rl_dnnl_conv_scratch_floats(const rl_dnnl_conv *c) {
@@ -417,25 +489,31 @@ static dnnl_status_t reorder(rl_dnnl_conv *c, dnnl_primitive_t prim, dnnl_memory
     return dnnl_primitive_execute(prim, c->stream, pad ? 3 : 2, args);
 }
 
-/* Runs s with data[i] the buffer of port i (NULL: an output nobody wants,
- * computed into the scratch and dropped); set: dx (backward data's output)
- * is overwritten instead of added to. */
+/* Runs s with data[] the buffers of its ports' parts in order (NULL: an
+ * output nobody wants, computed into the scratch and dropped); set: dx
+ * (backward data's output) is overwritten instead of added to. */
 static int run_step(rl_dnnl_conv *c, step *s, void *const data[], char *scratch, int set,
                     rl_error *err) {
     dnnl_exec_arg_t args[MAX_PORTS + 1];
     dnnl_status_t st = dnnl_success;
-    int nargs = 0;
+    int nargs = 0, j = 0;
     for (int i = 0; i < s->nports && !st; i++) {
         port *p = &s->ports[i];
-        if (data[i]) st = dnnl_memory_set_data_handle(p->user, data[i]);
-        if (!st && p->inner != p->user)
+        if (p->parts[0].user != p->inner)
             st = dnnl_memory_set_data_handle(p->inner, scratch + p->offset);
-        if (!st && p->reorder_pad)
-            st = dnnl_memory_set_data_handle(p->reorder_pad, scratch + s->pad_offset);
-        if (!st && p->reorder_set_pad)
-            st = dnnl_memory_set_data_handle(p->reorder_set_pad, scratch + s->pad_offset);
-        if (!st && p->dir == PORT_IN && p->reorder)
-            st = reorder(c, p->reorder, p->reorder_pad, p->user, p->inner);
+        for (int k = 0; k < p->nparts && !st; k++) {
+            part *q = &p->parts[k];
+            if (data[j + k]) st = dnnl_memory_set_data_handle(q->user, data[j + k]);
+            if (!st && q->view != p->inner)
+                st = dnnl_memory_set_data_handle(q->view, scratch + p->offset);
+            if (!st && q->reorder_pad)
+                st = dnnl_memory_set_data_handle(q->reorder_pad, scratch + s->pad_offset);
+            if (!st && q->reorder_set_pad)
+                st = dnnl_memory_set_data_handle(q->reorder_set_pad, scratch + s->pad_offset);
+            if (!st && p->dir == PORT_IN && q->reorder)
+                st = reorder(c, q->reorder, q->reorder_pad, q->user, q->view);
+        }
+        j += p->nparts;
         args[nargs].arg = p->arg;
         args[nargs++].memory = p->inner;
     }
@@ -445,13 +523,18 @@ static int run_step(rl_dnnl_conv *c, step *s, void *const data[], char *scratch,
         args[nargs++].memory = s->pad;
     }
     if (!st) st = dnnl_primitive_execute(s->prim, c->stream, nargs, args);
+    j = 0;
     for (int i = 0; i < s->nports && !st; i++) {
         port *p = &s->ports[i];
-        if (p->dir == PORT_IN || !p->reorder || !data[i]) continue;
-        if (set && p->reorder_set)
-            st = reorder(c, p->reorder_set, p->reorder_set_pad, p->inner, p->user);
-        else
-            st = reorder(c, p->reorder, p->reorder_pad, p->inner, p->user);
+        for (int k = 0; k < p->nparts && !st; k++) {
+            part *q = &p->parts[k];
+            if (p->dir == PORT_IN || !q->reorder || !data[j + k]) continue;
+            if (set && q->reorder_set)
+                st = reorder(c, q->reorder_set, q->reorder_set_pad, q->view, q->user);
+            else
+                st = reorder(c, q->reorder, q->reorder_pad, q->view, q->user);
+        }
+        j += p->nparts;
     }
     if (!st) st = dnnl_stream_wait(c->stream);
     if (st) return rl_error_set(err, RL_EUNSUPPORTED, "oneDNN convolution failed (status %d)",
@@ -459,31 +542,64 @@ static int run_step(rl_dnnl_conv *c, step *s, void *const data[], char *scratch,
     return RL_OK;
 }
 
-int rl_dnnl_conv_forward(rl_dnnl_conv *c, float *y, const float *x, const float *weight,
-                         const float *bias, float *scratch, rl_error *err) {
+/* x_b (and dx_b) are the second part of a concatenation's input, exactly
+ * when the convolution was made with rl_dnnl_conv2d_create_cat. */
+static int check_parts(const rl_dnnl_conv *c, const void *x_b, rl_error *err) {
+    if ((c->split > 0) != (x_b != NULL))
+        return rl_error_set(err, RL_EINVAL,
+                            c->split ? "a oneDNN convolution of a concatenation needs both parts"
+                                     : "a second input to a oneDNN convolution of one tensor");
+    return RL_OK;
+}
+
+int rl_dnnl_conv_forward_cat(rl_dnnl_conv *c, float *y, const float *x_a, const float *x_b,
+                             const float *weight, const float *bias, float *scratch,
+                             rl_error *err) {
+    int rc = check_parts(c, x_b, err);
+    if (rc) return rc;
     /* Inputs are only read; oneDNN's memory handles are not const. */
-    void *data[MAX_PORTS] = {(void *)x, (void *)weight};
-    int i = 2;
+    void *data[2 * MAX_PORTS] = {(void *)x_a};
+    int i = 1;
+    if (x_b) data[i++] = (void *)x_b;
+    data[i++] = (void *)weight;
     if (c->with_bias) data[i++] = (void *)bias;
     data[i] = y;
     return run_step(c, &c->fwd, data, (char *)scratch, 0, err);
 }
 
-int rl_dnnl_conv_backward(rl_dnnl_conv *c, float *dx, float *dweight, float *dbias,
-                          const float *dy, const float *x, const float *weight, float *scratch,
-                          int set_dx, rl_error *err) {
+int rl_dnnl_conv_forward(rl_dnnl_conv *c, float *y, const float *x, const float *weight,
+                         const float *bias, float *scratch, rl_error *err) {
+    return rl_dnnl_conv_forward_cat(c, y, x, NULL, weight, bias, scratch, err);
+}
+
+int rl_dnnl_conv_backward_cat(rl_dnnl_conv *c, float *dx_a, float *dx_b, float *dweight,
+                              float *dbias, const float *dy, const float *x_a, const float *x_b,
+                              const float *weight, float *scratch, int set_dx, rl_error *err) {
     if (!c->for_training)
         return rl_error_set(err, RL_EINVAL, "oneDNN convolution made for inference only");
-    int rc = RL_OK;
-    if (dx) {
-        void *data[MAX_PORTS] = {(void *)dy, (void *)weight, dx};
+    int rc = check_parts(c, x_b, err);
+    if (!rc && (dx_a || dx_b)) {
+        /* with one part's gradient wanted, the whole is computed, half dropped */
+        void *data[2 * MAX_PORTS] = {(void *)dy, (void *)weight, dx_a, dx_b};
         rc = run_step(c, &c->bwd_data, data, (char *)scratch, set_dx, err);
     }
     if (!rc && (dweight || (dbias && c->with_bias))) {
-        void *data[MAX_PORTS] = {(void *)x, (void *)dy, dweight, c->with_bias ? dbias : NULL};
+        void *data[2 * MAX_PORTS] = {(void *)x_a};
+        int i = 1;
+        if (x_b) data[i++] = (void *)x_b;
+        data[i++] = (void *)dy;
+        data[i++] = dweight;
+        data[i] = c->with_bias ? dbias : NULL;
         rc = run_step(c, &c->bwd_weights, data, (char *)scratch, 0, err);
     }
     return rc;
+}
+
+int rl_dnnl_conv_backward(rl_dnnl_conv *c, float *dx, float *dweight, float *dbias,
+                          const float *dy, const float *x, const float *weight, float *scratch,
+                          int set_dx, rl_error *err) {
+    return rl_dnnl_conv_backward_cat(c, dx, NULL, dweight, dbias, dy, x, NULL, weight, scratch,
+                                     set_dx, err);
 }
 
 #endif

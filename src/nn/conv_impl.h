@@ -50,6 +50,16 @@ int rl_dnnl_available(void);
  * the caller can fall back to im2col. */
 int rl_dnnl_conv2d_create(rl_dnnl_conv **out, const rl_conv2d_dims *d, int with_bias,
                           int for_training, rl_error *err);
+/* A convolution whose input is a concatenation of two tensors along the
+ * channels, (N, cin_a, H, W) then (N, cin - cin_a, H, W), read where they lie
+ * (the U-Net's decoder: skip connection and upsampled map): each is
+ * reordered into its channels of oneDNN's copy, and the data gradient is
+ * written back to the two apart, so no concatenated tensor is copied
+ * either way. Fails where the split cuts through oneDNN's channel block
+ * (cin_a not a multiple of 16 with AVX-512); the caller then concatenates.
+ * Run it with the _cat functions below. */
+int rl_dnnl_conv2d_create_cat(rl_dnnl_conv **out, const rl_conv2d_dims *d, int cin_a,
+                              int with_bias, int for_training, rl_error *err);
 /* The 2x2 stride-2 transposed convolution, weight (Cin, Cout, 2, 2). */
 int rl_dnnl_convt2x2_create(rl_dnnl_conv **out, const rl_convt2x2_dims *d, int with_bias,
                             int for_training, rl_error *err);
@@ -64,5 +74,14 @@ int rl_dnnl_conv_forward(rl_dnnl_conv *c, float *y, const float *x, const float 
 int rl_dnnl_conv_backward(rl_dnnl_conv *c, float *dx, float *dweight, float *dbias,
                           const float *dy, const float *x, const float *weight, float *scratch,
                           int set_dx, rl_error *err);
+/* The same for a convolution made by rl_dnnl_conv2d_create_cat: x_a, x_b
+ * its input's two parts, dx_a, dx_b their gradients (either may be NULL).
+ * RL_EINVAL where x_b is given to any other convolution or missing here. */
+int rl_dnnl_conv_forward_cat(rl_dnnl_conv *c, float *y, const float *x_a, const float *x_b,
+                             const float *weight, const float *bias, float *scratch,
+                             rl_error *err);
+int rl_dnnl_conv_backward_cat(rl_dnnl_conv *c, float *dx_a, float *dx_b, float *dweight,
+                              float *dbias, const float *dy, const float *x_a, const float *x_b,
+                              const float *weight, float *scratch, int set_dx, rl_error *err);
 
 #endif

@@ -30,7 +30,14 @@ typedef struct conv_unit {
     /* plan: spatial size and buffers */
     int h, w;
     const float *in;            /* (N, cin, h, w) */
-    float *d_in;                /* gradient of in, accumulated; NULL for the image */
+    float *d_in;                /* gradient of in, set; NULL for the image */
+    /* A decoder's first unit whose oneDNN convolution reads the skip
+     * connection and the upsampled map where they lie (split > 0: the
+     * skip's channels): in and d_in are then the skip's, these the
+     * upsampled map's; NULL otherwise. */
+    int split;
+    const float *in_b;
+    float *d_in_b;
     float *conv_out;            /* (N, cout, h, w): the norm's input */
     float *out;                 /* (N, cout, h, w): after activation (== conv_out without norm) */
     float *d_out;               /* gradient of out */
@@ -399,18 +406,29 @@ static void free_dnnl(rl_unet *net) {
             rl_dnnl_conv_free(L->enc[k].dnnl);
             rl_dnnl_conv_free(L->dec[k].dnnl);
             L->enc[k].dnnl = L->dec[k].dnnl = NULL;
+            L->dec[k].split = 0;
         }
         rl_dnnl_conv_free(L->up_dnnl);
         L->up_dnnl = NULL;
     }
 }
 
-static void unit_dnnl(rl_unet *net, conv_unit *u, int h, int w) {
+/* split > 0: the unit's input is a concatenation whose first split channels
+ * are one tensor and the rest another; oneDNN reads them apart where it can
+ * (rl_dnnl_conv2d_create_cat), else the unit reads a concatenated copy. */
+static void unit_dnnl(rl_unet *net, conv_unit *u, int h, int w, int split) {
     rl_error ignored = {0, ""};
     u->h = h;
     u->w = w;
     rl_conv2d_dims d = unit_dims(net, u);
-    rl_dnnl_conv2d_create(&u->dnnl, &d, u->bias != NO_OFFSET, net->for_training, &ignored);
+    const int bias = u->bias != NO_OFFSET;
+    u->split = 0;
+    if (split && !rl_dnnl_conv2d_create_cat(&u->dnnl, &d, split, bias, net->for_training,
+                                            &ignored)) {
+        u->split = split;
+        return;
+    }
+    rl_dnnl_conv2d_create(&u->dnnl, &d, bias, net->for_training, &ignored);
 }
 
 /* With the oneDNN backend, makes every convolution's primitives for the
@@ -425,8 +443,8 @@ static void plan_dnnl(rl_unet *net) {
         L->h = net->h >> l;
         L->w = net->w >> l;
         for (int k = 0; k < 2; k++) {
-            unit_dnnl(net, &L->enc[k], L->h, L->w);
-            if (l < depth) unit_dnnl(net, &L->dec[k], L->h, L->w);
+            unit_dnnl(net, &L->enc[k], L->h, L->w, 0);
+            if (l < depth) unit_dnnl(net, &L->dec[k], L->h, L->w, k == 0 ? net->width[l] : 0);
         }
     }
     for (int l = 0; l < depth; l++) {
@@ -508,7 +526,10 @@ static void layout(rl_unet *net, rl_arena *a) {
         L->enc[0].in = l == 0 ? net->input : net->lv[l - 1].pool_out;
         L->enc[1].in = L->enc[0].out;
         if (l < depth) {
-            L->dec[0].in = L->cat;
+            /* split: the skip's scaled copy when there is a feature scale
+             * (rl_unet_forward sets it) */
+            L->dec[0].in = L->dec[0].split ? L->enc[1].out : L->cat;
+            L->dec[0].in_b = L->dec[0].split ? L->up_out : NULL;
             L->dec[1].in = L->dec[0].out;
         }
     }
@@ -520,6 +541,7 @@ static void layout(rl_unet *net, rl_arena *a) {
         unet_level *L = &net->lv[l];
         L->enc[0].d_out = L->enc[1].d_out = L->dec[0].d_out = L->dec[1].d_out = NULL;
         L->enc[0].d_in = L->enc[1].d_in = L->dec[0].d_in = L->dec[1].d_in = NULL;
+        L->dec[0].d_in_b = NULL;
         L->d_pool_out = L->d_up_out = NULL;
     }
     if (!net->for_training) return;
@@ -543,7 +565,8 @@ static void layout(rl_unet *net, rl_arena *a) {
         L->enc[0].d_in = l == 0 ? NULL : net->lv[l - 1].d_pool_out;
         L->enc[1].d_in = L->enc[0].d_out;
         if (l < depth) {
-            L->dec[0].d_in = net->grad_cat;
+            L->dec[0].d_in = L->dec[0].split ? L->enc[1].d_out : net->grad_cat;
+            L->dec[0].d_in_b = L->dec[0].split ? L->d_up_out : NULL;
             L->dec[1].d_in = L->dec[0].d_out;
         }
     }
@@ -624,9 +647,10 @@ double rl_unet_conv_flops(const rl_unet *net) {
 /* The convolutions of the plan: oneDNN's primitives where plan_dnnl made
  * them, im2col otherwise. */
 static int conv_forward(rl_unet *net, rl_dnnl_conv *dnnl, float *y, const float *x,
-                        const float *weight, const float *bias, const rl_conv2d_dims *d,
-                        rl_error *err) {
-    if (dnnl) return rl_dnnl_conv_forward(dnnl, y, x, weight, bias, net->conv_scratch, err);
+                        const float *x_b, const float *weight, const float *bias,
+                        const rl_conv2d_dims *d, rl_error *err) {
+    if (dnnl)
+        return rl_dnnl_conv_forward_cat(dnnl, y, x, x_b, weight, bias, net->conv_scratch, err);
     rl_conv2d_forward_im2col(y, x, weight, bias, d, net->conv_scratch);
     return RL_OK;
 }
@@ -675,7 +699,7 @@ static int unit_forward(rl_unet *net, conv_unit *u, int training, rl_error *err)
     rl_conv2d_dims d = unit_dims(net, u);
     size_t hw = (size_t)u->h * (size_t)u->w;
     size_t count = (size_t)net->n * (size_t)u->cout * hw;
-    int rc = conv_forward(net, u->dnnl, u->conv_out, u->in, p + u->weight,
+    int rc = conv_forward(net, u->dnnl, u->conv_out, u->in, u->in_b, p + u->weight,
                           u->bias == NO_OFFSET ? NULL : p + u->bias, &d, err);
     if (rc) return rc;
     if (c->norm == RL_NORM_GROUP) { /* the activation fused in (norm.c) */
@@ -781,11 +805,24 @@ int rl_unet_forward(rl_unet *net, const float *x, int training, rl_error *err) {
         rc = convt_forward(net, L->up_dnnl, L->up_out, below, p + L->up_weight, p + L->up_bias,
                            &ud, err);
         if (rc) break;
-        rl_concat_forward(L->cat, L->enc[1].out, net->width[l], L->up_out, net->width[l], n,
-                          L->h * L->w);
+        if (L->dec[0].split) {
+            /* oneDNN reads the two where they lie; a scaled skip goes to
+             * the concatenation's buffer, unused otherwise */
+            L->dec[0].in = L->enc[1].out;
+            if (net->feature_scale) {
+                scale_channels(L->cat, L->enc[1].out,
+                               net->feature_scale + scale_offset(net, l),
+                               (size_t)rl_unet_feature_scale_count(net), n, net->width[l],
+                               (size_t)L->h * L->w);
+                L->dec[0].in = L->cat;
+            }
+        } else {
+            rl_concat_forward(L->cat, L->enc[1].out, net->width[l], L->up_out, net->width[l], n,
+                              L->h * L->w);
+        }
         /* The skip half of each image's concatenation is its first width[l]
          * channels: scaled there, the encoder's own output stays as it is. */
-        for (int b = 0; net->feature_scale && b < n; b++)
+        for (int b = 0; net->feature_scale && !L->dec[0].split && b < n; b++)
             scale_channels(L->cat + (size_t)b * 2 * net->width[l] * L->h * L->w,
                            L->cat + (size_t)b * 2 * net->width[l] * L->h * L->w,
                            net->feature_scale + (size_t)b * rl_unet_feature_scale_count(net) +
@@ -796,7 +833,7 @@ int rl_unet_forward(rl_unet *net, const float *x, int training, rl_error *err) {
     }
     rl_conv2d_dims hd = head_dims(net);
     if (!rc)
-        rc = conv_forward(net, net->head_dnnl, net->logits, net->lv[0].dec[1].out,
+        rc = conv_forward(net, net->head_dnnl, net->logits, net->lv[0].dec[1].out, NULL,
                           p + net->head_weight, p + net->head_bias, &hd, err);
     if (rc) {
         rl_error_prefix(err, "U-Net forward");
@@ -814,12 +851,13 @@ int rl_unet_forward(rl_unet *net, const float *x, int training, rl_error *err) {
  * nothing is zeroed up front and oneDNN's reorder out of its blocked layout
  * does not read dx. im2col accumulates, so its dx is zeroed here. The
  * parameter gradients still accumulate (rl_unet_zero_grad). */
-static int conv_backward(rl_unet *net, rl_dnnl_conv *dnnl, float *dx, float *dweight,
-                         float *dbias, const float *dy, const float *x, const float *weight,
-                         const rl_conv2d_dims *d, rl_error *err) {
+static int conv_backward(rl_unet *net, rl_dnnl_conv *dnnl, float *dx, float *dx_b,
+                         float *dweight, float *dbias, const float *dy, const float *x,
+                         const float *x_b, const float *weight, const rl_conv2d_dims *d,
+                         rl_error *err) {
     if (dnnl)
-        return rl_dnnl_conv_backward(dnnl, dx, dweight, dbias, dy, x, weight, net->conv_scratch,
-                                     1, err);
+        return rl_dnnl_conv_backward_cat(dnnl, dx, dx_b, dweight, dbias, dy, x, x_b, weight,
+                                         net->conv_scratch, 1, err);
     if (dx) memset(dx, 0, (size_t)d->n * d->cin * d->h * d->w * sizeof *dx);
     rl_conv2d_backward_im2col(dx, dweight, dbias, dy, x, weight, d, net->conv_scratch);
     return RL_OK;
@@ -888,9 +926,9 @@ static int unit_backward(rl_unet *net, conv_unit *u, rl_error *err) {
         if (rc) return rc;
     }
     rl_conv2d_dims d = unit_dims(net, u);
-    return conv_backward(net, u->dnnl, u->d_in, g + u->weight,
-                         u->bias == NO_OFFSET ? NULL : g + u->bias, d_conv, u->in, p + u->weight,
-                         &d, err);
+    return conv_backward(net, u->dnnl, u->d_in, u->d_in_b, g + u->weight,
+                         u->bias == NO_OFFSET ? NULL : g + u->bias, d_conv, u->in, u->in_b,
+                         p + u->weight, &d, err);
 }
 
 int rl_unet_backward(rl_unet *net, const float *dlogits, rl_error *err) {
@@ -902,16 +940,17 @@ int rl_unet_backward(rl_unet *net, const float *dlogits, rl_error *err) {
     const float *p = net->params;
     float *g = net->grads;
     rl_conv2d_dims hd = head_dims(net);
-    int rc = conv_backward(net, net->head_dnnl, net->lv[0].dec[1].d_out, g + net->head_weight,
-                           g + net->head_bias, dlogits, net->lv[0].dec[1].out,
-                           p + net->head_weight, &hd, err);
+    int rc = conv_backward(net, net->head_dnnl, net->lv[0].dec[1].d_out, NULL,
+                           g + net->head_weight, g + net->head_bias, dlogits,
+                           net->lv[0].dec[1].out, NULL, p + net->head_weight, &hd, err);
     for (int l = 0; l < depth && !rc; l++) {
         unet_level *L = &net->lv[l];
         size_t hw = (size_t)L->h * (size_t)L->w;
         if ((rc = unit_backward(net, &L->dec[1], err))) break;
         if ((rc = unit_backward(net, &L->dec[0], err))) break;
-        rl_concat_backward_set(L->enc[1].d_out, L->d_up_out, net->grad_cat, net->width[l],
-                               net->width[l], n, (int)hw);
+        if (!L->dec[0].split) /* else its convolution wrote the two parts */
+            rl_concat_backward_set(L->enc[1].d_out, L->d_up_out, net->grad_cat, net->width[l],
+                                   net->width[l], n, (int)hw);
         /* Before the pooling's gradient joins it (encoder pass below): the
          * scale is on the skip path alone. */
         if (net->feature_scale)
