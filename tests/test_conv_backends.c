@@ -112,6 +112,19 @@ static void check_set_dx(rl_dnnl_conv *conv, const layer_case *c, const layer_ou
     free(scratch);
 }
 
+/* The reference, im2col: y and the gradients after backward twice from the
+ * case's start (want), and after backward once onto a zero dx (want_set). */
+static void conv2d_reference(const layer_case *c, const rl_conv2d_dims *d, float *scratch,
+                             layer_out *want, layer_out *want_set) {
+    rl_conv2d_forward_im2col(want->y, c->x, c->w, c->b, d, scratch);
+    for (int i = 0; i < 2; i++)
+        rl_conv2d_backward_im2col(want->dx, want->dw, want->db, c->dy, c->x, c->w, d, scratch);
+    memcpy(want_set->y, want->y, c->ny * sizeof(float));
+    memset(want_set->dx, 0, c->nx * sizeof(float));
+    rl_conv2d_backward_im2col(want_set->dx, want_set->dw, want_set->db, c->dy, c->x, c->w, d,
+                              scratch);
+}
+
 static void test_conv2d_case(rl_conv2d_dims d, rl_rng *rng) {
     char name[128];
     snprintf(name, sizeof name, "conv %dx%d s%d p%d cin%d cout%d %dx%d", d.kh, d.kw, d.stride,
@@ -123,14 +136,7 @@ static void test_conv2d_case(rl_conv2d_dims d, rl_rng *rng) {
     float *scratch = floats(rl_conv2d_scratch_floats(&d));
     layer_out want = out_init(&c), once = out_init(&c), cached = out_init(&c),
               want_set = out_init(&c);
-    /* im2col, backward twice; and once onto a zero dx */
-    rl_conv2d_forward_im2col(want.y, c.x, c.w, c.b, &d, scratch);
-    for (int i = 0; i < 2; i++)
-        rl_conv2d_backward_im2col(want.dx, want.dw, want.db, c.dy, c.x, c.w, &d, scratch);
-    memcpy(want_set.y, want.y, c.ny * sizeof(float));
-    memset(want_set.dx, 0, c.nx * sizeof(float));
-    rl_conv2d_backward_im2col(want_set.dx, want_set.dw, want_set.db, c.dy, c.x, c.w, &d,
-                              scratch);
+    conv2d_reference(&c, &d, scratch, &want, &want_set);
     /* the layer functions on the oneDNN backend */
     CHECK_OK(rl_set_conv_backend(RL_CONV_DNNL, NULL));
     rl_conv2d_forward(once.y, c.x, c.w, c.b, &d, scratch);
@@ -231,13 +237,7 @@ static void test_conv2d_cat_case(rl_conv2d_dims d, int ca, rl_rng *rng) {
               rng);
     float *scratch = floats(rl_conv2d_scratch_floats(&d));
     layer_out want = out_init(&c), want_set = out_init(&c), got = out_init(&c);
-    rl_conv2d_forward_im2col(want.y, c.x, c.w, c.b, &d, scratch);
-    for (int i = 0; i < 2; i++)
-        rl_conv2d_backward_im2col(want.dx, want.dw, want.db, c.dy, c.x, c.w, &d, scratch);
-    memcpy(want_set.y, want.y, c.ny * sizeof(float));
-    memset(want_set.dx, 0, c.nx * sizeof(float));
-    rl_conv2d_backward_im2col(want_set.dx, want_set.dw, want_set.db, c.dy, c.x, c.w, &d,
-                              scratch);
+    conv2d_reference(&c, &d, scratch, &want, &want_set);
 
     float *xa = floats(na), *xb = floats(nb), *dxa = floats(na), *dxb = floats(nb);
     float *pad = aligned_alloc(64, (rl_dnnl_conv_scratch_floats(conv) * 4 + 64) / 64 * 64);
