@@ -266,8 +266,8 @@ static void test_conv2d_cat_case(rl_conv2d_dims d, int ca, rl_rng *rng) {
     if (plain)
         CHECK(rl_dnnl_conv_forward_cat(plain, got.y, c.x, xb, c.w, c.b, pad, NULL) ==
               RL_EINVAL);
-    CHECK(rl_dnnl_conv2d_create_cat(&plain, &d, d.cin, 1, 1, NULL) == RL_EINVAL && !plain);
     rl_dnnl_conv_free(plain);
+    CHECK(rl_dnnl_conv2d_create_cat(&plain, &d, d.cin, 1, 1, NULL) == RL_EINVAL && !plain);
     rl_dnnl_conv_free(conv);
     free(xa), free(xb), free(dxa), free(dxb), free(pad), free(scratch);
     out_free(&want), out_free(&want_set), out_free(&got), out_free(&got_set);
