@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reflabel/layers.h"
 #include "reflabel/pseudolabel.h"
 #include "reflabel/synthetic.h"
 #include "reflabel/train.h"
@@ -652,6 +653,7 @@ typedef struct method_case {
     rl_optim_kind optimizer;
     rl_feature_source features; /* refpl */
     int views; /* refpl: a strong view, 2 reference images, consistency */
+    rl_teacher teacher;
 } method_case;
 
 /* Trains 9 steps straight; trains 4, saves, and restores into a fresh
@@ -659,15 +661,24 @@ typedef struct method_case {
  * for bit, batch-norm statistics and counters included. */
 static void test_save_restore_resumes_bit_for_bit(void) {
     const method_case cases[] = {
-        {"supervised", RL_METHOD_SUPERVISED, RL_NORM_BATCH, RL_OPTIM_SGD, RL_FEATURES_LAST, 0},
-        {"refpl", RL_METHOD_REFPL, RL_NORM_GROUP, RL_OPTIM_ADAMW, RL_FEATURES_LAST, 0},
+        {"supervised", RL_METHOD_SUPERVISED, RL_NORM_BATCH, RL_OPTIM_SGD, RL_FEATURES_LAST, 0,
+         RL_TEACHER_SELF},
+        {"refpl", RL_METHOD_REFPL, RL_NORM_GROUP, RL_OPTIM_ADAMW, RL_FEATURES_LAST, 0,
+         RL_TEACHER_SELF},
         {"meanteacher", RL_METHOD_MEANTEACHER, RL_NORM_BATCH, RL_OPTIM_ADAMW, RL_FEATURES_LAST,
-         0},
+         0, RL_TEACHER_SELF},
         {"refpl hypercolumn", RL_METHOD_REFPL, RL_NORM_BATCH, RL_OPTIM_ADAMW,
-         RL_FEATURES_HYPERCOLUMN, 0},
-        {"fixmatch", RL_METHOD_FIXMATCH, RL_NORM_BATCH, RL_OPTIM_ADAMW, RL_FEATURES_LAST, 0},
-        {"unimatch", RL_METHOD_UNIMATCH, RL_NORM_GROUP, RL_OPTIM_ADAMW, RL_FEATURES_LAST, 0},
-        {"refpl views", RL_METHOD_REFPL, RL_NORM_GROUP, RL_OPTIM_ADAMW, RL_FEATURES_LAST, 1},
+         RL_FEATURES_HYPERCOLUMN, 0, RL_TEACHER_SELF},
+        {"fixmatch", RL_METHOD_FIXMATCH, RL_NORM_BATCH, RL_OPTIM_ADAMW, RL_FEATURES_LAST, 0,
+         RL_TEACHER_SELF},
+        {"unimatch", RL_METHOD_UNIMATCH, RL_NORM_GROUP, RL_OPTIM_ADAMW, RL_FEATURES_LAST, 0,
+         RL_TEACHER_SELF},
+        {"refpl views", RL_METHOD_REFPL, RL_NORM_GROUP, RL_OPTIM_ADAMW, RL_FEATURES_LAST, 1,
+         RL_TEACHER_SELF},
+        {"refpl views, EMA teacher", RL_METHOD_REFPL, RL_NORM_BATCH, RL_OPTIM_ADAMW,
+         RL_FEATURES_HYPERCOLUMN, 1, RL_TEACHER_EMA},
+        {"fixmatch, EMA teacher", RL_METHOD_FIXMATCH, RL_NORM_GROUP, RL_OPTIM_SGD,
+         RL_FEATURES_LAST, 0, RL_TEACHER_EMA},
     };
     const char *dir = rl_test_tmpdir("trainer_state");
     char path[4096];
@@ -680,6 +691,7 @@ static void test_save_restore_resumes_bit_for_bit(void) {
         rl_train_config cfg = small_config();
         cfg.semi.method = mc->method;
         cfg.semi.refs.features = mc->features;
+        cfg.semi.teacher = mc->teacher;
         cfg.semi.warmup_fraction = 0.1; /* the unlabeled loss acts from step 1 */
         cfg.semi.memory_batches = 3;
         cfg.semi.refs.sampling = RL_SAMPLE_PER_CLASS;
@@ -732,6 +744,116 @@ static void test_save_restore_resumes_bit_for_bit(void) {
         rl_unet_free(second);
         rl_sample_set_free(&set);
     }
+}
+
+/* refpl with the views of test_save_restore_resumes_bit_for_bit, 6 steps;
+ * the student's parameters into params. */
+static void train_with_teacher(rl_teacher teacher, float decay, float *params) {
+    rl_sample_set set;
+    make_set(&set, 6);
+    hide_half_of_the_labels(&set);
+    rl_train_config cfg = small_config();
+    cfg.semi.method = RL_METHOD_REFPL;
+    cfg.semi.warmup_fraction = 0.1;
+    cfg.semi.strong_views = 1;
+    cfg.semi.ref_images = 2;
+    cfg.semi.consistency_weight = 1;
+    cfg.semi.strong_confidence = 0;
+    cfg.semi.teacher = teacher;
+    cfg.semi.ema_decay = decay;
+    rl_error err = {0, ""};
+    rl_unet *net = make_net();
+    rl_trainer *tr = NULL;
+    CHECK_OK(rl_trainer_create(&tr, net, &cfg, &set, &err));
+    for (int s = 0; s < 6; s++) CHECK_OK(rl_trainer_step(tr, NULL, &err));
+    memcpy(params, rl_unet_params(net), rl_unet_param_count(net) * sizeof *params);
+    rl_trainer_free(tr);
+    rl_unet_free(net);
+    rl_sample_set_free(&set);
+}
+
+/* --teacher ema. After every step the teacher is decay teacher + (1 - decay)
+ * student, parameters and batch-norm statistics alike, and its counters
+ * those of the copy it started as: computed here from the student after
+ * each step, and compared bit for bit with the state file's teacher.*
+ * tensors. And the teacher's pass is what gives the targets: with decay 0
+ * the teacher is the student of the step, so on the reference convolution
+ * path (where an image's output does not depend on the rest of its batch)
+ * and with group norm (no batch statistics), training is bit for bit that
+ * without a teacher; with decay 0.9 it is not. */
+static void test_ema_teacher(void) {
+    const float decay = 0.9f;
+    rl_sample_set set;
+    make_set(&set, 6);
+    hide_half_of_the_labels(&set);
+    rl_train_config cfg = small_config();
+    cfg.semi.method = RL_METHOD_REFPL;
+    cfg.semi.warmup_fraction = 0.1;
+    cfg.semi.teacher = RL_TEACHER_EMA;
+    cfg.semi.ema_decay = decay;
+    rl_error err = {0, ""};
+    rl_unet *net = make_net_with(RL_NORM_BATCH);
+    rl_trainer *tr = NULL;
+    CHECK_OK(rl_trainer_create(&tr, net, &cfg, &set, &err));
+    size_t bytes = net_state(net, NULL);
+    unsigned char *expect = malloc(bytes);
+    net_state(net, expect);
+    int count;
+    const rl_unet_tensor *t = rl_unet_tensors(net, &count);
+    for (int s = 0; s < 5; s++) {
+        CHECK_OK(rl_trainer_step(tr, NULL, &err));
+        size_t offset = 0;
+        for (int i = 0; i < count; i++) {
+            int counter = t[i].kind == RL_UNET_COUNTER;
+            if (!counter) {
+                float *e = (float *)(expect + offset);
+                const float *student = rl_unet_tensor_data(net, &t[i]);
+                for (size_t j = 0; j < t[i].numel; j++)
+                    e[j] = decay * e[j] + (1.0f - decay) * student[j];
+            }
+            offset += t[i].numel * (counter ? sizeof(int64_t) : sizeof(float));
+        }
+    }
+    const char *dir = rl_test_tmpdir("trainer_teacher");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/state.safetensors", dir);
+    CHECK_OK(rl_trainer_save(tr, path, NULL, 0, &err));
+    rl_safetensors st;
+    CHECK_OK(rl_safetensors_read(path, &st, &err));
+    size_t offset = 0;
+    for (int i = 0; i < count; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "teacher.%s", t[i].name);
+        const rl_st_tensor *saved = rl_safetensors_find(&st, name);
+        size_t n = t[i].numel * (t[i].kind == RL_UNET_COUNTER ? sizeof(int64_t) : sizeof(float));
+        CHECK_MSG(saved && memcmp(saved->data, expect + offset, n) == 0,
+                  "%s is not the EMA of the student", name);
+        offset += n;
+    }
+    rl_safetensors_free(&st);
+    free(expect);
+    rl_trainer_free(tr);
+    rl_unet_free(net);
+    rl_sample_set_free(&set);
+
+    rl_conv_backend backend = rl_get_conv_backend();
+    CHECK_OK(rl_set_conv_backend(RL_CONV_IM2COL, &err));
+    rl_unet *probe = make_net();
+    size_t params = rl_unet_param_count(probe);
+    rl_unet_free(probe);
+    float *self = malloc(params * sizeof *self), *ema0 = malloc(params * sizeof *ema0),
+          *ema = malloc(params * sizeof *ema);
+    train_with_teacher(RL_TEACHER_SELF, 0.99f, self);
+    train_with_teacher(RL_TEACHER_EMA, 0.0f, ema0);
+    train_with_teacher(RL_TEACHER_EMA, decay, ema);
+    CHECK_MSG(memcmp(self, ema0, params * sizeof *self) == 0,
+              "a teacher of decay 0 trains differently from the student itself");
+    CHECK_MSG(memcmp(self, ema, params * sizeof *self) != 0,
+              "a teacher of decay %g trains as the student itself", (double)decay);
+    free(self);
+    free(ema0);
+    free(ema);
+    CHECK_OK(rl_set_conv_backend(backend, &err));
 }
 
 /* A state only loads into the setup that saved it, and a damaged state is
@@ -897,6 +1019,7 @@ int main(void) {
      * tests/cli/test_resume.py covers resuming with two threads. */
     rl_set_threads(1);
     test_save_restore_resumes_bit_for_bit();
+    test_ema_teacher();
     test_restore_refuses_other_setups();
     test_skip_nonfinite_changes_nothing();
     return rl_test_report("test_trainer");

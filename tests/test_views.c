@@ -219,6 +219,11 @@ static void test_no_gradient_reaches_the_targets(void) {
     cfg.semi.ref_images = 3;
     cfg.semi.consistency_weight = 1.0f;
     with_batch(&cfg, 2, check_gradients, "refpl with references and a strong view");
+    cfg.semi.teacher = RL_TEACHER_EMA; /* targets from the teacher: still none here */
+    with_batch(&cfg, 2, check_gradients, "refpl with an EMA teacher");
+    cfg = views_config(RL_METHOD_UNIMATCH);
+    cfg.semi.teacher = RL_TEACHER_EMA;
+    with_batch(&cfg, 2, check_gradients, "unimatch with an EMA teacher");
 }
 
 static void expect_refused(rl_train_config cfg, const char *needle) {
@@ -253,6 +258,15 @@ static void test_bad_view_options_are_refused(void) {
     cfg = views_config(RL_METHOD_FIXMATCH);
     cfg.augment = 0;
     expect_refused(cfg, "augmentation");
+    cfg = views_config(RL_METHOD_SUPERVISED);
+    cfg.semi.teacher = RL_TEACHER_EMA;
+    expect_refused(cfg, "supervised training has none");
+    cfg = views_config(RL_METHOD_REFPL);
+    cfg.semi.teacher = RL_TEACHER_EMA;
+    cfg.semi.ema_decay = 1;
+    expect_refused(cfg, "EMA decay");
+    cfg.semi.teacher = (rl_teacher)7;
+    expect_refused(cfg, "unknown teacher");
 }
 
 int main(void) {

@@ -102,6 +102,13 @@ typedef enum rl_method {
     RL_METHOD_UNIMATCH        /* FixMatch with two strong views and feature dropout */
 } rl_method;
 
+/* Which network's pass on the weak views gives the unlabeled targets
+ * (refpl's features, the weak view's predictions). */
+typedef enum rl_teacher {
+    RL_TEACHER_SELF = 0, /* the student's own forward pass, the weak view in its batch */
+    RL_TEACHER_EMA       /* an exponential moving average of the student (mean teacher's) */
+} rl_teacher;
+
 const char *rl_method_name(rl_method method);
 /* "supervised", "refpl", "predpl", "meanteacher", "fixmatch", "unimatch"
  * -> method; -1 otherwise. */
@@ -136,7 +143,14 @@ typedef struct rl_semi_config {
      * step and 2 labeled samples. */
     double margin_accuracy;
     float min_confidence; /* predpl: pixels whose softmax maximum is below are ignored */
-    float ema_decay;      /* meanteacher: teacher = decay teacher + (1-decay) student */
+    /* RL_TEACHER_EMA: a second network, teacher = ema_decay teacher +
+     * (1 - ema_decay) student after every update (parameters and batch-norm
+     * statistics), starting as a copy of the student, predicts the weak views
+     * (and, for refpl, gives the features of the references and the queries)
+     * in inference mode, with no gradient. meanteacher always has one. Not
+     * for supervised training. */
+    rl_teacher teacher;
+    float ema_decay;      /* meanteacher, RL_TEACHER_EMA: the teacher's decay */
     /* Weak and strong views (docs/TRAINING.md, "Weak and strong views").
      * The images drawn are the weak views (the augmentation above); the
      * unlabeled targets always come from the weak view's forward pass, and

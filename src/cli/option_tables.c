@@ -12,6 +12,7 @@
 
 /* Enum options are stored through an int. */
 _Static_assert(sizeof(rl_method) == sizeof(int), "enum size");
+_Static_assert(sizeof(rl_teacher) == sizeof(int), "enum size");
 _Static_assert(sizeof(rl_select_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(rl_optim_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(rl_schedule_kind) == sizeof(int), "enum size");
@@ -189,8 +190,15 @@ static const cli_option
                         "predpl: ignore pixels whose softmax maximum is below X", "semi",
                         CLI_FLOAT, T(train.semi.min_confidence), RANGE(0, 100),
                         JSON("min_confidence", SEMI)},
-    t_ema = {"--ema", NULL, "X", "meanteacher: teacher EMA decay", "semi", CLI_FLOAT,
-             T(train.semi.ema_decay), RANGE(0, 100), JSON("ema_decay", SEMI)},
+    t_teacher = {"--teacher", NULL, "T",
+                 "who predicts the weak views (refpl: and gives the\n"
+                 "features): self (the student's own pass) or ema (an\n"
+                 "exponential moving average of the student, --ema;\n"
+                 "meanteacher always has one)",
+                 "semi", CLI_ENUM, T(train.semi.teacher), WORDS("self", "ema"),
+                 VALUES(RL_TEACHER_SELF, RL_TEACHER_EMA), JSON("teacher", SEMI)},
+    t_ema = {"--ema", NULL, "X", "EMA decay of the teacher (meanteacher, --teacher ema)",
+             "semi", CLI_FLOAT, T(train.semi.ema_decay), RANGE(0, 100), JSON("ema_decay", SEMI)},
     t_strong_views = {"--strong-views", NULL, "N",
                       "strong views of each unlabeled image: the weak view (the\n"
                       "augmentation) perturbed in intensity and CutMixed with the\n"
@@ -255,7 +263,7 @@ static const cli_option *const train_rows[] = {
     &t_pl_warmup, &t_pl_ramp, &t_pl_dice, &t_rounds, &opt_features, &t_sampling,
     &opt_refs_per_class, &opt_ref_count, &opt_class_floor, &t_memory, &opt_topk,
     &opt_per_image_vote, &opt_similarity, &t_min_margin, &t_keep_fraction, &t_margin_accuracy,
-    &t_min_confidence, &t_ema, &t_strong_views, &t_strong_confidence, &t_consistency,
+    &t_min_confidence, &t_teacher, &t_ema, &t_strong_views, &t_strong_confidence, &t_consistency,
     &t_ref_images, &t_feature_dropout, &t_depth, &t_width, &t_norm, &t_out, &t_threads,
     &t_checkpoint_every, &t_resume, &t_skip_nonfinite, &t_quiet};
 

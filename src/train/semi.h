@@ -6,7 +6,7 @@
  * turns that forward pass into targets for the unlabeled weak views
  * (tr->matched: its labels before any threshold, tr->pseudo: the kept ones,
  * tr->confidence), which views.c makes the loss of every view, and may keep
- * state across steps (a reference bank, a teacher network) that the
+ * state across steps (a reference bank) that the
  * resumable state file saves. Labels, logits and losses go through the
  * trainer's encoding (encoding.h), never through a branch on multi-label.
  *
@@ -26,8 +26,12 @@ typedef struct rl_semi_method {
     int classes_only; /* refuses bit-set (multi-label) data */
     int strong_views; /* strong views per unlabeled image by default (views.c) */
     int perturb;      /* also a feature-perturbed copy of each unlabeled image */
+    /* An EMA teacher always (meanteacher), not only with --teacher ema
+     * (teacher.c); and whether its pass covers the labeled images too
+     * (refpl: the references and the margin calibration read features). */
+    int teacher, teacher_labeled;
     /* Checks cfg.semi's fields of this method and creates what has an
-     * allocator of its own (bank, teacher); *state is the method's. */
+     * allocator of its own (bank); *state is the method's. */
     int (*create)(rl_trainer *tr, void **state, rl_error *err);
     /* Assigns the method's buffers from the trainer's arena; called twice,
      * with a measuring arena first (pointers NULL), as rl_unet's layout. */
@@ -44,8 +48,6 @@ typedef struct rl_semi_method {
      * NULL for methods whose targets are the hard labels of tr->pseudo,
      * which views.c turns into the loss of every view. */
     double (*loss)(rl_trainer *tr, void *state, float *dlogits, const float *logits, double w);
-    /* After the optimizer's update (mean teacher's EMA). */
-    void (*after_update)(rl_trainer *tr, void *state);
     /* The state file: tensors of this part (RL_STATE_NETWORKS right after
      * the model's, RL_STATE_MEMORY after the trainer's streams), and their
      * restore (apply 0: check only; apply 1: copy what was checked). */

@@ -1,7 +1,8 @@
 /* refpl: reference-guided pseudo-labels (Seibold et al., AAAI 2022). The
  * per-pixel features of the labeled half, or of ref_images labeled images
  * drawn apart from it (the paper's "pool of sampled annotated images"),
- * taken after the forward pass (no gradient flows through them), and their
+ * taken after the forward pass (no gradient flows through them; with an
+ * EMA teacher, teacher.c, the teacher's features), and their
  * labels become the references of a bank
  * (src/match) that also keeps the last memory_batches - 1 batches; every
  * unlabeled pixel takes its best match's label (bit sets: its whole mask).
@@ -93,7 +94,7 @@ static void refpl_layout(rl_trainer *tr, void *state, rl_arena *a) {
     r->hypercolumn = sc->refs.features == RL_FEATURES_HYPERCOLUMN
                          ? rl_arena_floats(a, (size_t)tr->n * (size_t)r->dim * hw)
                          : NULL;
-    r->gathered = !r->hypercolumn && tr->ranks > 1
+    r->gathered = !r->hypercolumn && tr->ranks > 1 && !tr->teacher
                       ? rl_arena_floats(a, (size_t)tr->n * (size_t)r->dim * hw)
                       : NULL;
     r->rank_scratch = sc->keep_fraction < 1 ? rl_arena_floats(a, (size_t)tr->nu * hw) : NULL;
@@ -105,6 +106,22 @@ static void refpl_layout(rl_trainer *tr, void *state, rl_arena *a) {
     if (r->calib) rl_margin_calibration_layout(r->calib, a);
 }
 
+/* With an EMA teacher, the features of the images [0, drawn) are the
+ * teacher's, its whole pass on every rank (teacher.c). */
+static int teacher_features(rl_trainer *tr, refpl *r, size_t stride, const char **nonfinite,
+                            rl_error *err) {
+    if (!r->hypercolumn) {
+        r->features = rl_unet_features(tr->teacher).data;
+        return RL_OK;
+    }
+    int rc = rl_unet_extract_features(tr->teacher, RL_FEATURES_HYPERCOLUMN, r->hypercolumn, err);
+    if (rc) return rc;
+    r->features = r->hypercolumn;
+    if (!rl_trainer_all_finite(r->hypercolumn, (size_t)tr->drawn * stride))
+        *nonfinite = "the EMA teacher's hypercolumn features are";
+    return RL_OK;
+}
+
 /* The features of the whole batch (each rank computed its own images',
  * shard.c). A non-finite value in a deeper decoder level need not reach the
  * output (a ReLU computed with fmaxf turns NaN into 0), so the hypercolumn
@@ -113,6 +130,7 @@ static int refpl_after_forward(rl_trainer *tr, void *state, const char **nonfini
                                rl_error *err) {
     refpl *r = state;
     size_t stride = (size_t)r->dim * tr->h * tr->w;
+    if (tr->teacher) return teacher_features(tr, r, stride, nonfinite, err);
     const float *mine = rl_unet_features(tr->net).data;
     if (r->hypercolumn) {
         int rc = rl_unet_extract_features(tr->net, RL_FEATURES_HYPERCOLUMN,
@@ -227,6 +245,7 @@ static void refpl_describe(const rl_trainer *tr, const void *state, const char *
 const rl_semi_method rl_semi_refpl = {
     .id = RL_METHOD_REFPL,
     .name = "refpl",
+    .teacher_labeled = 1,
     .create = refpl_create,
     .layout = refpl_layout,
     .after_forward = refpl_after_forward,

@@ -90,6 +90,9 @@ static void trainer_signature(const rl_trainer *tr, char *buf, size_t size) {
     if ((tr->ns > 0 || tr->nr > 0 || tr->nfp > 0) && len < size)
         snprintf(buf + len, size - len, " strong_views=%d references=%d perturbed=%d", tr->ns,
                  tr->nr, tr->nfp);
+    len = strlen(buf);
+    if (tr->teacher && !tr->method->teacher && len < size)
+        snprintf(buf + len, size - len, " teacher=ema");
 }
 
 int rl_trainer_save(const rl_trainer *tr, const char *path, const rl_kv *extra, int extra_count,
@@ -100,7 +103,7 @@ int rl_trainer_save(const rl_trainer *tr, const char *path, const rl_kv *extra, 
     rl_unet_tensors(tr->net, &net_tensors);
     rl_state_list l;
     memset(&l, 0, sizeof l);
-    l.cap = 2 * net_tensors + 16;
+    l.cap = 2 * net_tensors + 16; /* the model's, the teacher's, the others */
     l.tensors = calloc((size_t)l.cap, sizeof *l.tensors);
     l.names = calloc((size_t)l.cap, sizeof *l.names);
     l.owned = calloc((size_t)l.cap, sizeof *l.owned);
@@ -120,6 +123,7 @@ int rl_trainer_save(const rl_trainer *tr, const char *path, const rl_kv *extra, 
         rc = rl_error_set(err, RL_ENOMEM, "%s: out of memory", path);
     } else {
         rl_state_add_unet(&l, "model.", mtr->net);
+        if (tr->teacher) rl_state_add_unet(&l, "teacher.", mtr->teacher);
         if (m->save) rc = m->save(mtr, tr->semi, &l, RL_STATE_NETWORKS, err);
         for (int i = 0; i < rl_optim_state_count(tr->opt); i++) {
             const char *name;
@@ -221,6 +225,8 @@ static int restore_pass(rl_trainer *tr, const rl_safetensors *st, const char *pa
                         rl_error *err) {
     const rl_semi_method *m = tr->method;
     int rc = rl_state_restore_unet(tr->net, "model.", st, path, apply, err);
+    if (!rc && tr->teacher)
+        rc = rl_state_restore_unet(tr->teacher, "teacher.", st, path, apply, err);
     if (!rc && m->restore) rc = m->restore(tr, tr->semi, st, path, RL_STATE_NETWORKS, apply, err);
     for (int i = 0; !rc && i < rl_optim_state_count(tr->opt); i++) {
         const char *name;

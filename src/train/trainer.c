@@ -154,6 +154,7 @@ void rl_trainer_free(rl_trainer *tr) {
     if (!tr) return;
     if (tr->ranks > 1) rl_unet_set_batch_reducer(tr->net, NULL, NULL); /* shard.c's */
     rl_optim_free(tr->opt);
+    rl_teacher_free(tr);
     if (tr->method && tr->method->free) tr->method->free(tr->semi);
     rl_arena_free(&tr->arena);
     free(tr);
@@ -279,6 +280,7 @@ int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg
     free(spans);
     if (!rc) rc = rl_shard_plan(tr, err);
     if (!rc) rc = rl_unet_plan(net, tr->hi - tr->lo, cfg->patch_h, cfg->patch_w, 1, err);
+    if (!rc) rc = rl_teacher_create(tr, err);
     /* Mean teacher's consistency loss compares softmax distributions, which
      * multi-label outputs are not. */
     if (!rc && set->multilabel && method->classes_only)
@@ -445,8 +447,13 @@ static int step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err) {
      * logit through the 1x1 head), which the refpl bank would refuse. */
     if (!rl_trainer_all_finite(logits, (size_t)tr->n * tr->enc.outputs * hw))
         return nonfinite_batch(tr, "the network output is", &info, info_out, err);
+    const char *nonfinite = NULL;
+    if (tr->teacher) {
+        rc = rl_teacher_forward(tr, &nonfinite, err);
+        if (rc) return rc;
+        if (nonfinite) return nonfinite_batch(tr, nonfinite, &info, info_out, err);
+    }
     if (tr->method->after_forward) {
-        const char *nonfinite = NULL;
         rc = tr->method->after_forward(tr, tr->semi, &nonfinite, err);
         if (rc) return rc;
         if (nonfinite) return nonfinite_batch(tr, nonfinite, &info, info_out, err);
@@ -484,7 +491,7 @@ static int step(rl_trainer *tr, rl_train_step_info *info_out, rl_error *err) {
                  info.lr);
         return nonfinite_error(tr, what, err);
     }
-    if (tr->method->after_update) tr->method->after_update(tr, tr->semi);
+    if (tr->teacher) rl_teacher_update(tr);
     tr->steps_done++;
     info.step = tr->steps_done;
     if (info_out) *info_out = info;

@@ -5,7 +5,7 @@
  * Memory: every buffer below is carved out of one arena, measured then
  * allocated once by trainer.c's layout() (as rl_unet's layout()); a
  * method's buffers come from the same arena through its layout hook. Only
- * objects with allocators of their own (optimizer, teacher network,
+ * objects with allocators of their own (optimizer, EMA teacher,
  * reference bank, matcher) are separate. */
 #ifndef RL_TRAIN_TRAINER_IMPL_H
 #define RL_TRAIN_TRAINER_IMPL_H
@@ -51,6 +51,10 @@ struct rl_trainer {
     int s0, fp0;
     int ref_first, ref_count; /* the images whose features are references */
     int h, w;           /* the patch */
+    /* teacher.c: the EMA teacher (NULL: the student predicts the weak views
+     * itself), whose pass covers the images [t0, drawn) of the batch. */
+    rl_unet *teacher;
+    int t0;
     /* shard.c: the images [lo, hi) of the n that this rank's network pass
      * computes, of `ranks` ranks (lo 0, hi n in one process); the logits of
      * the whole batch, (n, K, h, w): the network's own in one process, else
@@ -127,6 +131,21 @@ void rl_views_accuracy(const rl_trainer *tr, rl_train_step_info *info);
  * lambda into dlogits (full batch; NULL: none). Returns the unlabeled loss
  * before lambda. */
 double rl_views_loss(rl_trainer *tr, float *dlogits, const float *logits, double lambda);
+
+/* ---- teacher.c ---- */
+/* The EMA teacher of the configuration (rl_semi_config.teacher, or the
+ * method's own): a copy of the student planned for images [t0, drawn) in
+ * inference mode; tr->teacher stays NULL without one. After plan_views. */
+int rl_teacher_create(rl_trainer *tr, rl_error *err);
+void rl_teacher_free(rl_trainer *tr);
+/* The teacher's pass on this step's images [t0, drawn); *nonfinite is set
+ * where its output is not finite (as a method's after_forward). */
+int rl_teacher_forward(rl_trainer *tr, const char **nonfinite, rl_error *err);
+/* The teacher's logits of batch image `image` (t0 <= image < drawn), then
+ * those of the following images. */
+const float *rl_teacher_logits(const rl_trainer *tr, int image);
+/* teacher = decay teacher + (1 - decay) student, after the update. */
+void rl_teacher_update(rl_trainer *tr);
 
 /* ---- shard.c ---- */
 /* This rank's images of the batch; with batch norm, the network's

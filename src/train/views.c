@@ -146,7 +146,8 @@ static double accuracy(const rl_trainer *tr, const int32_t *labels) {
 
 void rl_views_predict(rl_trainer *tr) {
     size_t hw = (size_t)tr->h * tr->w;
-    const float *logits = tr->logits + (size_t)tr->nl * tr->enc.outputs * hw;
+    const float *logits = tr->teacher ? rl_teacher_logits(tr, tr->nl)
+                                      : tr->logits + (size_t)tr->nl * tr->enc.outputs * hw;
     rl_encoding_decode_images(&tr->enc, logits, tr->nu, hw, tr->pred, tr->pred_confidence);
 }
 

@@ -109,6 +109,9 @@ CASES = {
                           0], False),
     "unimatch": (["--method", "unimatch", "--pl-warmup", 0, "--pl-ramp", 0], False),
     "meanteacher": (["--method", "meanteacher", "--pl-warmup", 0, "--pl-ramp", 0], False),
+    # every rank runs the EMA teacher's whole pass
+    "refpl-teacher": (["--method", "refpl", "--pl-warmup", 0, "--pl-ramp", 0, "--ref-images", 2,
+                       "--strong-views", 1, "--consistency", 1, "--teacher", "ema"], False),
 }
 for name, (extra, tight) in CASES.items():
     one, two = os.path.join(ROOT, f"{name}-one"), os.path.join(ROOT, f"{name}-two")

@@ -3,7 +3,8 @@ resumed from its last checkpoint ends with the same model file, byte for
 byte, and the same log.csv (apart from the seconds column) as the same run
 never interrupted; for supervised training (batch norm, SGD momentum),
 refpl with a 3-batch memory bank (AdamW), matching the last decoder map
-and the hypercolumn, and the mean teacher. A write that fails (file size
+and the hypercolumn, the mean teacher, and refpl's recipe with an EMA
+teacher. A write that fails (file size
 limit, as a full disk would) leaves the previous checkpoint whole and
 resumable. Options that would change the run are
 refused with one line. The random kill points are printed with their seed
@@ -41,6 +42,10 @@ METHODS = {
                           "--pl-warmup", 0.1, "--pl-ramp", 0.1, "--sampling", "per-class",
                           "--refs-per-class", 16],
     "meanteacher": ["--method", "meanteacher", "--norm", "batch", "--pl-warmup", 0.1],
+    # the paper's recipe with an EMA teacher: the teacher's tensors are state
+    "refpl-teacher": ["--method", "refpl", "--teacher", "ema", "--norm", "batch",
+                      "--ref-images", 2, "--strong-views", 1, "--consistency", 1,
+                      "--pl-warmup", 0.1, "--pl-ramp", 0.1],
     # the bank's label ids stand for bit masks there: the id table is state too
     "refpl-multilabel": ["--data", DATA_ML, "--method", "refpl", "--memory", 3,
                          "--pl-warmup", 0.1, "--pl-ramp", 0.1, "--ref-count", 64],
