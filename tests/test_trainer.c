@@ -746,12 +746,9 @@ static void test_save_restore_resumes_bit_for_bit(void) {
     }
 }
 
-/* refpl with the views of test_save_restore_resumes_bit_for_bit, 6 steps;
- * the student's parameters into params. */
-static void train_with_teacher(rl_teacher teacher, float decay, float *params) {
-    rl_sample_set set;
-    make_set(&set, 6);
-    hide_half_of_the_labels(&set);
+/* refpl with the views of test_save_restore_resumes_bit_for_bit and a
+ * teacher of decay `decay`. */
+static rl_train_config teacher_config(rl_teacher teacher, float decay) {
     rl_train_config cfg = small_config();
     cfg.semi.method = RL_METHOD_REFPL;
     cfg.semi.warmup_fraction = 0.1;
@@ -761,6 +758,15 @@ static void train_with_teacher(rl_teacher teacher, float decay, float *params) {
     cfg.semi.strong_confidence = 0;
     cfg.semi.teacher = teacher;
     cfg.semi.ema_decay = decay;
+    return cfg;
+}
+
+/* 6 steps of teacher_config; the student's parameters into params. */
+static void train_with_teacher(rl_teacher teacher, float decay, float *params) {
+    rl_sample_set set;
+    make_set(&set, 6);
+    hide_half_of_the_labels(&set);
+    rl_train_config cfg = teacher_config(teacher, decay);
     rl_error err = {0, ""};
     rl_unet *net = make_net();
     rl_trainer *tr = NULL;
@@ -786,11 +792,7 @@ static void test_ema_teacher(void) {
     rl_sample_set set;
     make_set(&set, 6);
     hide_half_of_the_labels(&set);
-    rl_train_config cfg = small_config();
-    cfg.semi.method = RL_METHOD_REFPL;
-    cfg.semi.warmup_fraction = 0.1;
-    cfg.semi.teacher = RL_TEACHER_EMA;
-    cfg.semi.ema_decay = decay;
+    rl_train_config cfg = teacher_config(RL_TEACHER_EMA, decay);
     rl_error err = {0, ""};
     rl_unet *net = make_net_with(RL_NORM_BATCH);
     rl_trainer *tr = NULL;
