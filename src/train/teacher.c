@@ -29,6 +29,7 @@
  * bit. */
 #include <string.h>
 
+#include "reflabel/dist.h"
 #include "semi.h"
 
 void rl_teacher_free(rl_trainer *tr) {
@@ -72,6 +73,8 @@ int rl_teacher_forward(rl_trainer *tr, const char **nonfinite, rl_error *err) {
     size_t hw = (size_t)tr->h * tr->w;
     int rc = rl_unet_forward(tr->teacher, tr->x + (size_t)tr->t0 * tr->set->channels * hw, 0,
                              err);
+    /* a rank whose pass failed must not leave the others in a collective */
+    if (tr->ranks > 1) rc = rl_dist_agree(rc, err);
     if (rc) return rc;
     rl_tensor logits = rl_unet_logits(tr->teacher);
     if (!rl_trainer_all_finite(logits.data, rl_tensor_numel(&logits)))
