@@ -594,7 +594,10 @@ int cmd_train(int argc, char **argv) {
         if (!rc && round < o->rounds) {
             /* every rank labels every case (the next round's data) */
             rc = rl_dist_agree(pseudo_label_round(&r, net, round, &rounds_log, &err), &err);
+            /* later rounds are supervised: the pseudo-labels are their
+             * labels, and no teacher predicts anything */
             r.cfg.semi.method = RL_METHOD_SUPERVISED;
+            r.cfg.semi.teacher = RL_TEACHER_SELF;
             if (!rc && rl_dist_rank() == 0) {
                 char path[4096];
                 snprintf(path, sizeof path, "%s/rounds.csv", o->out);

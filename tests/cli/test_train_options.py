@@ -15,7 +15,8 @@ synthetic shapes data:
   and the kept ones are more often right), a margin no match can reach leaves
   none and round 2 still trains; --features, --sampling with
   --refs-per-class, --topk, --per-image-vote and --similarity each change the
-  round's pseudo-labels while round 1 (supervised) stays the same.
+  round's pseudo-labels while round 1 (supervised) stays the same;
+  refpl with an EMA teacher runs its rounds (the later ones without it).
 
 Every run uses one thread, so the runs are reproducible bit for bit."""
 import json
@@ -245,5 +246,11 @@ for name, words in VARIANTS.items():
             f"{words}: round 1 of --rounds differs (it is supervised)")
     T.check(any(row.get(k) != base_row.get(k) for k in quality),
             f"{words}: the round's pseudo-labels are those of the defaults ({row})")
+
+# An EMA teacher belongs to round 1's method: the later, supervised rounds
+# train without one (they once refused it).
+out = train("rounds-teacher", "--rounds", 2, "--method", "refpl", "--teacher", "ema")
+T.check(len(csv_rows(os.path.join(out, "log_round2.csv"))) == 6,
+        "--teacher ema --rounds 2: round 2 did not train its 6 steps")
 
 sys.exit(T.report())
