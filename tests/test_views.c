@@ -261,6 +261,12 @@ static void test_bad_view_options_are_refused(void) {
     cfg = views_config(RL_METHOD_SUPERVISED);
     cfg.semi.teacher = RL_TEACHER_EMA;
     expect_refused(cfg, "supervised training has none");
+    cfg = views_config(RL_METHOD_SUPERVISED);
+    cfg.semi.strong_views = 1;
+    expect_refused(cfg, "act on unlabeled images; supervised training has none");
+    cfg = views_config(RL_METHOD_SUPERVISED);
+    cfg.semi.ref_images = 2;
+    expect_refused(cfg, "act on unlabeled images");
     cfg = views_config(RL_METHOD_REFPL);
     cfg.semi.teacher = RL_TEACHER_EMA;
     cfg.semi.ema_decay = 1;

@@ -598,6 +598,9 @@ int cmd_train(int argc, char **argv) {
              * labels, and no teacher predicts anything */
             r.cfg.semi.method = RL_METHOD_SUPERVISED;
             r.cfg.semi.teacher = RL_TEACHER_SELF;
+            r.cfg.semi.strong_views = -1;
+            r.cfg.semi.ref_images = 0;
+            r.cfg.semi.consistency_weight = 0;
             if (!rc && rl_dist_rank() == 0) {
                 char path[4096];
                 snprintf(path, sizeof path, "%s/rounds.csv", o->out);

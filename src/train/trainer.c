@@ -235,6 +235,13 @@ int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg
                             cfg->patch_h, cfg->patch_w, m);
     if (set->labeled_count == 0)
         return rl_error_set(err, RL_EINVAL, "no labeled training slices");
+    /* What would otherwise be ignored without a word. */
+    if (!method->targets && (cfg->semi.strong_views > 0 || cfg->semi.ref_images != 0 ||
+                             cfg->semi.consistency_weight != 0))
+        return rl_error_set(err, RL_EINVAL,
+                            "strong views, reference images and the consistency loss act on "
+                            "unlabeled images; %s training has none",
+                            method->name);
     if (cfg->augment) {
         int rc = rl_augment_check(&cfg->augment_config, err);
         if (rc) return rc;

@@ -16,7 +16,8 @@ synthetic shapes data:
   none and round 2 still trains; --features, --sampling with
   --refs-per-class, --topk, --per-image-vote and --similarity each change the
   round's pseudo-labels while round 1 (supervised) stays the same;
-  refpl with an EMA teacher runs its rounds (the later ones without it).
+  refpl with an EMA teacher and its views runs its rounds (the later,
+  supervised ones without them).
 
 Every run uses one thread, so the runs are reproducible bit for bit."""
 import json
@@ -247,9 +248,10 @@ for name, words in VARIANTS.items():
     T.check(any(row.get(k) != base_row.get(k) for k in quality),
             f"{words}: the round's pseudo-labels are those of the defaults ({row})")
 
-# An EMA teacher belongs to round 1's method: the later, supervised rounds
-# train without one (they once refused it).
-out = train("rounds-teacher", "--rounds", 2, "--method", "refpl", "--teacher", "ema")
+# The teacher and the views belong to round 1's method: the later,
+# supervised rounds train without them (they once refused the teacher).
+out = train("rounds-teacher", "--rounds", 2, "--method", "refpl", "--teacher", "ema",
+            "--strong-views", 1, "--ref-images", 2, "--consistency", 1)
 T.check(len(csv_rows(os.path.join(out, "log_round2.csv"))) == 6,
         "--teacher ema --rounds 2: round 2 did not train its 6 steps")
 
