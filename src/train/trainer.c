@@ -180,6 +180,12 @@ static int plan_views(rl_trainer *tr, rl_error *err) {
     const rl_semi_config *sc = &tr->cfg.semi;
     const rl_semi_method *m = tr->method;
     int refpl = m->id == RL_METHOD_REFPL;
+    /* supervised training: what would otherwise be ignored without a word */
+    if (!m->targets && (sc->strong_views > 0 || sc->ref_images != 0 || sc->consistency_weight != 0))
+        return rl_error_set(err, RL_EINVAL,
+                            "strong views, reference images and the consistency loss act on "
+                            "unlabeled images; %s training has none",
+                            m->name);
     tr->ns = sc->strong_views < 0 ? m->strong_views : sc->strong_views;
     tr->nfp = m->perturb ? tr->nu : 0;
     tr->nr = refpl ? sc->ref_images : 0;
@@ -235,13 +241,6 @@ int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg
                             cfg->patch_h, cfg->patch_w, m);
     if (set->labeled_count == 0)
         return rl_error_set(err, RL_EINVAL, "no labeled training slices");
-    /* What would otherwise be ignored without a word. */
-    if (!method->targets && (cfg->semi.strong_views > 0 || cfg->semi.ref_images != 0 ||
-                             cfg->semi.consistency_weight != 0))
-        return rl_error_set(err, RL_EINVAL,
-                            "strong views, reference images and the consistency loss act on "
-                            "unlabeled images; %s training has none",
-                            method->name);
     if (cfg->augment) {
         int rc = rl_augment_check(&cfg->augment_config, err);
         if (rc) return rc;
@@ -257,7 +256,7 @@ int rl_trainer_create(rl_trainer **out, rl_unet *net, const rl_train_config *cfg
     rl_encoding_init(&tr->enc, set->multilabel, set->num_classes);
     tr->nl = cfg->batch;
     tr->nu = semi ? (cfg->semi.unlabeled_batch ? cfg->semi.unlabeled_batch : cfg->batch) : 0;
-    int rc = semi ? plan_views(tr, err) : RL_OK;
+    int rc = plan_views(tr, err);
     if (rc) {
         free(tr);
         return rc;
