@@ -632,6 +632,10 @@ static void test_refpl_hypercolumn_steady_and_signed(void) {
 
 /* ---- resumable state ---------------------------------------------------- */
 
+static size_t tensor_bytes(const rl_unet_tensor *t) {
+    return t->numel * (t->kind == RL_UNET_COUNTER ? sizeof(int64_t) : sizeof(float));
+}
+
 /* Every float of the network (weights and batch-norm statistics) and its
  * counters, in table order, into out (NULL: just count); returns bytes. */
 static size_t net_state(rl_unet *net, unsigned char *out) {
@@ -639,7 +643,7 @@ static size_t net_state(rl_unet *net, unsigned char *out) {
     const rl_unet_tensor *t = rl_unet_tensors(net, &count);
     size_t bytes = 0;
     for (int i = 0; i < count; i++) {
-        size_t n = t[i].numel * (t[i].kind == RL_UNET_COUNTER ? sizeof(int64_t) : sizeof(float));
+        size_t n = tensor_bytes(&t[i]);
         if (out) memcpy(out + bytes, rl_unet_tensor_data(net, &t[i]), n);
         bytes += n;
     }
@@ -794,26 +798,21 @@ static void test_ema_teacher(void) {
     hide_half_of_the_labels(&set);
     rl_train_config cfg = teacher_config(RL_TEACHER_EMA, decay);
     rl_error err = {0, ""};
-    rl_unet *net = make_net_with(RL_NORM_BATCH);
+    /* expect: the teacher as the test computes it, from the same initial
+     * weights as the student (the same seed) */
+    rl_unet *net = make_net_with(RL_NORM_BATCH), *expect = make_net_with(RL_NORM_BATCH);
     rl_trainer *tr = NULL;
     CHECK_OK(rl_trainer_create(&tr, net, &cfg, &set, &err));
-    size_t bytes = net_state(net, NULL);
-    unsigned char *expect = malloc(bytes);
-    net_state(net, expect);
     int count;
     const rl_unet_tensor *t = rl_unet_tensors(net, &count);
     for (int s = 0; s < 5; s++) {
         CHECK_OK(rl_trainer_step(tr, NULL, &err));
-        size_t offset = 0;
         for (int i = 0; i < count; i++) {
-            int counter = t[i].kind == RL_UNET_COUNTER;
-            if (!counter) {
-                float *e = (float *)(expect + offset);
-                const float *student = rl_unet_tensor_data(net, &t[i]);
-                for (size_t j = 0; j < t[i].numel; j++)
-                    e[j] = decay * e[j] + (1.0f - decay) * student[j];
-            }
-            offset += t[i].numel * (counter ? sizeof(int64_t) : sizeof(float));
+            if (t[i].kind == RL_UNET_COUNTER) continue;
+            float *e = rl_unet_tensor_data(expect, &t[i]);
+            const float *student = rl_unet_tensor_data(net, &t[i]);
+            for (size_t j = 0; j < t[i].numel; j++)
+                e[j] = decay * e[j] + (1.0f - decay) * student[j];
         }
     }
     const char *dir = rl_test_tmpdir("trainer_teacher");
@@ -822,20 +821,18 @@ static void test_ema_teacher(void) {
     CHECK_OK(rl_trainer_save(tr, path, NULL, 0, &err));
     rl_safetensors st;
     CHECK_OK(rl_safetensors_read(path, &st, &err));
-    size_t offset = 0;
     for (int i = 0; i < count; i++) {
         char name[256];
         snprintf(name, sizeof name, "teacher.%s", t[i].name);
         const rl_st_tensor *saved = rl_safetensors_find(&st, name);
-        size_t n = t[i].numel * (t[i].kind == RL_UNET_COUNTER ? sizeof(int64_t) : sizeof(float));
-        CHECK_MSG(saved && memcmp(saved->data, expect + offset, n) == 0,
+        CHECK_MSG(saved && memcmp(saved->data, rl_unet_tensor_data(expect, &t[i]),
+                                  tensor_bytes(&t[i])) == 0,
                   "%s is not the EMA of the student", name);
-        offset += n;
     }
     rl_safetensors_free(&st);
-    free(expect);
     rl_trainer_free(tr);
     rl_unet_free(net);
+    rl_unet_free(expect);
     rl_sample_set_free(&set);
 
     rl_conv_backend backend = rl_get_conv_backend();
